@@ -1,0 +1,38 @@
+# `make demo` and `make test` set up .venv/ first when it is missing; `make install` does only that.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of torch: an unpinned torch pulls a multi-GB CUDA build. On a GPU machine, install
+# torch for your CUDA first, then `pip install -e '.[deepspeed,vllm]'`.
+TORCH ?= torch==2.13.0
+# Small models train faster on one thread per process on small CPUs (measured: 2 threads were 6-20x
+# slower for small GRPO steps on 2 cores); the demo overrides it.
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-all lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e '.[dev,deepspeed]'
+	touch $@
+
+demo: install
+	OMP_NUM_THREADS=2 $(BIN)/reasonkit run recipes/demo/arithmetic.yaml
+
+test: install
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check reasonkit rewards tests
+	$(BIN)/ruff format --check reasonkit rewards tests
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,321 @@
+"""Recipe schema: typed and strict.
+
+A recipe is one YAML file saying what to train: the model, the data, the stages (run in the order
+written) and the output directory. Every field is documented once, here, next to its definition.
+Loading fails before any model is touched when a key is unknown or misspelt (the message names the
+file, the key and the closest valid key), a value has the wrong type, or a required field is missing.
+Any field can be overridden from the command line as ``a.b.c=value`` (the value is read as YAML).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe that cannot run; the message says what to fix."""
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class TinyModel:
+    """A small model built on the spot (random init) with a tokenizer trained on the task's text."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4  # hidden_size / num_heads is the head dim; vLLM needs it >= 32
+    intermediate_size: int = 512
+
+
+@dataclass
+class ModelConfig:
+    path: str | None = None  # a hub id or a local directory saved with save_pretrained
+    tiny: TinyModel | None = None  # build a tiny model instead of loading `path` (tests, the demo)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    # Whether the prompt ends with an opened <think> tag. null: detect it from the chat template;
+    # true: open it ourselves when the template does not (a model that needs the prefill).
+    think_prefill: bool | None = None
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class ArithmeticTask:
+    """Built-in multiplication problems with a programmatic teacher's traces (no download)."""
+
+    digits: int = 2  # digits of each operand
+    test_size: int = 500  # held-out problems, disjoint from the training ones
+    train_size: int | None = None  # null: every other problem of that size
+    seed: int = 0  # fixes which problems are held out, independently of the training seed
+
+
+@dataclass
+class DatasetSource:
+    """(x, t, y) rows from a local jsonl/json/parquet file or a hub dataset id."""
+
+    path: str
+    split: str = "train"
+    subset: str | None = None  # the hub dataset's configuration name
+    prompt_column: str = "prompt"
+    trace_column: str = "trace"
+    answer_column: str = "answer"
+    # Read prompt, trace and answer from a chat column instead: the user turn is the prompt, the
+    # assistant turn is parsed by the format contract (or uses its `reasoning_content`).
+    messages_column: str | None = None
+    max_rows: int | None = None
+
+
+@dataclass
+class DataConfig:
+    task: Literal["arithmetic"] | None = None  # a built-in task; or give `train` (and `test`)
+    arithmetic: ArithmeticTask = field(default_factory=ArithmeticTask)
+    train: DatasetSource | None = None
+    test: DatasetSource | None = None
+    on_invalid: Literal["error", "skip"] = "error"  # rows with an empty prompt, trace or answer
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@dataclass
+class SFTStage:
+    """Distillation: cross-entropy on the completion `<think>t</think>y` + EOS, prompt masked."""
+
+    type: Literal["sft"] = "sft"
+    init: str = "model"  # "model" (the recipe's model) or the name of an earlier stage to continue from
+    traces: bool = True  # false: train on direct answers (x -> y), the baseline without reasoning
+    learning_rate: float = 4e-5
+    lr_scheduler: str = "cosine"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    batch_size: int = 8  # per device
+    gradient_accumulation_steps: int = 1
+    num_epochs: float = 1.0
+    max_steps: int | None = None  # overrides num_epochs when set
+    # Examples longer than this (prompt + completion + EOS, in tokens) are dropped, never truncated.
+    max_length: int = 2048
+    packing: bool = False  # refused when true: packing splits and mixes traces
+    logging_steps: int = 10
+    save_steps: int | None = None  # null: save at the end only
+    seed: int | None = None  # null: the recipe's seed
+
+
+@dataclass
+class EvalStage:
+    """Accuracy on the held-out problems, answers read with the format contract's parser."""
+
+    type: Literal["eval"] = "eval"
+    # What to evaluate: earlier stages' outputs, and/or "model" (the recipe's model as loaded).
+    # Empty: every earlier training stage.
+    models: list[str] = field(default_factory=list)
+    num_samples: int = 1  # completions per problem; accuracy is averaged over them
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    batch_size: int = 128
+    max_problems: int | None = None
+    seed: int | None = None
+
+
+STAGE_TYPES: dict[str, type] = {"sft": SFTStage, "eval": EvalStage}
+Stage = Union[SFTStage, EvalStage]
+
+
+@dataclass
+class Recipe:
+    output_dir: str
+    model: ModelConfig
+    data: DataConfig
+    stages: dict[str, Stage]
+    seed: int = 0
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard", "jsonl"])
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Read, override and check a recipe; raises ConfigError listing every problem found."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of keys, got {type(raw).__name__}")
+    for item in overrides:
+        apply_override(raw, item)
+    return build_recipe(raw, source=str(path))
+
+
+def build_recipe(raw: dict, source: str = "<recipe>") -> Recipe:
+    errors: list[str] = []
+    recipe = _build(Recipe, raw, "", errors)
+    if not errors:
+        errors += _check_recipe(recipe)
+    if errors:
+        listing = "\n".join(f"  - {e}" for e in errors)
+        raise ConfigError(f"{source}: {len(errors)} problem(s) in the recipe:\n{listing}")
+    return recipe
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one ``a.b.c=value`` override to the raw mapping (the schema check comes after)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} is not of the form key.path=value")
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node = child
+    node[leaf] = yaml.safe_load(value)
+
+
+def to_dict(recipe: Recipe) -> dict:
+    """The resolved recipe as plain data (saved next to every checkpoint)."""
+    return dataclasses.asdict(recipe)
+
+
+def _check_recipe(recipe: Recipe) -> list[str]:
+    errors = []
+    model, data = recipe.model, recipe.data
+    if (model.path is None) == (model.tiny is None):
+        errors.append("model: give exactly one of 'path' (hub id or local directory) and 'tiny'")
+    if (data.task is None) == (data.train is None):
+        errors.append("data: give exactly one of 'task' (built-in) and 'train' (a dataset)")
+    if not recipe.stages:
+        errors.append("stages: a recipe needs at least one stage")
+    seen: list[str] = []  # earlier stages
+    trained: list[str] = []  # earlier stages that produce a model
+    for name, stage in recipe.stages.items():
+        if isinstance(stage, SFTStage):
+            if stage.packing:
+                errors.append(
+                    f"stages.{name}.packing: packing is not supported: it splits traces and mixes "
+                    "several into one sequence, which teaches wrong endings. Remove it or set it to false."
+                )
+            if stage.init != "model" and stage.init not in seen:
+                errors.append(f"stages.{name}.init: {stage.init!r} is not 'model' nor an earlier stage ({seen})")
+        if isinstance(stage, EvalStage):
+            for target in stage.models:
+                if target != "model" and target not in trained:
+                    errors.append(f"stages.{name}.models: {target!r} is not 'model' nor an earlier training stage ({trained})")
+            if not stage.models and not trained:
+                errors.append(f"stages.{name}: nothing to evaluate; list models: [model] or put it after a training stage")
+            if data.task is None and data.test is None:
+                errors.append(f"stages.{name}: an eval stage needs data.test (or a built-in data.task)")
+        seen.append(name)
+        if not isinstance(stage, EvalStage):
+            trained.append(name)
+    return errors
+
+
+def _build(cls: Any, raw: Any, where: str, errors: list[str]) -> Any:
+    """Build ``cls`` from raw YAML data, appending every problem to ``errors``."""
+    origin = typing.get_origin(cls)
+    if cls is Stage or origin in (Union, types.UnionType) and _is_stage_union(cls):
+        return _build_stage(raw, where, errors)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(cls)
+        if raw is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return _build(inner, raw, where, errors)
+    if dataclasses.is_dataclass(cls):
+        return _build_dataclass(cls, raw, where, errors)
+    if origin is list:
+        if not isinstance(raw, list):
+            errors.append(f"{where}: expected a list, got {raw!r}")
+            return []
+        (item_type,) = typing.get_args(cls)
+        return [_build(item_type, v, f"{where}[{i}]", errors) for i, v in enumerate(raw)]
+    if origin is dict:
+        if not isinstance(raw, dict):
+            errors.append(f"{where}: expected a mapping, got {raw!r}")
+            return {}
+        _, value_type = typing.get_args(cls)
+        return {str(k): _build(value_type, v, f"{where}.{k}", errors) for k, v in raw.items()}
+    if origin is Literal:
+        choices = typing.get_args(cls)
+        if raw not in choices:
+            errors.append(f"{where}: {raw!r} is not one of {list(choices)}")
+        return raw
+    return _build_scalar(cls, raw, where, errors)
+
+
+def _build_scalar(cls: type, raw: Any, where: str, errors: list[str]) -> Any:
+    if cls is float and isinstance(raw, str):
+        try:  # YAML 1.1 reads `1e-5` (no dot) as a string
+            return float(raw)
+        except ValueError:
+            pass
+    if cls is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, cls) and not (cls is int and isinstance(raw, bool)):
+        return raw
+    errors.append(f"{where}: expected {cls.__name__}, got {raw!r} ({type(raw).__name__})")
+    return raw
+
+
+def _build_dataclass(cls: type, raw: Any, where: str, errors: list[str]) -> Any:
+    if not isinstance(raw, dict):
+        errors.append(f"{where or 'recipe'}: expected a mapping, got {raw!r}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            errors.append(_unknown_key(where, str(key), list(fields)))
+    values = {}
+    for name, f in fields.items():
+        key_path = f"{where}.{name}" if where else name
+        if name in raw:
+            values[name] = _build(hints[name], raw[name], key_path, errors)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            errors.append(f"{key_path}: required field is missing")
+    try:
+        return cls(**values)
+    except TypeError:
+        return None  # already reported as missing fields
+
+
+def _is_stage_union(cls: Any) -> bool:
+    return set(typing.get_args(cls)) == set(STAGE_TYPES.values())
+
+
+def _build_stage(raw: Any, where: str, errors: list[str]) -> Any:
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: expected a stage mapping, got {raw!r}")
+        return None
+    name = where.rsplit(".", 1)[-1]
+    kind = raw.get("type", name if name in STAGE_TYPES else None)
+    if kind not in STAGE_TYPES:
+        errors.append(f"{where}.type: {kind!r} is not a stage type; choose one of {list(STAGE_TYPES)}")
+        return None
+    return _build_dataclass(STAGE_TYPES[kind], {**raw, "type": kind}, where, errors)
+
+
+def _unknown_key(where: str, key: str, valid: list[str]) -> str:
+    key_path = f"{where}.{key}" if where else key
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+    return f"{key_path}: unknown key; {hint}"

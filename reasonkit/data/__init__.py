@@ -1,0 +1,14 @@
+"""(x, t, y) datasets: loading, validation and chat formatting."""
+
+from reasonkit.data.chat import FormattedExample, PromptFormat, prompt_format, tokenize_for_sft
+from reasonkit.data.traces import DataError, TraceExample, load_examples
+
+__all__ = [
+    "DataError",
+    "FormattedExample",
+    "PromptFormat",
+    "TraceExample",
+    "load_examples",
+    "prompt_format",
+    "tokenize_for_sft",
+]

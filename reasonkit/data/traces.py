@@ -1,0 +1,142 @@
+"""Load (prompt, trace, answer) examples from a built-in task, local files, or a hub dataset.
+
+Local jsonl/json/parquet/csv files and hub ids go through the same ``datasets.load_dataset`` call.
+Rows with a missing or empty field are reported by row number (0-based, in file order); the recipe
+decides whether they stop the run (``on_invalid: error``, the default) or are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasonkit.config import DataConfig, DatasetSource
+from reasonkit.format import THINK_CLOSE, THINK_OPEN, parse_completion
+from reasonkit.tasks import arithmetic_splits
+
+log = logging.getLogger(__name__)
+
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+SHOWN_ROWS = 10  # how many bad row numbers an error message lists
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used as configured; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class TraceExample:
+    prompt: str
+    trace: str | None  # None for direct-answer examples
+    answer: str
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    rows: int
+    skipped: int
+
+
+def load_examples(data: DataConfig, split: str, *, need_trace: bool):
+    """Examples of ``split`` ("train" or "test") and a LoadReport; traces dropped when not needed."""
+    if data.task == "arithmetic":
+        task = data.arithmetic
+        train, test = arithmetic_splits(task.digits, task.test_size, task.train_size, seed=task.seed)
+        problems = train if split == "train" else test
+        examples = [TraceExample(p.prompt, p.trace if need_trace else None, p.answer) for p in problems]
+        return examples, LoadReport(rows=len(examples), skipped=0)
+    source = data.train if split == "train" else data.test
+    if source is None:
+        raise DataError(f"data.{split} is not set in the recipe")
+    rows = load_rows(source)
+    return examples_from_rows(rows, source, need_trace=need_trace, on_invalid=data.on_invalid)
+
+
+def load_rows(source: DatasetSource) -> list[dict]:
+    """The raw rows of a local file or hub dataset, as dicts."""
+    import datasets  # slow import, only needed here
+
+    path = Path(source.path)
+    try:
+        if path.is_file():
+            if path.suffix not in LOCAL_FORMATS:
+                raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(LOCAL_FORMATS)}")
+            dataset = datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train")
+        else:
+            dataset = datasets.load_dataset(source.path, source.subset, split=source.split)
+    except DataError:
+        raise
+    except Exception as exc:  # datasets raises many types for "not found / not readable"
+        kind = "local path" if path.exists() else "local file or hub dataset id"
+        raise DataError(f"could not load dataset {source.path!r} ({kind}): {type(exc).__name__}: {exc}") from None
+    if source.max_rows is not None:
+        dataset = dataset.select(range(min(source.max_rows, len(dataset))))
+    return dataset.to_list()
+
+
+def examples_from_rows(rows: list[dict], source: DatasetSource, *, need_trace: bool, on_invalid: str):
+    columns = set(rows[0]) if rows else set()
+    if source.messages_column is not None:
+        needed = [source.messages_column]
+    else:
+        needed = [source.prompt_column, source.answer_column] + ([source.trace_column] if need_trace else [])
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise DataError(
+            f"dataset {source.path!r} has no column(s) {missing}; it has {sorted(columns)}. "
+            "Set data.<split>.prompt_column / trace_column / answer_column (or messages_column) in the recipe."
+        )
+    examples, bad_rows = [], []
+    for index, row in enumerate(rows):
+        example = _example_from_messages(row[source.messages_column]) if source.messages_column else _example_from_columns(row, source)
+        problem = _problem(example, need_trace)
+        if problem:
+            bad_rows.append((index, problem))
+            continue
+        examples.append(TraceExample(example.prompt, example.trace if need_trace else None, example.answer))
+    if bad_rows:
+        listing = ", ".join(f"row {i} ({why})" for i, why in bad_rows[:SHOWN_ROWS])
+        more = f" and {len(bad_rows) - SHOWN_ROWS} more" if len(bad_rows) > SHOWN_ROWS else ""
+        message = f"dataset {source.path!r}: {len(bad_rows)} of {len(rows)} rows are unusable: {listing}{more}"
+        if on_invalid == "error":
+            raise DataError(message + ". Fix them, or set data.on_invalid: skip to drop them.")
+        log.warning("%s. Skipped (data.on_invalid: skip).", message)
+    return examples, LoadReport(rows=len(rows), skipped=len(bad_rows))
+
+
+def _example_from_columns(row: dict, source: DatasetSource) -> TraceExample:
+    answer = row.get(source.answer_column)
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):  # numeric gold answers (csv, GSM8K-style)
+        answer = str(answer)
+    return TraceExample(row.get(source.prompt_column), row.get(source.trace_column), answer)
+
+
+def _example_from_messages(messages) -> TraceExample:
+    if not isinstance(messages, list):
+        return TraceExample(None, None, None)
+    user = next((m.get("content") for m in messages if m.get("role") == "user"), None)
+    reply = next((m for m in reversed(messages) if m.get("role") == "assistant"), None)
+    if reply is None:
+        return TraceExample(user, None, None)
+    if reply.get("reasoning_content"):
+        return TraceExample(user, reply["reasoning_content"], reply.get("content"))
+    parsed = parse_completion(reply.get("content") or "")
+    return TraceExample(user, parsed.trace, parsed.answer)
+
+
+def _problem(example: TraceExample, need_trace: bool) -> str | None:
+    """Why an example cannot be trained on, or None."""
+    fields = {"prompt": example.prompt, "answer": example.answer}
+    if need_trace:
+        fields["trace"] = example.trace
+    for name, value in fields.items():
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return f"empty {name}"
+        if not isinstance(value, str):
+            return f"{name} is {type(value).__name__}, not text"
+    for name in ("trace", "answer"):
+        text = fields.get(name) or ""
+        if THINK_OPEN in text or THINK_CLOSE in text:
+            return f"{name} contains a think tag"
+    return None

@@ -1,0 +1,136 @@
+"""The distillation stage: supervised fine-tuning on (x, t, y) with TRL's SFTTrainer.
+
+Objective: token-level cross-entropy on the completion ``<think>t</think>y`` + EOS (or ``y`` + EOS for a
+direct-answer baseline), averaged over the completion tokens of a batch; prompt and padding tokens carry
+label -100. No sample packing: every example is one sequence, and an example longer than
+``max_length`` is dropped rather than truncated, since a cut trace would teach a wrong ending.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+import yaml
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from reasonkit.config import SFTStage, to_dict
+from reasonkit.data import DataError, load_examples, prompt_format, tokenize_for_sft
+from reasonkit.manifest import write_manifest
+from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl
+from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
+from reasonkit.stage import StageContext
+
+log = logging.getLogger(__name__)
+
+OBJECTIVE = {
+    "loss": "cross-entropy on completion tokens (prompt masked), mean over the batch's completion tokens",
+    "packing": False,
+    "overlong": "dropped",
+}
+
+
+class SFTRun:
+    def __init__(self, ctx: StageContext, stage: SFTStage):
+        self.ctx, self.stage = ctx, stage
+        self.seed = stage.seed if stage.seed is not None else ctx.recipe.seed
+        self.metrics = {}
+
+    def setup(self) -> None:
+        model_cfg = self.ctx.recipe.model
+        self.tokenizer = load_tokenizer(self.ctx.init_path)
+        self.model = load_model(self.ctx.init_path, model_cfg.dtype, model_cfg.attn_implementation)
+        ensure_distinct_pad(self.tokenizer, self.model)
+        self.fmt = prompt_format(self.tokenizer, model_cfg.think_prefill, with_traces=self.stage.traces)
+        self.dataset = self._setup_dataset()
+        self.metrics_log = MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
+        self.trainer = self._setup_trainer()
+
+    def _setup_dataset(self) -> Dataset:
+        examples, report = load_examples(self.ctx.recipe.data, "train", need_trace=self.stage.traces)
+        rows = [tokenize_for_sft(self.tokenizer, self.fmt, ex.prompt, ex.trace, ex.answer) for ex in examples]
+        kept = [r for r in rows if len(r.input_ids) <= self.stage.max_length]
+        dropped = len(rows) - len(kept)
+        if dropped:
+            log.warning("dropped %d of %d examples longer than max_length=%d tokens (not truncated)",
+                        dropped, len(rows), self.stage.max_length)
+        if not kept:
+            raise DataError(f"stages.{self.ctx.name}: no training example fits in max_length={self.stage.max_length} tokens; raise it")
+        self.metrics.update(examples=len(kept), skipped_invalid=report.skipped, dropped_too_long=dropped)
+        return Dataset.from_dict({"input_ids": [r.input_ids for r in kept], "completion_mask": [r.completion_mask for r in kept]})
+
+    def _setup_trainer(self) -> SFTTrainer:
+        s = self.stage
+        args = SFTConfig(
+            output_dir=str(self.ctx.directory / "checkpoints"),
+            per_device_train_batch_size=s.batch_size,
+            gradient_accumulation_steps=s.gradient_accumulation_steps,
+            learning_rate=s.learning_rate,
+            lr_scheduler_type=s.lr_scheduler,
+            warmup_steps=s.warmup_steps,
+            weight_decay=s.weight_decay,
+            adam_beta2=s.adam_beta2,
+            max_grad_norm=s.max_grad_norm,
+            num_train_epochs=s.num_epochs,
+            max_steps=s.max_steps if s.max_steps is not None else -1,
+            max_length=s.max_length,
+            packing=False,
+            completion_only_loss=True,
+            logging_steps=s.logging_steps,
+            save_strategy="steps" if s.save_steps else "no",
+            save_steps=s.save_steps or 500,
+            seed=self.seed,
+            data_seed=self.seed,
+            bf16=self.ctx.recipe.model.dtype == "bfloat16",
+            activation_checkpointing=False,  # tiny and CPU runs: recomputation only costs time
+            report_to="none",  # metrics go through our MetricsLog (JSONL + TensorBoard)
+            dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+        callbacks = [_LogToMetrics(self.metrics_log)] if self.metrics_log else []
+        return SFTTrainer(model=self.model, args=args, train_dataset=self.dataset, processing_class=self.tokenizer,
+                          callbacks=callbacks)
+
+    def train(self) -> None:
+        started = time.time()
+        result = self.trainer.train()
+        self.metrics.update(train_loss=result.training_loss, steps=result.global_step, train_seconds=time.time() - started)
+
+    def save_checkpoint(self) -> None:
+        self.trainer.save_model(str(self.ctx.model_dir))
+        if not self.ctx.is_main_process:
+            return
+        self.tokenizer.save_pretrained(self.ctx.model_dir)
+        write_manifest(self.ctx.model_dir, stage="sft", objective={**OBJECTIVE, "learning_rate": self.stage.learning_rate},
+                       traces=self.stage.traces, think_prefilled=self.fmt.think_prefilled)
+        (self.ctx.model_dir / "recipe.yaml").write_text(yaml.safe_dump(to_dict(self.ctx.recipe), sort_keys=False))
+
+    def cleanup(self) -> dict:
+        if self.metrics_log:
+            self.metrics_log.close()
+            records = read_jsonl(self.ctx.directory / "metrics.jsonl")
+            losses = [r["loss"] for r in records if "loss" in r]
+            if losses:
+                self.metrics.update(first_logged_loss=losses[0], last_logged_loss=losses[-1])
+            plot_curves(records, self.ctx.directory / "curves.png", title=f"{self.ctx.name} (sft)")
+        return self.metrics
+
+
+class _LogToMetrics(TrainerCallback):
+    def __init__(self, metrics_log: MetricsLog):
+        self.metrics_log = metrics_log
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            self.metrics_log.log(state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
+
+
+def run_sft(ctx: StageContext, stage: SFTStage) -> dict:
+    run = SFTRun(ctx, stage)
+    run.setup()
+    run.train()
+    run.save_checkpoint()
+    return run.cleanup()

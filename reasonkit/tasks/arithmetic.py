@@ -1,0 +1,68 @@
+"""Multi-digit multiplication with a programmatic teacher.
+
+The teacher writes the long-multiplication steps a person would: one partial product per non-zero
+digit of the second operand, then a running sum::
+
+    What is 27 * 34?  ->  trace "27 * 30 = 810. 27 * 4 = 108. 810 + 108 = 918."  ->  answer "918"
+
+Problems are every pair of ``digits``-digit operands, shuffled by a seed and split into disjoint
+train and test sets, so the same seed always gives the same problems.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    a: int
+    b: int
+
+    @property
+    def prompt(self) -> str:
+        return f"What is {self.a} * {self.b}?"
+
+    @property
+    def answer(self) -> str:
+        return str(self.a * self.b)
+
+    @property
+    def trace(self) -> str:
+        return teacher_trace(self.a, self.b)
+
+    def row(self, with_trace: bool = True) -> dict:
+        """The (x, t, y) row; t is None for a direct-answer row."""
+        return {"prompt": self.prompt, "trace": self.trace if with_trace else None, "answer": self.answer}
+
+
+def teacher_trace(a: int, b: int) -> str:
+    """Long multiplication of ``a * b``, split over the digits of ``b``.
+
+    >>> teacher_trace(27, 34)
+    '27 * 30 = 810. 27 * 4 = 108. 810 + 108 = 918.'
+    >>> teacher_trace(27, 30)
+    '27 * 30 = 810.'
+    """
+    digits = str(b)
+    parts = [int(d) * 10 ** (len(digits) - 1 - i) for i, d in enumerate(digits) if d != "0"] or [0]
+    steps = [f"{a} * {part} = {a * part}." for part in parts]
+    total = a * parts[0]
+    for part in parts[1:]:
+        steps.append(f"{total} + {a * part} = {total + a * part}.")
+        total += a * part
+    return " ".join(steps)
+
+
+def arithmetic_splits(digits: int = 2, test_size: int = 500, train_size: int | None = None, seed: int = 0):
+    """Disjoint (train, test) lists of Problems, deterministic in ``seed``."""
+    low, high = 10 ** (digits - 1), 10**digits
+    problems = [Problem(a, b) for a in range(low, high) for b in range(low, high)]
+    random.Random(seed).shuffle(problems)
+    if test_size >= len(problems):
+        raise ValueError(f"test_size {test_size} leaves no training problems out of {len(problems)}")
+    test, train = problems[:test_size], problems[test_size:]
+    if train_size is not None:
+        train = train[:train_size]
+    return train, test

@@ -1,0 +1,34 @@
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)  # small models on 2 cores are many times slower with 2 threads
+
+from reasonkit.format import format_completion  # noqa: E402
+from reasonkit.tasks import arithmetic_splits  # noqa: E402
+
+TINY_SIZES = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128}  # head_dim 32
+
+
+def arithmetic_corpus(count: int = 500) -> list[str]:
+    train, _ = arithmetic_splits(test_size=50)
+    return [p.prompt for p in train[:count]] + [format_completion(p.trace, p.answer) for p in train[:count]]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny tokenizer + random model saved with save_pretrained, as a hub model would be."""
+    from reasonkit.models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", arithmetic_corpus(), **TINY_SIZES)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from reasonkit.models import load_tokenizer
+
+    return load_tokenizer(str(tiny_model_dir))

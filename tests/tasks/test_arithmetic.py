@@ -1,0 +1,41 @@
+import re
+
+from reasonkit.tasks import arithmetic_splits, teacher_trace
+
+
+def check_trace(a: int, b: int, trace: str) -> int:
+    """Every step of the trace is true arithmetic; returns the last result."""
+    steps = re.findall(r"(\d+) ([*+]) (\d+) = (\d+)\.", trace)
+    assert steps and " ".join(f"{x} {op} {y} = {z}." for x, op, y, z in steps) == trace
+    for x, op, y, z in steps:
+        assert (int(x) * int(y) if op == "*" else int(x) + int(y)) == int(z)
+    return int(steps[-1][3])
+
+
+def test_example_from_the_issue():
+    assert teacher_trace(27, 34) == "27 * 30 = 810. 27 * 4 = 108. 810 + 108 = 918."
+
+
+def test_every_trace_is_correct_and_ends_on_the_answer():
+    train, test = arithmetic_splits(digits=2, test_size=500)
+    for p in train + test:
+        assert check_trace(p.a, p.b, p.trace) == int(p.answer) == p.a * p.b
+
+
+def test_three_digit_operands():
+    assert check_trace(123, 405, teacher_trace(123, 405)) == 123 * 405
+
+
+def test_splits_are_disjoint_deterministic_and_complete():
+    train, test = arithmetic_splits(digits=2, test_size=500, seed=3)
+    assert len(test) == 500 and len(train) == 90 * 90 - 500
+    assert not set(train) & set(test)
+    assert arithmetic_splits(digits=2, test_size=500, seed=3) == (train, test)
+    assert arithmetic_splits(digits=2, test_size=500, seed=4)[1] != test
+
+
+def test_direct_rows_have_no_trace():
+    train, _ = arithmetic_splits(test_size=10, train_size=5)
+    assert len(train) == 5
+    assert train[0].row(with_trace=False)["trace"] is None
+    assert train[0].prompt.startswith("What is ")

@@ -1,0 +1,119 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reasonkit.config import ConfigError, EvalStage, SFTStage, apply_override, build_recipe, load_recipe
+
+RECIPES = sorted(p for p in Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml") if "accelerate" not in p.parts)
+
+MINIMAL = {
+    "output_dir": "runs/x",
+    "model": {"tiny": {"hidden_size": 64}},
+    "data": {"task": "arithmetic"},
+    "stages": {"sft": {"max_steps": 3}, "eval": {}},
+}
+
+
+def write(tmp_path, raw) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def problems(tmp_path, raw, overrides=()) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_recipe(write(tmp_path, raw), list(overrides))
+    return str(info.value)
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_every_shipped_recipe_validates(path):
+    load_recipe(path)
+
+
+def test_minimal_recipe_and_defaults(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL))
+    assert isinstance(recipe.stages["sft"], SFTStage) and isinstance(recipe.stages["eval"], EvalStage)
+    assert recipe.stages["sft"].learning_rate == 4e-5  # the distillation default
+    assert recipe.stages["sft"].packing is False
+
+
+def test_misspelt_key_names_file_key_and_closest(tmp_path):
+    raw = {**MINIMAL, "stages": {"sft": {"lerning_rate": 1e-5}}}
+    message = problems(tmp_path, raw)
+    assert "recipe.yaml" in message and "stages.sft.lerning_rate" in message and "'learning_rate'" in message
+
+
+def test_unknown_top_level_key_and_all_problems_reported(tmp_path):
+    raw = {**MINIMAL, "outptu_dir": "x", "model": {"tiny": {"hidden_size": "big"}}}
+    message = problems(tmp_path, raw)
+    assert "outptu_dir" in message and "'output_dir'" in message
+    assert "model.tiny.hidden_size: expected int" in message
+
+
+def test_missing_required_field(tmp_path):
+    raw = {k: v for k, v in MINIMAL.items() if k != "output_dir"}
+    assert "output_dir: required field is missing" in problems(tmp_path, raw)
+
+
+def test_wrong_types(tmp_path):
+    raw = {**MINIMAL, "stages": {"sft": {"batch_size": 2.5, "traces": "yes"}, "eval": {"models": "sft"}}}
+    message = problems(tmp_path, raw)
+    assert "stages.sft.batch_size: expected int" in message
+    assert "stages.sft.traces: expected bool" in message
+    assert "stages.eval.models: expected a list" in message
+
+
+def test_choices_and_stage_types(tmp_path):
+    raw = {**MINIMAL, "model": {"tiny": {}, "dtype": "fp8"}, "stages": {"x": {"type": "ppo"}}}
+    message = problems(tmp_path, raw)
+    assert "'fp8' is not one of" in message and "'ppo' is not a stage type" in message
+
+
+def test_packing_is_refused_with_the_reason(tmp_path):
+    message = problems(tmp_path, MINIMAL, ["stages.sft.packing=true"])
+    assert "stages.sft.packing" in message and "splits traces" in message
+
+
+def test_cross_references_are_checked(tmp_path):
+    raw = {**MINIMAL, "stages": {"eval": {"models": ["later"]}, "later": {"type": "sft", "init": "nowhere"}}}
+    message = problems(tmp_path, raw)
+    assert "'later' is not 'model' nor an earlier training stage" in message and "'nowhere'" in message
+    assert "nothing to evaluate" in problems(tmp_path, {**MINIMAL, "stages": {"eval": {}}})
+    assert build_recipe({**MINIMAL, "stages": {"eval": {"models": ["model"]}}})
+
+
+def test_exactly_one_model_source_and_data_source(tmp_path):
+    raw = {**MINIMAL, "model": {"path": "Qwen/Qwen2.5-0.5B", "tiny": {}}, "data": {}}
+    message = problems(tmp_path, raw)
+    assert "exactly one of 'path'" in message and "exactly one of 'task'" in message
+
+
+def test_overrides_typed_and_nested(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL), ["stages.sft.learning_rate=1e-5", "model.tiny.num_layers=3", "seed=7"])
+    assert recipe.stages["sft"].learning_rate == 1e-5  # YAML reads 1e-5 as text; the schema makes it a float
+    assert recipe.model.tiny.num_layers == 3 and recipe.seed == 7
+
+
+def test_misspelt_override_is_an_error(tmp_path):
+    assert "'learning_rate'" in problems(tmp_path, MINIMAL, ["stages.sft.learning_rat=1e-5"])
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_override({}, "stages.sft.learning_rate")
+
+
+def test_not_a_mapping_and_missing_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_recipe(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_build_recipe_accepts_stage_named_by_type():
+    recipe = build_recipe({**MINIMAL, "stages": {"sft": {}, "eval": {"num_samples": 4}}})
+    assert recipe.stages["eval"].num_samples == 4

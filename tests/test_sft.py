@@ -1,0 +1,92 @@
+import json
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from reasonkit.cli import main
+from reasonkit.config import build_recipe
+from reasonkit.manifest import read_manifest
+from reasonkit.sft import SFTRun
+from reasonkit.stage import StageContext
+from tests.conftest import TINY_SIZES
+
+
+def sft_recipe(output_dir, **stage):
+    return {
+        "output_dir": str(output_dir),
+        "model": {"tiny": TINY_SIZES},
+        "data": {"task": "arithmetic", "arithmetic": {"test_size": 20, "train_size": 64}},
+        "stages": {
+            "sft": {"learning_rate": 3e-3, "batch_size": 8, "max_steps": 24, "logging_steps": 4, "max_length": 64, **stage},
+            "eval": {"max_new_tokens": 40, "batch_size": 20},
+        },
+    }
+
+
+def test_training_batch_masks_prompt_and_padding_and_trains_answer_and_eos(tmp_path, tiny_model_dir):
+    recipe = build_recipe(sft_recipe(tmp_path, max_length=48, batch_size=4))
+    run = SFTRun(StageContext(recipe, "sft", tmp_path / "sft", init_path=str(tiny_model_dir)), recipe.stages["sft"])
+    run.setup()
+    tok = run.tokenizer
+    assert run.metrics["dropped_too_long"] > 0  # most traces do not fit in 48 tokens...
+    assert all(len(ids) <= 48 for ids in run.dataset["input_ids"])  # ...and are dropped, not cut
+    batch = next(iter(run.trainer.get_train_dataloader()))
+    for input_ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
+        assert (labels[mask == 0] == -100).all()  # padding
+        trained = labels[labels != -100]
+        text = tok.decode(trained.tolist())
+        assert text.startswith("<think>") and text.endswith("<|end|>") and "</think>" in text
+        assert trained[-1] == tok.eos_token_id
+        prompt = tok.decode(input_ids[(labels == -100) & (mask == 1)].tolist())
+        assert prompt.startswith("<|user|>What is") and prompt.endswith("<|assistant|>")  # the prompt is never trained
+
+
+def test_cli_smoke_run_trains_saves_and_reloads(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(sft_recipe(tmp_path / "run"), sort_keys=False))
+    assert main(["run", str(path)]) == 0
+    out = tmp_path / "run"
+
+    records = [json.loads(line) for line in (out / "sft" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) >= 4 and losses[-1] < 0.7 * losses[0]
+
+    base = AutoModelForCausalLM.from_pretrained(out / "base_model")
+    trained = AutoModelForCausalLM.from_pretrained(out / "sft" / "model")  # the checkpoint reloads
+    base_params = dict(base.named_parameters())
+    unchanged = [n for n, p in trained.named_parameters() if torch.equal(p, base_params[n])]
+    assert not unchanged, f"parameters that did not train: {unchanged}"
+
+    tokenizer = AutoTokenizer.from_pretrained(out / "sft" / "model")
+    assert tokenizer.decode(tokenizer("<think>1</think>")["input_ids"], skip_special_tokens=True) == "<think>1</think>"
+    assert read_manifest(out / "sft" / "model")["format"] == {"traces": True, "think_prefilled": False}
+    assert yaml.safe_load((out / "sft" / "model" / "recipe.yaml").read_text())["stages"]["sft"]["max_steps"] == 24
+
+    summary = json.loads((out / "summary.json").read_text())
+    result = summary["stages"]["eval"]["models"]["sft"]
+    assert result["n"] == 20 and 0.0 <= result["accuracy"] <= 1.0 and summary["wall_seconds"] > 0
+    assert (out / "sft" / "curves.png").stat().st_size > 0
+    assert any((out / "sft" / "tensorboard").iterdir())
+    assert len((out / "eval" / "sft.samples.jsonl").read_text().splitlines()) == 20
+    assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"train": {"path": "MISSING.jsonl"}}, "could not load dataset"),
+        ({"train": {"path": "BAD_COLUMNS.jsonl"}}, "has no column(s) ['prompt', 'answer', 'trace']"),
+    ],
+)
+def test_bad_data_fails_with_a_message_before_training(tmp_path, capsys, data, message):
+    (tmp_path / "BAD_COLUMNS.jsonl").write_text('{"question": "q", "solution": "s"}\n')
+    data["train"]["path"] = str(tmp_path / data["train"]["path"])
+    raw = {**sft_recipe(tmp_path / "run"), "data": data}
+    raw["stages"] = {"sft": raw["stages"]["sft"]}
+    raw["model"] = {"tiny": TINY_SIZES}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["run", str(path)]) == 2
+    assert message in capsys.readouterr().err
