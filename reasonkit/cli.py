@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("recipe", help="path to the recipe YAML")
         sub.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. stages.sft.learning_rate=1e-5")
+        if name == "run":
+            sub.add_argument("--resume", action="store_true",
+                             help="skip finished stages and continue the unfinished one from its latest checkpoint")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -29,12 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from reasonkit.data.chat import FormatError
         from reasonkit.data.traces import DataError
+        from reasonkit.grpo.scoring import RewardError
+        from reasonkit.grpo.trainer import TrainingError
         from reasonkit.models import ModelLoadError
         from reasonkit.pipeline import run_recipe
 
         try:
-            run_recipe(recipe)
-        except (DataError, FormatError, ModelLoadError) as exc:
+            run_recipe(recipe, resume=args.resume)
+        except (DataError, FormatError, ModelLoadError, RewardError, TrainingError) as exc:
             raise ConfigError(str(exc)) from None
     except ConfigError as exc:
         print(f"reasonkit: error: {exc}", file=sys.stderr)

@@ -131,8 +131,52 @@ class EvalStage:
     seed: int | None = None
 
 
-STAGE_TYPES: dict[str, type] = {"sft": SFTStage, "eval": EvalStage}
-Stage = Union[SFTStage, EvalStage]
+@dataclass
+class RewardSpec:
+    name: str  # a registry name (`reasonkit rewards list`), package.module:function or path/to/file.py:function
+    weight: float = 1.0
+
+
+@dataclass
+class GRPOStage:
+    """GRPO: sample G completions per prompt, score them, and follow the group-relative advantage.
+
+    Per token: -min(ρA, clip(ρ, 1-ε_low, 1+ε_high)A) + β·KL(π_θ‖π_ref), ρ = π_θ / π_old.
+    """
+
+    type: Literal["grpo"] = "grpo"
+    init: str = "model"  # "model" or the name of an earlier stage to continue from
+    rewards: list[RewardSpec] = field(default_factory=list)  # summed with their weights; None = does not apply
+    prompts_per_step: int = 16  # B
+    num_generations: int = 8  # G, completions per prompt
+    max_steps: int = 100  # optimisation steps (one batch of B*G completions each, times num_iterations)
+    num_iterations: int = 1  # μ: optimisation passes over each batch (>1 computes old log-probs)
+    learning_rate: float = 1e-6
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    max_grad_norm: float = 1.0
+    beta: float = 0.04  # KL coefficient; 0 drops the reference model and skips zero-variance groups
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2  # > epsilon_low: DAPO's clip-higher
+    advantage_scale: Literal["group", "batch", "none"] = "group"  # none: Dr. GRPO (no std division)
+    loss_aggregation: Literal["sequence_mean", "token_mean", "constant"] = "sequence_mean"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 256
+    token_budget: int = 8192  # tokens (prompt + completion) per packed micro-batch forward
+    generation_batch_size: int = 64  # prompts per generate call
+    logging_steps: int = 1
+    save_steps: int = 50  # checkpoint (model, optimizer, scheduler, RNG, data position) every N steps
+    seed: int | None = None
+
+
+STAGE_TYPES: dict[str, type] = {"sft": SFTStage, "grpo": GRPOStage, "eval": EvalStage}
+Stage = Union[SFTStage, GRPOStage, EvalStage]
 
 
 @dataclass
@@ -204,17 +248,18 @@ def _check_recipe(recipe: Recipe) -> list[str]:
         errors.append("data: give exactly one of 'task' (built-in) and 'train' (a dataset)")
     if not recipe.stages:
         errors.append("stages: a recipe needs at least one stage")
-    seen: list[str] = []  # earlier stages
     trained: list[str] = []  # earlier stages that produce a model
     for name, stage in recipe.stages.items():
+        if isinstance(stage, GRPOStage):
+            errors += _check_grpo(name, stage)
+        if isinstance(stage, (SFTStage, GRPOStage)) and stage.init != "model" and stage.init not in trained:
+            errors.append(f"stages.{name}.init: {stage.init!r} is not 'model' nor an earlier training stage ({trained})")
         if isinstance(stage, SFTStage):
             if stage.packing:
                 errors.append(
                     f"stages.{name}.packing: packing is not supported: it splits traces and mixes "
                     "several into one sequence, which teaches wrong endings. Remove it or set it to false."
                 )
-            if stage.init != "model" and stage.init not in seen:
-                errors.append(f"stages.{name}.init: {stage.init!r} is not 'model' nor an earlier stage ({seen})")
         if isinstance(stage, EvalStage):
             for target in stage.models:
                 if target != "model" and target not in trained:
@@ -223,9 +268,26 @@ def _check_recipe(recipe: Recipe) -> list[str]:
                 errors.append(f"stages.{name}: nothing to evaluate; list models: [model] or put it after a training stage")
             if data.task is None and data.test is None:
                 errors.append(f"stages.{name}: an eval stage needs data.test (or a built-in data.task)")
-        seen.append(name)
         if not isinstance(stage, EvalStage):
             trained.append(name)
+    return errors
+
+
+def _check_grpo(name: str, stage: GRPOStage) -> list[str]:
+    import rewards  # light: rewards import nothing from the trainers
+
+    errors = []
+    if not stage.rewards:
+        errors.append(f"stages.{name}.rewards: a GRPO stage needs at least one reward, e.g. [{{name: exact_answer}}]")
+    for i, spec in enumerate(stage.rewards):
+        try:
+            rewards.get(spec.name)
+        except rewards.RewardNotFound as exc:
+            errors.append(f"stages.{name}.rewards[{i}].name: {exc}")
+    if stage.num_generations < 2:
+        errors.append(f"stages.{name}.num_generations: needs at least 2 completions per prompt to compare")
+    if stage.epsilon_low < 0 or stage.epsilon_high < 0:
+        errors.append(f"stages.{name}: epsilon_low and epsilon_high must be >= 0")
     return errors
 
 

@@ -90,7 +90,13 @@ def save_result(result: EvalResult, path: Path, decoding: EvalStage) -> None:
 
 
 def run_eval(ctx: StageContext, stage: EvalStage, models: dict[str, str]) -> dict:
-    """Evaluate each named model on the recipe's held-out problems; metrics per model."""
+    """Evaluate each named model on the recipe's held-out problems; metrics per model.
+
+    Under a multi-process launch only the main process evaluates (the others wait): generation is not
+    sharded across ranks yet, and duplicated work would only write the same files twice.
+    """
+    if not ctx.is_main_process:
+        return {"models": {}}
     examples, _ = load_examples(ctx.recipe.data, "test", need_trace=False)
     results = {}
     for label, path in models.items():
@@ -101,8 +107,7 @@ def run_eval(ctx: StageContext, stage: EvalStage, models: dict[str, str]) -> dic
         fmt = PromptFormat(think_prefilled=fmt_info["think_prefilled"])
         result = evaluate(model, tokenizer, fmt, examples, stage, with_traces=fmt_info["traces"],
                           samples_path=ctx.directory / f"{label}.samples.jsonl", label=label)
-        if ctx.is_main_process:
-            save_result(result, ctx.directory / f"{label}.results.json", stage)
+        save_result(result, ctx.directory / f"{label}.results.json", stage)
         print(f"{label}: accuracy {result.accuracy:.1%} on {result.n} problems", flush=True)
         results[label] = asdict(result)
     return {"models": results}

@@ -2,7 +2,8 @@
 
 Writes into the recipe's output directory: ``recipe.yaml`` (resolved), one folder per stage, and
 ``summary.json`` (every stage's metrics and the wall time), rewritten after each stage so a run
-stopped part-way keeps what it finished.
+stopped part-way keeps what it finished. With ``resume``, finished stages (those with a ``done.json``)
+are skipped and an unfinished one continues from its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from reasonkit.config import EvalStage, Recipe, SFTStage, to_dict
+from reasonkit.config import EvalStage, GRPOStage, Recipe, SFTStage, to_dict
 from reasonkit.data import load_examples
 from reasonkit.format import format_completion
 from reasonkit.metrics import format_table
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 TOKENIZER_CORPUS_SIZE = 5000  # examples the tiny tokenizer is trained on
 
 
-def run_recipe(recipe: Recipe) -> dict:
+def run_recipe(recipe: Recipe, resume: bool = False) -> dict:
     from accelerate import PartialState
 
     state = PartialState()
@@ -34,7 +35,7 @@ def run_recipe(recipe: Recipe) -> dict:
     base_model = recipe.model.path or str(out / "base_model")
     if state.is_main_process:
         (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
-        if recipe.model.tiny is not None:
+        if recipe.model.tiny is not None and not (resume and Path(base_model).exists()):
             build_tiny_base_model(recipe, Path(base_model))
     state.wait_for_everyone()
 
@@ -43,27 +44,41 @@ def run_recipe(recipe: Recipe) -> dict:
     for name, stage in recipe.stages.items():
         ctx = StageContext(recipe, name, out / name, init_path=base_model, is_main_process=state.is_main_process)
         ctx.directory.mkdir(parents=True, exist_ok=True)
-        stage_started = time.time()
-        print(f"\n=== stage {name} ({stage.type}) ===", flush=True)
-        if isinstance(stage, SFTStage):
-            from reasonkit.sft import run_sft
-
+        if not isinstance(stage, EvalStage):
             ctx.init_path = base_model if stage.init == "model" else outputs[stage.init]
-            metrics = run_sft(ctx, stage)
             outputs[name] = str(ctx.model_dir)
-        elif isinstance(stage, EvalStage):
-            from reasonkit.evaluate import run_eval
-
-            targets = stage.models or list(outputs)
-            metrics = run_eval(ctx, stage, {t: base_model if t == "model" else outputs[t] for t in targets})
-        metrics["wall_seconds"] = round(time.time() - stage_started, 1)
-        summary["stages"][name] = {"type": stage.type, **metrics}
+        done = ctx.directory / "done.json"
+        if resume and done.exists():
+            print(f"\n=== stage {name} ({stage.type}): done earlier, skipped ===", flush=True)
+            summary["stages"][name] = json.loads(done.read_text())
+            continue
+        print(f"\n=== stage {name} ({stage.type}) ===", flush=True)
+        stage_started = time.time()
+        metrics = run_stage(ctx, stage, outputs, base_model, resume)
+        state.wait_for_everyone()
+        summary["stages"][name] = {"type": stage.type, **metrics, "wall_seconds": round(time.time() - stage_started, 1)}
         summary["wall_seconds"] = round(time.time() - started, 1)
         if state.is_main_process:
+            done.write_text(json.dumps(summary["stages"][name], indent=2))
             (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if state.is_main_process:
         print_summary(summary)
     return summary
+
+
+def run_stage(ctx: StageContext, stage, outputs: dict[str, str], base_model: str, resume: bool) -> dict:
+    if isinstance(stage, SFTStage):
+        from reasonkit.sft import run_sft
+
+        return run_sft(ctx, stage, resume=resume)
+    if isinstance(stage, GRPOStage):
+        from reasonkit.grpo.trainer import run_grpo
+
+        return run_grpo(ctx, stage, resume=resume)
+    from reasonkit.evaluate import run_eval
+
+    targets = stage.models or [name for name in outputs if name != ctx.name]
+    return run_eval(ctx, stage, {t: base_model if t == "model" else outputs[t] for t in targets})
 
 
 def build_tiny_base_model(recipe: Recipe, directory: Path) -> None:
@@ -87,8 +102,15 @@ def print_summary(summary: dict) -> None:
                 rows.append({"stage": name, "model": model, "accuracy": result["accuracy"], "n": result["n"],
                              "format_errors": result["format_errors"], "seconds": metrics["wall_seconds"]})
         else:
-            rows.append({"stage": name, "model": "(trained)", "train_loss": metrics.get("train_loss"),
-                         "steps": metrics.get("steps"), "seconds": metrics["wall_seconds"]})
-    columns = ["stage", "model", "accuracy", "n", "format_errors", "train_loss", "steps", "seconds"]
+            rows.append({"stage": name, "model": f"({metrics['type']})", "train_loss": metrics.get("train_loss"),
+                         "reward": _first_to_last(metrics, "reward"), "steps": metrics.get("steps"),
+                         "seconds": metrics["wall_seconds"]})
+    columns = ["stage", "model", "accuracy", "n", "format_errors", "train_loss", "reward", "steps", "seconds"]
     print("\n" + format_table(rows, columns))
     print(f"\ntotal wall time: {summary['wall_seconds']:.0f} s; summary: {Path(summary['recipe']) / 'summary.json'}")
+
+
+def _first_to_last(metrics: dict, name: str) -> str | None:
+    if f"first_{name}" not in metrics:
+        return None
+    return f"{metrics[f'first_{name}']:.3f} -> {metrics[f'last_{name}']:.3f}"

@@ -12,17 +12,15 @@ import logging
 import time
 
 import torch
-import yaml
 from datasets import Dataset
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from reasonkit.config import SFTStage, to_dict
+from reasonkit.config import SFTStage
 from reasonkit.data import DataError, load_examples, prompt_format, tokenize_for_sft
-from reasonkit.manifest import write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
-from reasonkit.stage import StageContext
+from reasonkit.stage import StageContext, save_stage_model
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +32,8 @@ OBJECTIVE = {
 
 
 class SFTRun:
-    def __init__(self, ctx: StageContext, stage: SFTStage):
-        self.ctx, self.stage = ctx, stage
+    def __init__(self, ctx: StageContext, stage: SFTStage, resume: bool = False):
+        self.ctx, self.stage, self.resume = ctx, stage, resume
         self.seed = stage.seed if stage.seed is not None else ctx.recipe.seed
         self.metrics = {}
 
@@ -96,17 +94,16 @@ class SFTRun:
 
     def train(self) -> None:
         started = time.time()
-        result = self.trainer.train()
+        checkpoints = self.ctx.directory / "checkpoints"
+        resume_from = self.resume and checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
+        result = self.trainer.train(resume_from_checkpoint=True if resume_from else None)
         self.metrics.update(train_loss=result.training_loss, steps=result.global_step, train_seconds=time.time() - started)
 
     def save_checkpoint(self) -> None:
-        self.trainer.save_model(str(self.ctx.model_dir))
-        if not self.ctx.is_main_process:
-            return
-        self.tokenizer.save_pretrained(self.ctx.model_dir)
-        write_manifest(self.ctx.model_dir, stage="sft", objective={**OBJECTIVE, "learning_rate": self.stage.learning_rate},
-                       traces=self.stage.traces, think_prefilled=self.fmt.think_prefilled)
-        (self.ctx.model_dir / "recipe.yaml").write_text(yaml.safe_dump(to_dict(self.ctx.recipe), sort_keys=False))
+        self.trainer.save_model(str(self.ctx.model_dir))  # gathers sharded weights; writes on the main process
+        if self.ctx.is_main_process:
+            save_stage_model(self.ctx, self.tokenizer, objective={**OBJECTIVE, "learning_rate": self.stage.learning_rate},
+                             traces=self.stage.traces, think_prefilled=self.fmt.think_prefilled)
 
     def cleanup(self) -> dict:
         if self.metrics_log:
@@ -128,8 +125,8 @@ class _LogToMetrics(TrainerCallback):
             self.metrics_log.log(state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
 
 
-def run_sft(ctx: StageContext, stage: SFTStage) -> dict:
-    run = SFTRun(ctx, stage)
+def run_sft(ctx: StageContext, stage: SFTStage, resume: bool = False) -> dict:
+    run = SFTRun(ctx, stage, resume=resume)
     run.setup()
     run.train()
     run.save_checkpoint()

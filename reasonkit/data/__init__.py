@@ -1,7 +1,7 @@
 """(x, t, y) datasets: loading, validation and chat formatting."""
 
 from reasonkit.data.chat import FormattedExample, PromptFormat, prompt_format, tokenize_for_sft
-from reasonkit.data.traces import DataError, TraceExample, load_examples
+from reasonkit.data.traces import DataError, TraceExample, load_examples, load_prompt_rows
 
 __all__ = [
     "DataError",
@@ -9,6 +9,7 @@ __all__ = [
     "PromptFormat",
     "TraceExample",
     "load_examples",
+    "load_prompt_rows",
     "prompt_format",
     "tokenize_for_sft",
 ]

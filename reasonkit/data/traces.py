@@ -53,6 +53,33 @@ def load_examples(data: DataConfig, split: str, *, need_trace: bool):
     return examples_from_rows(rows, source, need_trace=need_trace, on_invalid=data.on_invalid)
 
 
+def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
+    """Rows for RL: ``prompt`` plus every other column of the source, which rewards receive by name."""
+    if data.task == "arithmetic":
+        examples, _ = load_examples(data, split, need_trace=False)
+        return [{"prompt": ex.prompt, "answer": ex.answer} for ex in examples]
+    source = data.train if split == "train" else data.test
+    if source is None:
+        raise DataError(f"data.{split} is not set in the recipe")
+    rows = load_rows(source)
+    if rows and source.prompt_column not in rows[0]:
+        raise DataError(f"dataset {source.path!r} has no prompt column {source.prompt_column!r}; it has "
+                        f"{sorted(rows[0])}. Set data.{split}.prompt_column in the recipe.")
+    kept, bad = [], []
+    for index, row in enumerate(rows):
+        prompt = row.get(source.prompt_column)
+        if not isinstance(prompt, str) or not prompt.strip():
+            bad.append(index)
+            continue
+        kept.append({**row, "prompt": prompt})
+    if bad:
+        message = f"dataset {source.path!r}: {len(bad)} of {len(rows)} rows have an empty prompt: rows {bad[:SHOWN_ROWS]}"
+        if data.on_invalid == "error":
+            raise DataError(message + ". Fix them, or set data.on_invalid: skip to drop them.")
+        log.warning("%s. Skipped (data.on_invalid: skip).", message)
+    return kept
+
+
 def load_rows(source: DatasetSource) -> list[dict]:
     """The raw rows of a local file or hub dataset, as dicts."""
     import datasets  # slow import, only needed here

@@ -1,0 +1,24 @@
+"""The GRPO objective as pure tensor functions: no I/O, no config objects, no distributed code.
+
+Glossary for shapes: B prompts, G completions per prompt (the group), N = B*G sequences,
+T completion tokens (padded to the longest in the batch).
+"""
+
+from reasonkit.algorithms.advantages import ADVANTAGE_SCALES, group_advantages
+from reasonkit.algorithms.losses import (
+    KL_ESTIMATORS,
+    LOSS_AGGREGATIONS,
+    aggregate_loss,
+    clipped_surrogate,
+    kl_penalty,
+)
+
+__all__ = [
+    "ADVANTAGE_SCALES",
+    "KL_ESTIMATORS",
+    "LOSS_AGGREGATIONS",
+    "aggregate_loss",
+    "clipped_surrogate",
+    "group_advantages",
+    "kl_penalty",
+]

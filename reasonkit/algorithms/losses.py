@@ -1,0 +1,98 @@
+"""Per-token policy loss, KL estimators and loss aggregation.
+
+All tensors are ``[N, T]`` (N sequences, T completion tokens, right-padded) with a ``response_mask``
+of 1 on real completion tokens. Log-probs are of the sampled tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def clipped_surrogate(
+    policy_logprobs: torch.Tensor,  # [N, T], with grad
+    old_logprobs: torch.Tensor,  # [N, T], the policy that sampled (or was current) when the batch was made
+    advantages: torch.Tensor,  # [N] per sequence, or [N, T] per token
+    epsilon_low: float = 0.2,
+    epsilon_high: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate per token: ``-min(ρ A, clip(ρ, 1-ε_low, 1+ε_high) A)``, ρ = exp(policy - old).
+
+    ε_high > ε_low is DAPO's clip-higher. Returns ``(per_token_loss [N, T], clipped [N, T] bool)``, where
+    ``clipped`` marks tokens whose gradient the clip removed.
+    """
+    if advantages.ndim == 1:
+        advantages = advantages.unsqueeze(1)  # [N, 1], broadcast over tokens
+    ratio = torch.exp(policy_logprobs - old_logprobs)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high) * advantages
+    per_token_loss = -torch.minimum(unclipped, clipped)
+    return per_token_loss, clipped < unclipped
+
+
+def _k1(log_ratio: torch.Tensor) -> torch.Tensor:
+    return -log_ratio
+
+
+def _k2(log_ratio: torch.Tensor) -> torch.Tensor:
+    return 0.5 * log_ratio**2
+
+
+def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+# Estimators of KL(π_θ ‖ π_ref) from samples of π_θ, as functions of log(π_ref / π_θ) per token.
+KL_ESTIMATORS = {
+    "k1": _k1,  # log(π_θ/π_ref): unbiased, high variance, can be negative
+    "k2": _k2,  # ½ log² ratio: biased, low variance
+    "k3": _k3,  # exp(ref - pol) - (ref - pol) - 1: unbiased, always >= 0 (Schulman)
+}
+
+
+def kl_penalty(policy_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
+    """Per-token KL estimate ``[N, T]``; k3 by default: ``exp(ref - pol) - (ref - pol) - 1``."""
+    return KL_ESTIMATORS[estimator](ref_logprobs - policy_logprobs)
+
+
+def _sequence_mean_token_mean(loss, mask, num_sequences, num_tokens, max_length):
+    per_sequence = (loss * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+    return per_sequence.sum() / num_sequences
+
+
+def _token_mean(loss, mask, num_sequences, num_tokens, max_length):
+    return (loss * mask).sum() / num_tokens
+
+
+def _constant_normaliser(loss, mask, num_sequences, num_tokens, max_length):
+    return (loss * mask).sum() / (num_sequences * max_length)
+
+
+# How per-token losses become one number, by name.
+LOSS_AGGREGATIONS = {
+    "sequence_mean": _sequence_mean_token_mean,  # GRPO paper: mean over each sequence, then over sequences
+    "token_mean": _token_mean,  # DAPO: mean over all tokens of the batch (long answers weigh more)
+    "constant": _constant_normaliser,  # Dr. GRPO: sum / (sequences x max completion length), no length bias
+}
+
+
+def aggregate_loss(
+    per_token_loss: torch.Tensor,
+    response_mask: torch.Tensor,
+    mode: str = "sequence_mean",
+    *,
+    num_sequences: int | None = None,
+    num_tokens: int | None = None,
+    max_length: int | None = None,
+) -> torch.Tensor:
+    """Reduce ``[N, T]`` per-token losses to a scalar.
+
+    The normalisers default to this batch's own counts. A trainer that splits a batch into
+    micro-batches passes the whole batch's counts (sequences, tokens, and the configured max
+    completion length), so that the micro-batch losses add up to exactly the full-batch loss.
+    """
+    mask = response_mask.to(per_token_loss.dtype)
+    num_sequences = num_sequences if num_sequences is not None else per_token_loss.shape[0]
+    num_tokens = num_tokens if num_tokens is not None else max(1, int(mask.sum().item()))
+    max_length = max_length if max_length is not None else per_token_loss.shape[1]
+    return LOSS_AGGREGATIONS[mode](per_token_loss, mask, num_sequences, num_tokens, max_length)

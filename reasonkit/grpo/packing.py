@@ -1,0 +1,76 @@
+"""Padding-free log-probs: sequences packed into one row, each attending only to itself.
+
+Sequences are concatenated into a single row with ``position_ids`` that restart at 0 for each one and
+no attention mask; transformers then builds per-sequence (block-diagonal) attention. ``use_cache`` must
+be off: with a cache object present the packed layout is not detected and sequences would attend to
+each other. Only completion positions go through the LM head (``logits_to_keep``), so the vocabulary
+projection costs nothing for prompt tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class PackedLogprobs:
+    logprobs: list[torch.Tensor]  # per sequence, [C_i]: log-prob of each completion token
+    entropy: list[torch.Tensor]  # per sequence, [C_i]: entropy of the distribution it was drawn from (no grad)
+
+
+def token_budget_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """Split sequence indices, in order, into micro-batches of at most ``budget`` tokens.
+
+    A sequence longer than the budget gets a micro-batch of its own rather than being cut.
+
+    >>> token_budget_batches([3, 4, 2, 9, 1], budget=7)
+    [[0, 1], [2], [3], [4]]
+    """
+    batches, current, used = [], [], 0
+    for index, length in enumerate(lengths):
+        if current and used + length > budget:
+            batches.append(current)
+            current, used = [], 0
+        current.append(index)
+        used += length
+    if current:
+        batches.append(current)
+    return batches
+
+
+def packed_logprobs(model, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0,
+                    with_entropy: bool = False) -> PackedLogprobs:
+    """Log-probs of each completion token given its prompt, for ``(prompt_ids, completion_ids)`` pairs.
+
+    Logits are divided by ``temperature`` first, so the log-probs are those of the distribution the
+    completions were sampled from.
+    """
+    device = next(model.parameters()).device
+    input_ids, position_ids, targets, keep = [], [], [], []
+    offset = 0
+    for prompt_ids, completion_ids in sequences:
+        ids = prompt_ids + completion_ids
+        input_ids += ids
+        position_ids += range(len(ids))
+        # the logit at position p predicts token p + 1: keep the positions that predict completion tokens
+        first = offset + len(prompt_ids) - 1
+        keep += range(first, first + len(completion_ids))
+        targets += completion_ids
+        offset += len(ids)
+    output = model(
+        input_ids=torch.tensor([input_ids], device=device),
+        position_ids=torch.tensor([position_ids], device=device),
+        use_cache=False,
+        logits_to_keep=torch.tensor(keep, device=device),
+    )
+    logits = output.logits[0].float() / temperature  # [sum C_i, V]
+    log_softmax = torch.log_softmax(logits, dim=-1)
+    token_logprobs = log_softmax.gather(-1, torch.tensor(targets, device=device).unsqueeze(-1)).squeeze(-1)
+    sizes = [len(c) for _, c in sequences]
+    entropy = []
+    if with_entropy:
+        with torch.no_grad():
+            entropy = list(-(log_softmax.exp() * log_softmax).sum(-1).split(sizes))
+    return PackedLogprobs(list(token_logprobs.split(sizes)), entropy)

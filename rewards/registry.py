@@ -1,0 +1,89 @@
+"""Find reward functions by name, ``package.module:function`` or ``path/to/file.py:function``.
+
+A reward function follows TRL's GRPOTrainer convention, so one written for TRL works unchanged::
+
+    fn(prompts: list[str], completions: list[str], **dataset_columns) -> list[float | None]
+
+one value per completion, ``None`` meaning "does not apply". Dataset columns arrive as keyword
+lists aligned with ``completions``; a parameter named after a column (``answer``) declares that the
+reward needs that column.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+RewardFn = Callable[..., list]
+_REGISTRY: dict[str, RewardFn] = {}
+STANDARD_PARAMETERS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"}
+
+
+class RewardNotFound(LookupError):
+    pass
+
+
+def register(name: str):
+    """Decorator: make a reward available to recipes under ``name``."""
+
+    def add(fn: RewardFn) -> RewardFn:
+        _REGISTRY[name] = fn
+        return fn
+
+    return add
+
+
+def known() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get(spec: str) -> RewardFn:
+    """The reward function a recipe names."""
+    _load_builtins()
+    if spec in _REGISTRY:
+        return _REGISTRY[spec]
+    if ":" not in spec:
+        raise RewardNotFound(f"unknown reward {spec!r}; known rewards: {', '.join(known())} "
+                             "(or give package.module:function or path/to/file.py:function)")
+    where, _, name = spec.rpartition(":")
+    module = _load_file(where) if where.endswith(".py") else _import(where)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise RewardNotFound(f"{where!r} has no function {name!r}")
+    return fn
+
+
+def required_columns(fn: RewardFn) -> list[str]:
+    """Dataset columns a reward names as parameters (beyond the standard ones)."""
+    parameters = inspect.signature(fn).parameters.values()
+    return [
+        p.name for p in parameters
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in STANDARD_PARAMETERS
+        and p.default is inspect.Parameter.empty
+    ]
+
+
+def _import(module_name: str):
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RewardNotFound(f"cannot import reward module {module_name!r}: {exc}") from None
+
+
+def _load_file(path: str):
+    file = Path(path)
+    if not file.is_file():
+        raise RewardNotFound(f"reward file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"reasonkit_user_reward_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load_builtins() -> None:
+    import rewards.answer  # noqa: F401  (registers on import)
+    import rewards.format  # noqa: F401

@@ -1,0 +1,100 @@
+import math
+
+import pytest
+import torch
+
+from reasonkit.algorithms import aggregate_loss, clipped_surrogate, kl_penalty
+
+
+def surrogate(ratio: float, advantage: float, low=0.2, high=0.2):
+    policy = torch.tensor([[math.log(ratio)]], requires_grad=True)
+    loss, clipped = clipped_surrogate(policy, torch.zeros(1, 1), torch.tensor([advantage]), low, high)
+    loss.sum().backward()
+    return loss.item(), clipped.item(), policy.grad.item()
+
+
+@pytest.mark.parametrize(
+    "ratio, advantage, clipped",
+    [
+        (1.5, 1.0, True),  # A > 0, ratio above 1 + ε: clipped, no gradient
+        (1.1, 1.0, False),  # A > 0 inside the range
+        (0.5, 1.0, False),  # A > 0 below 1 - ε: unclipped (pessimistic bound keeps the gradient)
+        (0.5, -1.0, True),  # A < 0, ratio below 1 - ε: clipped
+        (0.9, -1.0, False),  # A < 0 inside
+        (1.5, -1.0, False),  # A < 0 above 1 + ε: unclipped
+    ],
+)
+def test_clip_boundaries_both_sides(ratio, advantage, clipped):
+    loss, was_clipped, grad = surrogate(ratio, advantage)
+    expected = -min(ratio * advantage, min(max(ratio, 0.8), 1.2) * advantage)
+    assert loss == pytest.approx(expected, rel=1e-6)
+    assert bool(was_clipped) is clipped
+    assert (grad == 0) is clipped
+    if not clipped:  # d/dlogp of -ratio * A is -ratio * A
+        assert grad == pytest.approx(-ratio * advantage, rel=1e-5)
+
+
+def test_clip_higher():
+    assert surrogate(1.25, 1.0, low=0.2, high=0.28)[1] is False
+    assert surrogate(1.25, 1.0, low=0.2, high=0.2)[1] is True
+    assert surrogate(0.75, -1.0, low=0.2, high=0.28)[1] is True
+
+
+def test_kl_estimators_hand_computed():
+    policy, ref = torch.tensor([[math.log(0.5)]]), torch.tensor([[math.log(0.25)]])
+    d = math.log(0.25) - math.log(0.5)  # ref - policy
+    assert kl_penalty(policy, ref, "k1").item() == pytest.approx(-d)
+    assert kl_penalty(policy, ref, "k2").item() == pytest.approx(0.5 * d * d)
+    assert kl_penalty(policy, ref, "k3").item() == pytest.approx(math.exp(d) - d - 1)
+    assert kl_penalty(ref, ref).item() == 0
+
+
+def test_k3_is_unbiased_for_the_true_kl():
+    torch.manual_seed(0)
+    p, q = torch.tensor([0.6, 0.3, 0.1]), torch.tensor([0.3, 0.4, 0.3])
+    samples = torch.multinomial(p, 200_000, replacement=True)
+    estimate = kl_penalty(p.log()[samples], q.log()[samples], "k3").mean().item()
+    assert estimate == pytest.approx((p * (p / q).log()).sum().item(), abs=5e-3)
+
+
+def test_gradients_numerically():
+    torch.manual_seed(0)
+    policy = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    old, ref = torch.randn(3, 4, dtype=torch.float64) * 0.1 + policy.detach(), torch.randn(3, 4, dtype=torch.float64)
+    adv = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
+
+    def objective(p):
+        per_token, _ = clipped_surrogate(p, old, adv, 0.2, 0.28)
+        return aggregate_loss(per_token + 0.05 * kl_penalty(p, ref), mask, "sequence_mean")
+
+    assert torch.autograd.gradcheck(objective, (policy,))
+
+
+def test_aggregations_hand_computed():
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    assert aggregate_loss(loss, mask, "sequence_mean").item() == pytest.approx((2.0 + 4.0) / 2)
+    assert aggregate_loss(loss, mask, "token_mean").item() == pytest.approx(10.0 / 4)
+    assert aggregate_loss(loss, mask, "constant", max_length=5).item() == pytest.approx(10.0 / (2 * 5))
+
+
+@pytest.mark.parametrize("mode", ["sequence_mean", "token_mean", "constant"])
+def test_micro_batches_add_up_to_the_full_batch(mode):
+    torch.manual_seed(1)
+    loss = torch.rand(5, 6)
+    mask = (torch.rand(5, 6) > 0.3).int()
+    mask[:, 0] = 1
+    full = aggregate_loss(loss, mask, mode, max_length=8)
+    counts = {"num_sequences": 5, "num_tokens": int(mask.sum()), "max_length": 8}
+    parts = aggregate_loss(loss[:2], mask[:2], mode, **counts) + aggregate_loss(loss[2:], mask[2:], mode, **counts)
+    assert parts.item() == pytest.approx(full.item(), rel=1e-6)
+
+
+def test_loop_equals_vectorised_sequence_mean():
+    torch.manual_seed(2)
+    loss, mask = torch.rand(4, 7), (torch.rand(4, 7) > 0.4).int()
+    mask[:, 0] = 1
+    by_loop = sum(sum(l * m for l, m in zip(row.tolist(), mrow.tolist())) / sum(mrow.tolist())
+                  for row, mrow in zip(loss, mask)) / 4
+    assert aggregate_loss(loss, mask, "sequence_mean").item() == pytest.approx(by_loop, rel=1e-6)
