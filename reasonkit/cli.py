@@ -15,13 +15,21 @@ USAGE_ERRORS = (ConfigError,)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reasonkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in [("run", "run a recipe's stages in order"), ("validate", "check a recipe without running it")]:
+    for name, help_text in [
+        ("run", "run a recipe's stages in order"),
+        ("validate", "check a recipe without running it"),
+    ]:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("recipe", help="path to the recipe YAML")
-        sub.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. stages.sft.learning_rate=1e-5")
+        sub.add_argument(
+            "overrides", nargs="*", help="key.path=value overrides, e.g. stages.sft.learning_rate=1e-5"
+        )
         if name == "run":
-            sub.add_argument("--resume", action="store_true",
-                             help="skip finished stages and continue the unfinished one from its latest checkpoint")
+            sub.add_argument(
+                "--resume",
+                action="store_true",
+                help="skip finished stages and continue the unfinished one from its latest checkpoint",
+            )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -47,14 +47,26 @@ def answers_match(predicted: str | None, gold: str) -> bool:
         return predicted == gold
 
 
-def evaluate(model, tokenizer, fmt: PromptFormat, examples: list[TraceExample], stage: EvalStage, *,
-             with_traces: bool, samples_path: Path | None = None, label: str = "eval") -> EvalResult:
+def evaluate(
+    model,
+    tokenizer,
+    fmt: PromptFormat,
+    examples: list[TraceExample],
+    stage: EvalStage,
+    *,
+    with_traces: bool,
+    samples_path: Path | None = None,
+    label: str = "eval",
+) -> EvalResult:
     """Generate for every example and score it; writes one JSON line per problem to ``samples_path``."""
     if stage.max_problems is not None:
         examples = examples[: stage.max_problems]
     sampling = SamplingSettings(
-        n=stage.num_samples, temperature=stage.temperature, top_p=stage.top_p,
-        max_new_tokens=stage.max_new_tokens, seed=stage.seed,
+        n=stage.num_samples,
+        temperature=stage.temperature,
+        top_p=stage.top_p,
+        max_new_tokens=stage.max_new_tokens,
+        seed=stage.seed,
     )
     engine = TransformersEngine(model, tokenizer, batch_size=stage.batch_size)
     prompts = [fmt.render(tokenizer, ex.prompt) for ex in examples]
@@ -67,7 +79,8 @@ def evaluate(model, tokenizer, fmt: PromptFormat, examples: list[TraceExample], 
     for index, ex in enumerate(examples):
         group = rollouts[index * sampling.n : (index + 1) * sampling.n]
         answers = [
-            parse_completion(r.text, think_prefilled=fmt.think_prefilled, require_think=with_traces).answer for r in group
+            parse_completion(r.text, think_prefilled=fmt.think_prefilled, require_think=with_traces).answer
+            for r in group
         ]
         scores = [answers_match(a, ex.answer) for a in answers]
         correct += sum(scores)
@@ -75,12 +88,23 @@ def evaluate(model, tokenizer, fmt: PromptFormat, examples: list[TraceExample], 
         truncated += sum(r.truncated for r in group)
         tokens += sum(len(r.completion_ids) for r in group)
         if writer:
-            writer.write({"prompt": ex.prompt, "gold": ex.answer, "completions": [r.text for r in group],
-                          "answers": answers, "correct": scores})
+            writer.write(
+                {
+                    "prompt": ex.prompt,
+                    "gold": ex.answer,
+                    "completions": [r.text for r in group],
+                    "answers": answers,
+                    "correct": scores,
+                }
+            )
     total = max(1, len(examples) * sampling.n)
     return EvalResult(
-        accuracy=correct / total, n=len(examples), num_samples=sampling.n, format_errors=unreadable / total,
-        truncated=truncated / total, mean_completion_tokens=tokens / total,
+        accuracy=correct / total,
+        n=len(examples),
+        num_samples=sampling.n,
+        format_errors=unreadable / total,
+        truncated=truncated / total,
+        mean_completion_tokens=tokens / total,
     )
 
 
@@ -105,8 +129,16 @@ def run_eval(ctx: StageContext, stage: EvalStage, models: dict[str, str]) -> dic
         model = load_model(path, ctx.recipe.model.dtype, ctx.recipe.model.attn_implementation)
         tokenizer = load_tokenizer(path)
         fmt = PromptFormat(think_prefilled=fmt_info["think_prefilled"])
-        result = evaluate(model, tokenizer, fmt, examples, stage, with_traces=fmt_info["traces"],
-                          samples_path=ctx.directory / f"{label}.samples.jsonl", label=label)
+        result = evaluate(
+            model,
+            tokenizer,
+            fmt,
+            examples,
+            stage,
+            with_traces=fmt_info["traces"],
+            samples_path=ctx.directory / f"{label}.samples.jsonl",
+            label=label,
+        )
         save_result(result, ctx.directory / f"{label}.results.json", stage)
         print(f"{label}: accuracy {result.accuracy:.1%} on {result.n} problems", flush=True)
         results[label] = asdict(result)

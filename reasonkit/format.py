@@ -38,7 +38,9 @@ class ParsedCompletion:
     answer: str | None  # None when no answer can be read (unclosed or malformed think block)
 
 
-def parse_completion(text: str, *, think_prefilled: bool = False, require_think: bool = True) -> ParsedCompletion:
+def parse_completion(
+    text: str, *, think_prefilled: bool = False, require_think: bool = True
+) -> ParsedCompletion:
     """Split a completion into trace and answer; the answer is only ever read after the think block.
 
     A completion with more than one think block, an unclosed one, or text before ``<think>`` is

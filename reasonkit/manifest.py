@@ -20,7 +20,9 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-def write_manifest(directory: str | Path, *, stage: str, objective: dict, traces: bool, think_prefilled: bool) -> None:
+def write_manifest(
+    directory: str | Path, *, stage: str, objective: dict, traces: bool, think_prefilled: bool
+) -> None:
     manifest = {
         "stage": stage,
         "objective": objective,

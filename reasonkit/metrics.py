@@ -52,7 +52,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_curves(records: list[dict], png_path: str | Path, x_key: str = "step", title: str = "") -> Path | None:
+def plot_curves(
+    records: list[dict], png_path: str | Path, x_key: str = "step", title: str = ""
+) -> Path | None:
     """One panel per numeric metric against ``x_key``; returns the PNG's path (None if nothing to plot)."""
     import matplotlib
 
@@ -72,7 +74,7 @@ def plot_curves(records: list[dict], png_path: str | Path, x_key: str = "step", 
         ax.set_title(key, fontsize=9)
         ax.set_xlabel(x_key, fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()

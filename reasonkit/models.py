@@ -10,7 +10,13 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
 
 from reasonkit.format import THINK_CLOSE, THINK_OPEN
 
@@ -114,7 +120,9 @@ def load_tokenizer(path: str):
 
 def load_model(path: str, dtype: str = "float32", attn_implementation: str = "sdpa"):
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=DTYPES[dtype], attn_implementation=attn_implementation
+        )
     except OSError as exc:
         raise ModelLoadError(_not_found(path, exc)) from None
     return model

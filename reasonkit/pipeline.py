@@ -42,7 +42,9 @@ def run_recipe(recipe: Recipe, resume: bool = False) -> dict:
     summary = {"recipe": recipe.output_dir, "stages": {}}
     outputs: dict[str, str] = {}  # stage name -> its saved model
     for name, stage in recipe.stages.items():
-        ctx = StageContext(recipe, name, out / name, init_path=base_model, is_main_process=state.is_main_process)
+        ctx = StageContext(
+            recipe, name, out / name, init_path=base_model, is_main_process=state.is_main_process
+        )
         ctx.directory.mkdir(parents=True, exist_ok=True)
         if not isinstance(stage, EvalStage):
             ctx.init_path = base_model if stage.init == "model" else outputs[stage.init]
@@ -56,7 +58,11 @@ def run_recipe(recipe: Recipe, resume: bool = False) -> dict:
         stage_started = time.time()
         metrics = run_stage(ctx, stage, outputs, base_model, resume)
         state.wait_for_everyone()
-        summary["stages"][name] = {"type": stage.type, **metrics, "wall_seconds": round(time.time() - stage_started, 1)}
+        summary["stages"][name] = {
+            "type": stage.type,
+            **metrics,
+            "wall_seconds": round(time.time() - stage_started, 1),
+        }
         summary["wall_seconds"] = round(time.time() - started, 1)
         if state.is_main_process:
             done.write_text(json.dumps(summary["stages"][name], indent=2))
@@ -90,8 +96,15 @@ def build_tiny_base_model(recipe: Recipe, directory: Path) -> None:
     sample = examples[:TOKENIZER_CORPUS_SIZE]
     corpus = [ex.prompt for ex in sample] + [format_completion(ex.trace, ex.answer) for ex in sample]
     tiny = recipe.model.tiny
-    save_tiny_model(directory, corpus, seed=recipe.seed, hidden_size=tiny.hidden_size, num_layers=tiny.num_layers,
-                    num_heads=tiny.num_heads, intermediate_size=tiny.intermediate_size)
+    save_tiny_model(
+        directory,
+        corpus,
+        seed=recipe.seed,
+        hidden_size=tiny.hidden_size,
+        num_layers=tiny.num_layers,
+        num_heads=tiny.num_heads,
+        intermediate_size=tiny.intermediate_size,
+    )
 
 
 def print_summary(summary: dict) -> None:
@@ -99,15 +112,32 @@ def print_summary(summary: dict) -> None:
     for name, metrics in summary["stages"].items():
         if metrics["type"] == "eval":
             for model, result in metrics["models"].items():
-                rows.append({"stage": name, "model": model, "accuracy": result["accuracy"], "n": result["n"],
-                             "format_errors": result["format_errors"], "seconds": metrics["wall_seconds"]})
+                rows.append(
+                    {
+                        "stage": name,
+                        "model": model,
+                        "accuracy": result["accuracy"],
+                        "n": result["n"],
+                        "format_errors": result["format_errors"],
+                        "seconds": metrics["wall_seconds"],
+                    }
+                )
         else:
-            rows.append({"stage": name, "model": f"({metrics['type']})", "train_loss": metrics.get("train_loss"),
-                         "reward": _first_to_last(metrics, "reward"), "steps": metrics.get("steps"),
-                         "seconds": metrics["wall_seconds"]})
+            rows.append(
+                {
+                    "stage": name,
+                    "model": f"({metrics['type']})",
+                    "train_loss": metrics.get("train_loss"),
+                    "reward": _first_to_last(metrics, "reward"),
+                    "steps": metrics.get("steps"),
+                    "seconds": metrics["wall_seconds"],
+                }
+            )
     columns = ["stage", "model", "accuracy", "n", "format_errors", "train_loss", "reward", "steps", "seconds"]
     print("\n" + format_table(rows, columns))
-    print(f"\ntotal wall time: {summary['wall_seconds']:.0f} s; summary: {Path(summary['recipe']) / 'summary.json'}")
+    print(
+        f"\ntotal wall time: {summary['wall_seconds']:.0f} s; summary: {Path(summary['recipe']) / 'summary.json'}"
+    )
 
 
 def _first_to_last(metrics: dict, name: str) -> str | None:

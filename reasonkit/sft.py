@@ -44,7 +44,9 @@ class SFTRun:
         ensure_distinct_pad(self.tokenizer, self.model)
         self.fmt = prompt_format(self.tokenizer, model_cfg.think_prefill, with_traces=self.stage.traces)
         self.dataset = self._setup_dataset()
-        self.metrics_log = MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
+        self.metrics_log = (
+            MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
+        )
         self.trainer = self._setup_trainer()
 
     def _setup_dataset(self) -> Dataset:
@@ -53,12 +55,20 @@ class SFTRun:
         kept = [r for r in rows if len(r.input_ids) <= self.stage.max_length]
         dropped = len(rows) - len(kept)
         if dropped:
-            log.warning("dropped %d of %d examples longer than max_length=%d tokens (not truncated)",
-                        dropped, len(rows), self.stage.max_length)
+            log.warning(
+                "dropped %d of %d examples longer than max_length=%d tokens (not truncated)",
+                dropped,
+                len(rows),
+                self.stage.max_length,
+            )
         if not kept:
-            raise DataError(f"stages.{self.ctx.name}: no training example fits in max_length={self.stage.max_length} tokens; raise it")
+            raise DataError(
+                f"stages.{self.ctx.name}: no training example fits in max_length={self.stage.max_length} tokens; raise it"
+            )
         self.metrics.update(examples=len(kept), skipped_invalid=report.skipped, dropped_too_long=dropped)
-        return Dataset.from_dict({"input_ids": [r.input_ids for r in kept], "completion_mask": [r.completion_mask for r in kept]})
+        return Dataset.from_dict(
+            {"input_ids": [r.input_ids for r in kept], "completion_mask": [r.completion_mask for r in kept]}
+        )
 
     def _setup_trainer(self) -> SFTTrainer:
         s = self.stage
@@ -89,21 +99,35 @@ class SFTRun:
             dataloader_pin_memory=torch.cuda.is_available(),
         )
         callbacks = [_LogToMetrics(self.metrics_log)] if self.metrics_log else []
-        return SFTTrainer(model=self.model, args=args, train_dataset=self.dataset, processing_class=self.tokenizer,
-                          callbacks=callbacks)
+        return SFTTrainer(
+            model=self.model,
+            args=args,
+            train_dataset=self.dataset,
+            processing_class=self.tokenizer,
+            callbacks=callbacks,
+        )
 
     def train(self) -> None:
         started = time.time()
         checkpoints = self.ctx.directory / "checkpoints"
         resume_from = self.resume and checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
         result = self.trainer.train(resume_from_checkpoint=True if resume_from else None)
-        self.metrics.update(train_loss=result.training_loss, steps=result.global_step, train_seconds=time.time() - started)
+        self.metrics.update(
+            train_loss=result.training_loss, steps=result.global_step, train_seconds=time.time() - started
+        )
 
     def save_checkpoint(self) -> None:
-        self.trainer.save_model(str(self.ctx.model_dir))  # gathers sharded weights; writes on the main process
+        self.trainer.save_model(
+            str(self.ctx.model_dir)
+        )  # gathers sharded weights; writes on the main process
         if self.ctx.is_main_process:
-            save_stage_model(self.ctx, self.tokenizer, objective={**OBJECTIVE, "learning_rate": self.stage.learning_rate},
-                             traces=self.stage.traces, think_prefilled=self.fmt.think_prefilled)
+            save_stage_model(
+                self.ctx,
+                self.tokenizer,
+                objective={**OBJECTIVE, "learning_rate": self.stage.learning_rate},
+                traces=self.stage.traces,
+                think_prefilled=self.fmt.think_prefilled,
+            )
 
     def cleanup(self) -> dict:
         if self.metrics_log:

@@ -22,8 +22,9 @@ class StageContext:
         return self.directory / "model"
 
 
-def save_stage_model(ctx: StageContext, tokenizer, *, model=None, objective: dict, traces: bool,
-                     think_prefilled: bool) -> None:
+def save_stage_model(
+    ctx: StageContext, tokenizer, *, model=None, objective: dict, traces: bool, think_prefilled: bool
+) -> None:
     """The stage's final model with its tokenizer, objective manifest and the resolved recipe.
 
     ``model=None`` when the trainer has already written the weights (it gathers sharded ones).
@@ -36,6 +37,11 @@ def save_stage_model(ctx: StageContext, tokenizer, *, model=None, objective: dic
     if model is not None:
         model.save_pretrained(ctx.model_dir)
     tokenizer.save_pretrained(ctx.model_dir)
-    write_manifest(ctx.model_dir, stage=ctx.recipe.stages[ctx.name].type, objective=objective, traces=traces,
-                   think_prefilled=think_prefilled)
+    write_manifest(
+        ctx.model_dir,
+        stage=ctx.recipe.stages[ctx.name].type,
+        objective=objective,
+        traces=traces,
+        think_prefilled=think_prefilled,
+    )
     (ctx.model_dir / "recipe.yaml").write_text(yaml.safe_dump(to_dict(ctx.recipe), sort_keys=False))

@@ -47,8 +47,10 @@ def get(spec: str) -> RewardFn:
     if spec in _REGISTRY:
         return _REGISTRY[spec]
     if ":" not in spec:
-        raise RewardNotFound(f"unknown reward {spec!r}; known rewards: {', '.join(known())} "
-                             "(or give package.module:function or path/to/file.py:function)")
+        raise RewardNotFound(
+            f"unknown reward {spec!r}; known rewards: {', '.join(known())} "
+            "(or give package.module:function or path/to/file.py:function)"
+        )
     where, _, name = spec.rpartition(":")
     module = _load_file(where) if where.endswith(".py") else _import(where)
     fn = getattr(module, name, None)
@@ -61,8 +63,10 @@ def required_columns(fn: RewardFn) -> list[str]:
     """Dataset columns a reward names as parameters (beyond the standard ones)."""
     parameters = inspect.signature(fn).parameters.values()
     return [
-        p.name for p in parameters
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in STANDARD_PARAMETERS
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in STANDARD_PARAMETERS
         and p.default is inspect.Parameter.empty
     ]
 

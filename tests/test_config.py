@@ -5,7 +5,9 @@ import yaml
 
 from reasonkit.config import ConfigError, EvalStage, SFTStage, apply_override, build_recipe, load_recipe
 
-RECIPES = sorted(p for p in Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml") if "accelerate" not in p.parts)
+RECIPES = sorted(
+    p for p in Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml") if "accelerate" not in p.parts
+)
 
 MINIMAL = {
     "output_dir": "runs/x",
@@ -91,7 +93,9 @@ def test_exactly_one_model_source_and_data_source(tmp_path):
 
 
 def test_overrides_typed_and_nested(tmp_path):
-    recipe = load_recipe(write(tmp_path, MINIMAL), ["stages.sft.learning_rate=1e-5", "model.tiny.num_layers=3", "seed=7"])
+    recipe = load_recipe(
+        write(tmp_path, MINIMAL), ["stages.sft.learning_rate=1e-5", "model.tiny.num_layers=3", "seed=7"]
+    )
     assert recipe.stages["sft"].learning_rate == 1e-5  # YAML reads 1e-5 as text; the schema makes it a float
     assert recipe.model.tiny.num_layers == 3 and recipe.seed == 7
 

@@ -1,11 +1,10 @@
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from reasonkit.format import THINK_CLOSE, THINK_OPEN
 from reasonkit.models import ModelLoadError, ensure_distinct_pad, load_model, load_tokenizer
 from tests.conftest import arithmetic_corpus
-
-import pytest
 
 
 def test_tokenizer_reloads_exactly_through_autotokenizer(tiny_model_dir):

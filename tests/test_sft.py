@@ -19,7 +19,14 @@ def sft_recipe(output_dir, **stage):
         "model": {"tiny": TINY_SIZES},
         "data": {"task": "arithmetic", "arithmetic": {"test_size": 20, "train_size": 64}},
         "stages": {
-            "sft": {"learning_rate": 3e-3, "batch_size": 8, "max_steps": 24, "logging_steps": 4, "max_length": 64, **stage},
+            "sft": {
+                "learning_rate": 3e-3,
+                "batch_size": 8,
+                "max_steps": 24,
+                "logging_steps": 4,
+                "max_length": 64,
+                **stage,
+            },
             "eval": {"max_new_tokens": 40, "batch_size": 20},
         },
     }
@@ -27,7 +34,9 @@ def sft_recipe(output_dir, **stage):
 
 def test_training_batch_masks_prompt_and_padding_and_trains_answer_and_eos(tmp_path, tiny_model_dir):
     recipe = build_recipe(sft_recipe(tmp_path, max_length=48, batch_size=4))
-    run = SFTRun(StageContext(recipe, "sft", tmp_path / "sft", init_path=str(tiny_model_dir)), recipe.stages["sft"])
+    run = SFTRun(
+        StageContext(recipe, "sft", tmp_path / "sft", init_path=str(tiny_model_dir)), recipe.stages["sft"]
+    )
     run.setup()
     tok = run.tokenizer
     assert run.metrics["dropped_too_long"] > 0  # most traces do not fit in 48 tokens...
@@ -40,7 +49,9 @@ def test_training_batch_masks_prompt_and_padding_and_trains_answer_and_eos(tmp_p
         assert text.startswith("<think>") and text.endswith("<|end|>") and "</think>" in text
         assert trained[-1] == tok.eos_token_id
         prompt = tok.decode(input_ids[(labels == -100) & (mask == 1)].tolist())
-        assert prompt.startswith("<|user|>What is") and prompt.endswith("<|assistant|>")  # the prompt is never trained
+        assert prompt.startswith("<|user|>What is") and prompt.endswith(
+            "<|assistant|>"
+        )  # the prompt is never trained
 
 
 def test_cli_smoke_run_trains_saves_and_reloads(tmp_path, capsys):
@@ -60,9 +71,15 @@ def test_cli_smoke_run_trains_saves_and_reloads(tmp_path, capsys):
     assert not unchanged, f"parameters that did not train: {unchanged}"
 
     tokenizer = AutoTokenizer.from_pretrained(out / "sft" / "model")
-    assert tokenizer.decode(tokenizer("<think>1</think>")["input_ids"], skip_special_tokens=True) == "<think>1</think>"
+    assert (
+        tokenizer.decode(tokenizer("<think>1</think>")["input_ids"], skip_special_tokens=True)
+        == "<think>1</think>"
+    )
     assert read_manifest(out / "sft" / "model")["format"] == {"traces": True, "think_prefilled": False}
-    assert yaml.safe_load((out / "sft" / "model" / "recipe.yaml").read_text())["stages"]["sft"]["max_steps"] == 24
+    assert (
+        yaml.safe_load((out / "sft" / "model" / "recipe.yaml").read_text())["stages"]["sft"]["max_steps"]
+        == 24
+    )
 
     summary = json.loads((out / "summary.json").read_text())
     result = summary["stages"]["eval"]["models"]["sft"]

@@ -28,7 +28,9 @@ ADVANTAGE_SCALES = {
 }
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
+def group_advantages(
+    rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
+) -> torch.Tensor:
     """``A_i = (r_i - mean_group) / (std + eps)`` for each completion; returns ``[B*G]``.
 
     The std is the *population* std (divide by G, not G - 1): the group is the whole set being

@@ -50,7 +50,9 @@ KL_ESTIMATORS = {
 }
 
 
-def kl_penalty(policy_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
+def kl_penalty(
+    policy_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k3"
+) -> torch.Tensor:
     """Per-token KL estimate ``[N, T]``; k3 by default: ``exp(ref - pol) - (ref - pol) - 1``."""
     return KL_ESTIMATORS[estimator](ref_logprobs - policy_logprobs)
 

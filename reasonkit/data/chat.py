@@ -23,7 +23,9 @@ class PromptFormat:
     think_prefilled: bool
 
     def render(self, tokenizer, prompt: str) -> str:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
         if self.think_prefilled and not prompt_opens_think(text):
             text += THINK_OPEN
         return text
@@ -31,10 +33,14 @@ class PromptFormat:
 
 def prompt_format(tokenizer, think_prefill: bool | None, with_traces: bool = True) -> PromptFormat:
     """Decide the think prefill: from the template (``None``), or forced on by the recipe (``True``)."""
-    probe = tokenizer.apply_chat_template([{"role": "user", "content": "1 + 1?"}], add_generation_prompt=True, tokenize=False)
+    probe = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "1 + 1?"}], add_generation_prompt=True, tokenize=False
+    )
     template_opens = prompt_opens_think(probe)
     if think_prefill is False and template_opens:
-        raise FormatError("model.think_prefill is false, but the chat template opens <think> itself; remove the setting")
+        raise FormatError(
+            "model.think_prefill is false, but the chat template opens <think> itself; remove the setting"
+        )
     prefilled = template_opens or bool(think_prefill)
     if prefilled and not with_traces:
         raise FormatError("direct-answer training (traces: false) cannot use a prompt that opens <think>")
@@ -47,10 +53,14 @@ class FormattedExample:
     completion_mask: list[int]  # 1 on completion tokens (trained), 0 on prompt tokens (masked)
 
 
-def tokenize_for_sft(tokenizer, fmt: PromptFormat, prompt: str, trace: str | None, answer: str) -> FormattedExample:
+def tokenize_for_sft(
+    tokenizer, fmt: PromptFormat, prompt: str, trace: str | None, answer: str
+) -> FormattedExample:
     """Prompt ids (masked) followed by completion ids and EOS (trained)."""
     completion = format_completion(trace, answer, think_prefilled=fmt.think_prefilled)
-    parsed = parse_completion(completion, think_prefilled=fmt.think_prefilled, require_think=trace is not None)
+    parsed = parse_completion(
+        completion, think_prefilled=fmt.think_prefilled, require_think=trace is not None
+    )
     if parsed.answer != answer.strip() or (trace is not None and parsed.trace != trace.strip()):
         raise FormatError(f"the format contract does not read back this example: {completion!r}")
     prompt_ids = tokenizer(fmt.render(tokenizer, prompt), add_special_tokens=False)["input_ids"]

@@ -63,8 +63,10 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
         raise DataError(f"data.{split} is not set in the recipe")
     rows = load_rows(source)
     if rows and source.prompt_column not in rows[0]:
-        raise DataError(f"dataset {source.path!r} has no prompt column {source.prompt_column!r}; it has "
-                        f"{sorted(rows[0])}. Set data.{split}.prompt_column in the recipe.")
+        raise DataError(
+            f"dataset {source.path!r} has no prompt column {source.prompt_column!r}; it has "
+            f"{sorted(rows[0])}. Set data.{split}.prompt_column in the recipe."
+        )
     kept, bad = [], []
     for index, row in enumerate(rows):
         prompt = row.get(source.prompt_column)
@@ -88,7 +90,9 @@ def load_rows(source: DatasetSource) -> list[dict]:
     try:
         if path.is_file():
             if path.suffix not in LOCAL_FORMATS:
-                raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(LOCAL_FORMATS)}")
+                raise DataError(
+                    f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(LOCAL_FORMATS)}"
+                )
             dataset = datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train")
         else:
             dataset = datasets.load_dataset(source.path, source.subset, split=source.split)
@@ -96,7 +100,9 @@ def load_rows(source: DatasetSource) -> list[dict]:
         raise
     except Exception as exc:  # datasets raises many types for "not found / not readable"
         kind = "local path" if path.exists() else "local file or hub dataset id"
-        raise DataError(f"could not load dataset {source.path!r} ({kind}): {type(exc).__name__}: {exc}") from None
+        raise DataError(
+            f"could not load dataset {source.path!r} ({kind}): {type(exc).__name__}: {exc}"
+        ) from None
     if source.max_rows is not None:
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))
     return dataset.to_list()
@@ -116,7 +122,11 @@ def examples_from_rows(rows: list[dict], source: DatasetSource, *, need_trace: b
         )
     examples, bad_rows = [], []
     for index, row in enumerate(rows):
-        example = _example_from_messages(row[source.messages_column]) if source.messages_column else _example_from_columns(row, source)
+        example = (
+            _example_from_messages(row[source.messages_column])
+            if source.messages_column
+            else _example_from_columns(row, source)
+        )
         problem = _problem(example, need_trace)
         if problem:
             bad_rows.append((index, problem))
@@ -125,7 +135,9 @@ def examples_from_rows(rows: list[dict], source: DatasetSource, *, need_trace: b
     if bad_rows:
         listing = ", ".join(f"row {i} ({why})" for i, why in bad_rows[:SHOWN_ROWS])
         more = f" and {len(bad_rows) - SHOWN_ROWS} more" if len(bad_rows) > SHOWN_ROWS else ""
-        message = f"dataset {source.path!r}: {len(bad_rows)} of {len(rows)} rows are unusable: {listing}{more}"
+        message = (
+            f"dataset {source.path!r}: {len(bad_rows)} of {len(rows)} rows are unusable: {listing}{more}"
+        )
         if on_invalid == "error":
             raise DataError(message + ". Fix them, or set data.on_invalid: skip to drop them.")
         log.warning("%s. Skipped (data.on_invalid: skip).", message)
@@ -134,7 +146,9 @@ def examples_from_rows(rows: list[dict], source: DatasetSource, *, need_trace: b
 
 def _example_from_columns(row: dict, source: DatasetSource) -> TraceExample:
     answer = row.get(source.answer_column)
-    if isinstance(answer, (int, float)) and not isinstance(answer, bool):  # numeric gold answers (csv, GSM8K-style)
+    if isinstance(answer, (int, float)) and not isinstance(
+        answer, bool
+    ):  # numeric gold answers (csv, GSM8K-style)
         answer = str(answer)
     return TraceExample(row.get(source.prompt_column), row.get(source.trace_column), answer)
 

@@ -17,7 +17,9 @@ import torch
 @dataclass
 class PackedLogprobs:
     logprobs: list[torch.Tensor]  # per sequence, [C_i]: log-prob of each completion token
-    entropy: list[torch.Tensor]  # per sequence, [C_i]: entropy of the distribution it was drawn from (no grad)
+    entropy: list[
+        torch.Tensor
+    ]  # per sequence, [C_i]: entropy of the distribution it was drawn from (no grad)
 
 
 def token_budget_batches(lengths: list[int], budget: int) -> list[list[int]]:
@@ -40,8 +42,9 @@ def token_budget_batches(lengths: list[int], budget: int) -> list[list[int]]:
     return batches
 
 
-def packed_logprobs(model, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0,
-                    with_entropy: bool = False) -> PackedLogprobs:
+def packed_logprobs(
+    model, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0, with_entropy: bool = False
+) -> PackedLogprobs:
     """Log-probs of each completion token given its prompt, for ``(prompt_ids, completion_ids)`` pairs.
 
     Logits are divided by ``temperature`` first, so the log-probs are those of the distribution the
@@ -72,5 +75,5 @@ def packed_logprobs(model, sequences: list[tuple[list[int], list[int]]], tempera
     entropy = []
     if with_entropy:
         with torch.no_grad():
-            entropy = list(-(log_softmax.exp() * log_softmax).sum(-1).split(sizes))
+            entropy = list((-(log_softmax.exp() * log_softmax).sum(-1)).split(sizes))
     return PackedLogprobs(list(token_logprobs.split(sizes)), entropy)

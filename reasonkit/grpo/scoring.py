@@ -37,12 +37,15 @@ def check_columns(weighted: list[WeightedReward], columns: set[str]) -> None:
     for reward in weighted:
         missing = [c for c in reward_registry.required_columns(reward.fn) if c not in columns]
         if missing:
-            raise RewardError(f"reward {reward.name!r} needs dataset column(s) {missing}; the prompt data has "
-                              f"{sorted(columns)}. Rename the column in the data or choose another reward.")
+            raise RewardError(
+                f"reward {reward.name!r} needs dataset column(s) {missing}; the prompt data has "
+                f"{sorted(columns)}. Rename the column in the data or choose another reward."
+            )
 
 
-def score_completions(weighted: list[WeightedReward], prompts: list[str], completions: list[str],
-                      columns: dict[str, list]) -> Scores:
+def score_completions(
+    weighted: list[WeightedReward], prompts: list[str], completions: list[str], columns: dict[str, list]
+) -> Scores:
     """Call every reward on the whole batch (TRL convention) and sum them with their weights."""
     by_reward = {r.name: _call(r, prompts, completions, columns) for r in weighted}
     total, unscored = [], 0
@@ -59,21 +62,30 @@ def _call(reward: WeightedReward, prompts, completions, columns) -> list[float |
     except Exception as exc:  # find the sample it fails on, to name it
         raise RewardError(_failure(reward, prompts, completions, columns, exc)) from exc
     if not isinstance(values, (list, tuple)) or len(values) != len(completions):
-        raise RewardError(f"reward {reward.name!r} must return one value per completion ({len(completions)}); "
-                          f"got {type(values).__name__} of length {len(values) if hasattr(values, '__len__') else '?'}")
+        raise RewardError(
+            f"reward {reward.name!r} must return one value per completion ({len(completions)}); "
+            f"got {type(values).__name__} of length {len(values) if hasattr(values, '__len__') else '?'}"
+        )
     for i, value in enumerate(values):
         if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
-            raise RewardError(f"reward {reward.name!r} returned {value!r} for sample {i} "
-                              f"(completion {completions[i][:200]!r}); expected a float or None")
+            raise RewardError(
+                f"reward {reward.name!r} returned {value!r} for sample {i} "
+                f"(completion {completions[i][:200]!r}); expected a float or None"
+            )
     return [None if v is None else float(v) for v in values]
 
 
 def _failure(reward, prompts, completions, columns, exc) -> str:
     for i in range(len(completions)):
         try:
-            reward.fn(prompts=prompts[i : i + 1], completions=completions[i : i + 1],
-                      **{k: v[i : i + 1] for k, v in columns.items()})
+            reward.fn(
+                prompts=prompts[i : i + 1],
+                completions=completions[i : i + 1],
+                **{k: v[i : i + 1] for k, v in columns.items()},
+            )
         except Exception as single:
-            return (f"reward {reward.name!r} raised {type(single).__name__}: {single} on sample {i} "
-                    f"(prompt {prompts[i][:200]!r}, completion {completions[i][:200]!r})")
+            return (
+                f"reward {reward.name!r} raised {type(single).__name__}: {single} on sample {i} "
+                f"(prompt {prompts[i][:200]!r}, completion {completions[i][:200]!r})"
+            )
     return f"reward {reward.name!r} raised {type(exc).__name__}: {exc} on the batch (no single sample fails alone)"

@@ -55,7 +55,9 @@ class PromptSampler:
     def next(self, count: int) -> list[int]:
         picked = []
         while len(picked) < count:
-            order = torch.randperm(self.num_rows, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            order = torch.randperm(
+                self.num_rows, generator=torch.Generator().manual_seed(self.seed + self.epoch)
+            )
             take = order[self.index : self.index + count - len(picked)].tolist()
             picked += take
             self.index += len(take)
@@ -102,6 +104,8 @@ class GRPORun:
         self.ctx, self.stage, self.resume = ctx, stage, resume
         self.seed = stage.seed if stage.seed is not None else ctx.recipe.seed
         self.checkpoint_root = ctx.directory / "checkpoints"
+        varlen = ctx.recipe.model.attn_implementation == "flash_attention_2"
+        self.token_budget = stage.token_budget or (16384 if varlen else 1024)
 
     # ------------------------------------------------------------------ setup
 
@@ -115,9 +119,14 @@ class GRPORun:
         self._setup_optimizer()
         self.sampler, self.progress = PromptSampler(len(self.rows), self.seed), Progress()
         self.accelerator.register_for_checkpointing(self.sampler, self.progress)
-        self.engine = TransformersEngine(self.accelerator.unwrap_model(self.policy), self.tokenizer,
-                                         batch_size=self.stage.generation_batch_size)
-        self.metrics_log = MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
+        self.engine = TransformersEngine(
+            self.accelerator.unwrap_model(self.policy),
+            self.tokenizer,
+            batch_size=self.stage.generation_batch_size,
+        )
+        self.metrics_log = (
+            MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
+        )
         if self.resume:
             self._load_latest_checkpoint()
 
@@ -133,23 +142,40 @@ class GRPORun:
 
     def _setup_optimizer(self) -> None:
         s = self.stage
-        optimizer = torch.optim.AdamW(self.policy.parameters(), lr=s.learning_rate, betas=(s.adam_beta1, s.adam_beta2),
-                                      weight_decay=s.weight_decay)
-        scheduler = get_scheduler(s.lr_scheduler, optimizer, num_warmup_steps=s.warmup_steps,
-                                  num_training_steps=s.max_steps * s.num_iterations)
-        self.policy, self.optimizer, self.scheduler = self.accelerator.prepare(self.policy, optimizer, scheduler)
+        optimizer = torch.optim.AdamW(
+            self.policy.parameters(),
+            lr=s.learning_rate,
+            betas=(s.adam_beta1, s.adam_beta2),
+            weight_decay=s.weight_decay,
+        )
+        scheduler = get_scheduler(
+            s.lr_scheduler,
+            optimizer,
+            num_warmup_steps=s.warmup_steps,
+            num_training_steps=s.max_steps * s.num_iterations,
+        )
+        self.policy, self.optimizer, self.scheduler = self.accelerator.prepare(
+            self.policy, optimizer, scheduler
+        )
 
     # ------------------------------------------------------------------ train
 
     def train(self) -> None:
         s = self.stage
-        with tqdm(total=s.max_steps, initial=self.progress.step, desc=f"grpo {self.ctx.name}", unit="step",
-                  disable=not self.ctx.is_main_process) as bar:
+        with tqdm(
+            total=s.max_steps,
+            initial=self.progress.step,
+            desc=f"grpo {self.ctx.name}",
+            unit="step",
+            disable=not self.ctx.is_main_process,
+        ) as bar:
             while self.progress.step < s.max_steps:
                 metrics = self._step()
                 self.progress.step += 1
                 bar.update(1)
-                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics.get('accuracy', float('nan')):.2f}")
+                bar.set_postfix(
+                    reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics.get('accuracy', float('nan')):.2f}"
+                )
                 if self.metrics_log and self.progress.step % s.logging_steps == 0:
                     self.metrics_log.log(self.progress.step, metrics)
                 if self.progress.step % s.save_steps == 0 and self.progress.step < s.max_steps:
@@ -161,8 +187,12 @@ class GRPORun:
         rows = [self.rows[i] for i in self.sampler.next(s.prompts_per_step)]
         rollouts = self.engine.generate(
             [self.fmt.render(self.tokenizer, row["prompt"]) for row in rows],
-            SamplingSettings(n=G, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_new_tokens=s.max_new_tokens),
-            with_logprobs=True,
+            SamplingSettings(
+                n=G, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_new_tokens=s.max_new_tokens
+            ),
+            # This engine samples from the policy being trained, so its log-probs equal the trainer's
+            # (μ = 1) and are not needed; asking generate for them costs [N, T, vocab] of memory.
+            with_logprobs=False,
         )
         generated = time.time()
         # Rewards see the whole response: the <think> a template prefilled is put back in front.
@@ -175,7 +205,11 @@ class GRPORun:
         grouped = scores.total.reshape(-1, G)
         zero_variance = (grouped == grouped[:, :1]).all(dim=1)  # [B]
         # Without a KL term, a group whose rewards are all equal has zero gradient: skip its forward passes.
-        keep = ~zero_variance.repeat_interleave(G) if s.beta == 0 else torch.ones(len(rollouts), dtype=torch.bool)
+        keep = (
+            ~zero_variance.repeat_interleave(G)
+            if s.beta == 0
+            else torch.ones(len(rollouts), dtype=torch.bool)
+        )
         kept = keep.nonzero().squeeze(1).tolist()
         batch = Batch([(rollouts[i].prompt_ids, rollouts[i].completion_ids) for i in kept], advantages[kept])
 
@@ -203,7 +237,8 @@ class GRPORun:
         }
         if "answer" in columns:
             metrics["accuracy"] = sum(
-                answers_match(parse_completion(c).answer, str(gold)) for c, gold in zip(completions, columns["answer"])
+                answers_match(parse_completion(c).answer, str(gold))
+                for c, gold in zip(completions, columns["answer"])
             ) / len(completions)
         return metrics
 
@@ -211,8 +246,10 @@ class GRPORun:
     def _reference_and_old_logprobs(self, batch: Batch) -> None:
         def logprobs_of(model):
             out = []
-            for ids in token_budget_batches([len(p) + len(c) for p, c in batch.sequences], self.stage.token_budget):
-                out += packed_logprobs(model, [batch.sequences[i] for i in ids], self.stage.temperature).logprobs
+            for ids in token_budget_batches([len(p) + len(c) for p, c in batch.sequences], self.token_budget):
+                out += packed_logprobs(
+                    model, [batch.sequences[i] for i in ids], self.stage.temperature
+                ).logprobs
             return out
 
         if self.ref_model is not None:
@@ -226,22 +263,38 @@ class GRPORun:
         self.policy.train()
         self.optimizer.zero_grad()
         totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
-        micro_batches = token_budget_batches([len(p) + len(c) for p, c in batch.sequences], s.token_budget)
+        micro_batches = token_budget_batches([len(p) + len(c) for p, c in batch.sequences], self.token_budget)
         for ids in micro_batches:
-            out = packed_logprobs(self.policy, [batch.sequences[i] for i in ids], s.temperature, with_entropy=True)
+            out = packed_logprobs(
+                self.policy, [batch.sequences[i] for i in ids], s.temperature, with_entropy=True
+            )
             policy_logprobs = pad_sequence(out.logprobs, batch_first=True)  # [n, T]
             response_mask = pad_sequence([torch.ones_like(lp) for lp in out.logprobs], batch_first=True)
-            old_logprobs = (pad_sequence([batch.old_logprobs[i] for i in ids], batch_first=True)
-                            if batch.old_logprobs is not None else policy_logprobs.detach())
-            per_token_loss, clipped = clipped_surrogate(policy_logprobs, old_logprobs, batch.advantages[ids].to(
-                policy_logprobs.device), s.epsilon_low, s.epsilon_high)
+            old_logprobs = (
+                pad_sequence([batch.old_logprobs[i] for i in ids], batch_first=True)
+                if batch.old_logprobs is not None
+                else policy_logprobs.detach()
+            )
+            per_token_loss, clipped = clipped_surrogate(
+                policy_logprobs,
+                old_logprobs,
+                batch.advantages[ids].to(policy_logprobs.device),
+                s.epsilon_low,
+                s.epsilon_high,
+            )
             if batch.ref_logprobs is not None:
                 ref_logprobs = pad_sequence([batch.ref_logprobs[i] for i in ids], batch_first=True)
                 kl = kl_penalty(policy_logprobs, ref_logprobs, s.kl_estimator)
                 per_token_loss = per_token_loss + s.beta * kl
                 totals["kl"] += (kl.detach() * response_mask).sum().item()
-            loss = aggregate_loss(per_token_loss, response_mask, s.loss_aggregation, num_sequences=len(batch.sequences),
-                                  num_tokens=batch.num_tokens, max_length=s.max_new_tokens)
+            loss = aggregate_loss(
+                per_token_loss,
+                response_mask,
+                s.loss_aggregation,
+                num_sequences=len(batch.sequences),
+                num_tokens=batch.num_tokens,
+                max_length=s.max_new_tokens,
+            )
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at step {self.progress.step + 1}; stopping. The last good "
@@ -255,24 +308,41 @@ class GRPORun:
         self.optimizer.step()
         self.scheduler.step()
         tokens = batch.num_tokens
-        return {"loss": totals["loss"], "kl": totals["kl"] / tokens, "clip_fraction": totals["clip_fraction"] / tokens,
-                "entropy": totals["entropy"] / tokens, "grad_norm": float(grad_norm), "micro_batches": len(micro_batches)}
+        return {
+            "loss": totals["loss"],
+            "kl": totals["kl"] / tokens,
+            "clip_fraction": totals["clip_fraction"] / tokens,
+            "entropy": totals["entropy"] / tokens,
+            "grad_norm": float(grad_norm),
+            "micro_batches": len(micro_batches),
+        }
 
     # ------------------------------------------------------------------ checkpoints
 
     def objective(self) -> dict:
         s = self.stage
-        std = {"group": "std of the group", "batch": "std of the batch", "none": "1 (Dr. GRPO)"}[s.advantage_scale]
+        std = {"group": "std of the group", "batch": "std of the batch", "none": "1 (Dr. GRPO)"}[
+            s.advantage_scale
+        ]
         return {
             "algorithm": "grpo",
             "advantage": f"(r - mean of the group of {s.num_generations}) / ({std} + 1e-4), population std",
             "loss": "-min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A) + beta * KL, per token",
             "loss_aggregation": s.loss_aggregation,
             "clip": {"epsilon_low": s.epsilon_low, "epsilon_high": s.epsilon_high},
-            "kl": {"estimator": s.kl_estimator, "beta": s.beta, "reference": "frozen copy of the initial policy"},
+            "kl": {
+                "estimator": s.kl_estimator,
+                "beta": s.beta,
+                "reference": "frozen copy of the initial policy",
+            },
             "num_iterations": s.num_iterations,
             "correction": "none: the transformers engine samples from the current policy itself",
-            "sampling": {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "max_new_tokens": s.max_new_tokens},
+            "sampling": {
+                "temperature": s.temperature,
+                "top_p": s.top_p,
+                "top_k": s.top_k,
+                "max_new_tokens": s.max_new_tokens,
+            },
             "rewards": [{"name": r.name, "weight": r.weight} for r in self.rewards],
             "zero_variance_groups": "skipped" if s.beta == 0 else "kept (KL gradient)",
         }
@@ -282,8 +352,13 @@ class GRPORun:
         directory = self.checkpoint_root / f"step-{self.progress.step:06d}"
         self.accelerator.save_state(str(directory))
         if self.ctx.is_main_process:
-            write_manifest(directory, stage="grpo", objective=self.objective(), traces=True,
-                           think_prefilled=self.fmt.think_prefilled)
+            write_manifest(
+                directory,
+                stage="grpo",
+                objective=self.objective(),
+                traces=True,
+                think_prefilled=self.fmt.think_prefilled,
+            )
 
     def _latest_checkpoint(self) -> Path | None:
         found = sorted(self.checkpoint_root.glob("step-*")) if self.checkpoint_root.exists() else []
@@ -300,8 +375,14 @@ class GRPORun:
     def save_final(self) -> None:
         self.accelerator.wait_for_everyone()
         if self.ctx.is_main_process:
-            save_stage_model(self.ctx, self.tokenizer, model=self.accelerator.unwrap_model(self.policy),
-                             objective=self.objective(), traces=True, think_prefilled=self.fmt.think_prefilled)
+            save_stage_model(
+                self.ctx,
+                self.tokenizer,
+                model=self.accelerator.unwrap_model(self.policy),
+                objective=self.objective(),
+                traces=True,
+                think_prefilled=self.fmt.think_prefilled,
+            )
 
     def cleanup(self) -> dict:
         if not self.metrics_log:
@@ -311,11 +392,16 @@ class GRPORun:
         plot_curves(records, self.ctx.directory / "curves.png", title=f"{self.ctx.name} (grpo)")
         if not records:
             return {"steps": self.progress.step}
-        window = records[-max(1, len(records) // 10):]  # the last tenth of the run
-        summary = {"steps": self.progress.step, "first_reward": records[0]["reward/mean"],
-                   "last_reward": _mean([r["reward/mean"] for r in window])}
+        window = records[-max(1, len(records) // 10) :]  # the last tenth of the run
+        summary = {
+            "steps": self.progress.step,
+            "first_reward": records[0]["reward/mean"],
+            "last_reward": _mean([r["reward/mean"] for r in window]),
+        }
         if "accuracy" in records[0]:
-            summary.update(first_accuracy=records[0]["accuracy"], last_accuracy=_mean([r["accuracy"] for r in window]))
+            summary.update(
+                first_accuracy=records[0]["accuracy"], last_accuracy=_mean([r["accuracy"] for r in window])
+            )
         return summary
 
 

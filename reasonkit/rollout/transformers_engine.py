@@ -16,7 +16,9 @@ class TransformersEngine:
         self.batch_size = batch_size  # prompts per generate call
 
     @torch.no_grad()
-    def generate(self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs=False) -> list[Rollout]:
+    def generate(
+        self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs=False
+    ) -> list[Rollout]:
         """``sampling.n`` completions per prompt, grouped prompt by prompt."""
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
@@ -33,7 +35,9 @@ class TransformersEngine:
 
     def _generate_batch(self, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
         tok = self.tokenizer
-        encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+        encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self.model.device
+        )
         greedy = sampling.temperature == 0
         out = self.model.generate(
             **encoded,
@@ -51,7 +55,9 @@ class TransformersEngine:
         prompt_len = encoded["input_ids"].shape[1]
         new_tokens = out.sequences[:, prompt_len:]  # [P*n, new]
         logprobs = None
-        if with_logprobs:  # scores are the processed (temperature / top-p) distributions that were sampled from
+        if (
+            with_logprobs
+        ):  # scores are the processed (temperature / top-p) distributions that were sampled from
             scores = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # [P*n, new, V]
             logprobs = scores.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
         rollouts = []

@@ -12,7 +12,9 @@ def test_six_of_eight_correct():
     std = math.sqrt(0.75 * 0.25)
     expected = torch.tensor([0.25 / (std + 1e-4)] * 6 + [-0.75 / (std + 1e-4)] * 2)
     assert torch.allclose(group_advantages(rewards, 8), expected)
-    assert torch.allclose(group_advantages(rewards, 8, eps=0), torch.tensor([1 / math.sqrt(3)] * 6 + [-math.sqrt(3)] * 2))
+    assert torch.allclose(
+        group_advantages(rewards, 8, eps=0), torch.tensor([1 / math.sqrt(3)] * 6 + [-math.sqrt(3)] * 2)
+    )
 
 
 def test_groups_are_normalised_separately_and_equal_groups_get_zero():

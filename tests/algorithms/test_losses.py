@@ -60,7 +60,10 @@ def test_k3_is_unbiased_for_the_true_kl():
 def test_gradients_numerically():
     torch.manual_seed(0)
     policy = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    old, ref = torch.randn(3, 4, dtype=torch.float64) * 0.1 + policy.detach(), torch.randn(3, 4, dtype=torch.float64)
+    old, ref = (
+        torch.randn(3, 4, dtype=torch.float64) * 0.1 + policy.detach(),
+        torch.randn(3, 4, dtype=torch.float64),
+    )
     adv = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
 
@@ -87,7 +90,9 @@ def test_micro_batches_add_up_to_the_full_batch(mode):
     mask[:, 0] = 1
     full = aggregate_loss(loss, mask, mode, max_length=8)
     counts = {"num_sequences": 5, "num_tokens": int(mask.sum()), "max_length": 8}
-    parts = aggregate_loss(loss[:2], mask[:2], mode, **counts) + aggregate_loss(loss[2:], mask[2:], mode, **counts)
+    parts = aggregate_loss(loss[:2], mask[:2], mode, **counts) + aggregate_loss(
+        loss[2:], mask[2:], mode, **counts
+    )
     assert parts.item() == pytest.approx(full.item(), rel=1e-6)
 
 
@@ -95,6 +100,11 @@ def test_loop_equals_vectorised_sequence_mean():
     torch.manual_seed(2)
     loss, mask = torch.rand(4, 7), (torch.rand(4, 7) > 0.4).int()
     mask[:, 0] = 1
-    by_loop = sum(sum(l * m for l, m in zip(row.tolist(), mrow.tolist())) / sum(mrow.tolist())
-                  for row, mrow in zip(loss, mask)) / 4
+    by_loop = (
+        sum(
+            sum(x * m for x, m in zip(row.tolist(), mrow.tolist())) / sum(mrow.tolist())
+            for row, mrow in zip(loss, mask)
+        )
+        / 4
+    )
     assert aggregate_loss(loss, mask, "sequence_mean").item() == pytest.approx(by_loop, rel=1e-6)

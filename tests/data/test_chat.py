@@ -7,7 +7,9 @@ from reasonkit.format import THINK_OPEN
 def test_completion_mask_covers_completion_and_eos(tiny_tokenizer):
     tok = tiny_tokenizer
     fmt = prompt_format(tok, think_prefill=None)
-    example = tokenize_for_sft(tok, fmt, "What is 27 * 34?", "27 * 30 = 810. 27 * 4 = 108. 810 + 108 = 918.", "918")
+    example = tokenize_for_sft(
+        tok, fmt, "What is 27 * 34?", "27 * 30 = 810. 27 * 4 = 108. 810 + 108 = 918.", "918"
+    )
     prompt = [t for t, m in zip(example.input_ids, example.completion_mask) if not m]
     completion = [t for t, m in zip(example.input_ids, example.completion_mask) if m]
     assert example.completion_mask == sorted(example.completion_mask)  # prompt first, then completion

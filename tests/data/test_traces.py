@@ -33,7 +33,9 @@ def test_bad_rows_are_reported_by_number(tmp_path):
 
 
 def test_skip_bad_rows_and_count_them(tmp_path):
-    examples, report = load_examples(config(jsonl(tmp_path, ROWS), "skip", **COLUMNS), "train", need_trace=True)
+    examples, report = load_examples(
+        config(jsonl(tmp_path, ROWS), "skip", **COLUMNS), "train", need_trace=True
+    )
     assert [e.answer for e in examples] == ["6", "72"] and report.skipped == 2 and report.rows == 4
 
 
@@ -46,7 +48,11 @@ def test_direct_answers_do_not_need_a_trace(tmp_path):
 def test_missing_columns_are_named_with_the_available_ones(tmp_path):
     with pytest.raises(DataError) as info:
         load_examples(config(jsonl(tmp_path, ROWS)), "train", need_trace=True)
-    assert "'prompt'" in str(info.value) and "'question'" in str(info.value) and "prompt_column" in str(info.value)
+    assert (
+        "'prompt'" in str(info.value)
+        and "'question'" in str(info.value)
+        and "prompt_column" in str(info.value)
+    )
 
 
 @pytest.mark.parametrize("suffix", [".json", ".parquet", ".csv"])
@@ -56,24 +62,43 @@ def test_other_local_formats(tmp_path, suffix):
     good = [r for r in ROWS if r["reasoning"] and r["final"]]
     path = tmp_path / f"data{suffix}"
     frame = pd.DataFrame(good)
-    {".json": lambda: frame.to_json(path, orient="records"), ".parquet": lambda: frame.to_parquet(path),
-     ".csv": lambda: frame.to_csv(path, index=False)}[suffix]()
+    {
+        ".json": lambda: frame.to_json(path, orient="records"),
+        ".parquet": lambda: frame.to_parquet(path),
+        ".csv": lambda: frame.to_csv(path, index=False),
+    }[suffix]()
     examples, _ = load_examples(config(path, **COLUMNS), "train", need_trace=True)
     assert [e.prompt for e in examples] == [r["question"] for r in good]
 
 
 def test_messages_column(tmp_path):
     rows = [
-        {"chat": [{"role": "user", "content": "What is 2 * 3?"},
-                  {"role": "assistant", "content": "<think>2 * 3 = 6.</think>6"}]},
-        {"chat": [{"role": "user", "content": "What is 4 * 5?"},
-                  {"role": "assistant", "reasoning_content": "4 * 5 = 20.", "content": "20"}]},
-        {"chat": [{"role": "user", "content": "What is 1 * 1?"},
-                  {"role": "assistant", "content": "<think>unclosed 1"}]},
+        {
+            "chat": [
+                {"role": "user", "content": "What is 2 * 3?"},
+                {"role": "assistant", "content": "<think>2 * 3 = 6.</think>6"},
+            ]
+        },
+        {
+            "chat": [
+                {"role": "user", "content": "What is 4 * 5?"},
+                {"role": "assistant", "reasoning_content": "4 * 5 = 20.", "content": "20"},
+            ]
+        },
+        {
+            "chat": [
+                {"role": "user", "content": "What is 1 * 1?"},
+                {"role": "assistant", "content": "<think>unclosed 1"},
+            ]
+        },
     ]
-    examples, report = load_examples(config(jsonl(tmp_path, rows), "skip", messages_column="chat"), "train", need_trace=True)
+    examples, report = load_examples(
+        config(jsonl(tmp_path, rows), "skip", messages_column="chat"), "train", need_trace=True
+    )
     assert [(e.prompt, e.trace, e.answer) for e in examples] == [
-        ("What is 2 * 3?", "2 * 3 = 6.", "6"), ("What is 4 * 5?", "4 * 5 = 20.", "20")]
+        ("What is 2 * 3?", "2 * 3 = 6.", "6"),
+        ("What is 4 * 5?", "4 * 5 = 20.", "20"),
+    ]
     assert report.skipped == 1
 
 

@@ -1,0 +1,156 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from reasonkit.config import build_recipe
+from reasonkit.grpo import trainer as grpo_trainer
+from reasonkit.grpo.scoring import RewardError
+from reasonkit.grpo.trainer import TrainingError
+from reasonkit.manifest import read_manifest
+from reasonkit.pipeline import run_recipe
+from tests.conftest import TINY_SIZES
+
+TOY = str(Path(__file__).with_name("toy_rewards.py"))
+
+
+def grpo_recipe(output_dir, reward="digit_fraction", **stage):
+    return build_recipe(
+        {
+            "output_dir": str(output_dir),
+            "seed": 3,
+            "model": {"tiny": TINY_SIZES},
+            "data": {"task": "arithmetic", "arithmetic": {"test_size": 20, "train_size": 200}},
+            "stages": {
+                "grpo": {
+                    "rewards": [{"name": f"{TOY}:{reward}"}],
+                    "prompts_per_step": 4,
+                    "num_generations": 8,
+                    "max_new_tokens": 8,
+                    "learning_rate": 3e-3,
+                    "beta": 0.0,
+                    "max_steps": 20,
+                    "save_steps": 100,
+                    **stage,
+                }
+            },
+        }
+    )
+
+
+def metrics(output_dir) -> list[dict]:
+    return [
+        json.loads(line) for line in (Path(output_dir) / "grpo" / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
+def test_toy_task_reward_goes_up(tmp_path):
+    run_recipe(grpo_recipe(tmp_path))
+    rewards = [m["reward/mean"] for m in metrics(tmp_path)]
+    assert sum(rewards[-4:]) / 4 > sum(rewards[:4]) / 4 + 0.05, rewards
+    record = metrics(tmp_path)[-1]
+    for key in [
+        "reward/std",
+        "kl",
+        "clip_fraction",
+        "entropy",
+        "completion_length",
+        "truncated",
+        "zero_variance_groups",
+        "tokens_per_second",
+        "accuracy",
+        f"reward/{TOY}:digit_fraction/mean",
+    ]:
+        assert key in record
+    manifest = read_manifest(tmp_path / "grpo" / "model")
+    assert (
+        manifest["objective"]["kl"]["estimator"] == "k3"
+        and manifest["objective"]["loss_aggregation"] == "sequence_mean"
+    )
+    assert (tmp_path / "grpo" / "curves.png").exists()
+
+
+def final_weights(output_dir):
+    return load_file(Path(output_dir) / "grpo" / "model" / "model.safetensors")
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    settings = {"max_steps": 4, "save_steps": 2, "beta": 0.04, "num_iterations": 2}
+    run_recipe(grpo_recipe(tmp_path / "straight", **settings))
+
+    real_step = grpo_trainer.GRPORun._step
+    calls = {"n": 0}
+
+    def dies_at_step_three(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # a kill after the step-2 checkpoint
+        return real_step(self)
+
+    monkeypatch.setattr(grpo_trainer.GRPORun, "_step", dies_at_step_three)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(grpo_recipe(tmp_path / "killed", **settings))
+    monkeypatch.setattr(grpo_trainer.GRPORun, "_step", real_step)
+    assert (tmp_path / "killed" / "grpo" / "checkpoints" / "step-000002").is_dir()
+    assert (
+        read_manifest(tmp_path / "killed" / "grpo" / "checkpoints" / "step-000002")["objective"]["kl"]["beta"]
+        == 0.04
+    )
+
+    run_recipe(grpo_recipe(tmp_path / "killed", **settings), resume=True)
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+    assert [m["reward/mean"] for m in metrics(tmp_path / "straight")] == [
+        m["reward/mean"] for m in metrics(tmp_path / "killed")
+    ]
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    real = grpo_trainer.aggregate_loss
+    calls = {"n": 0}
+
+    def nan_on_third_step(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] >= 3 else loss
+
+    monkeypatch.setattr(grpo_trainer, "aggregate_loss", nan_on_third_step)
+    with pytest.raises(TrainingError, match=r"nan at step 3.*step-000002"):
+        run_recipe(grpo_recipe(tmp_path, max_steps=5, save_steps=2, token_budget=100000))
+    checkpoints = sorted(p.name for p in (tmp_path / "grpo" / "checkpoints").iterdir())
+    assert checkpoints == ["step-000002"]
+    assert not (tmp_path / "grpo" / "model").exists()
+
+
+def test_reward_that_raises_names_itself_and_the_sample(tmp_path):
+    with pytest.raises(RewardError, match=r"fails_on_seven.*ZeroDivisionError.*sample \d+ \(prompt 'What is"):
+        run_recipe(grpo_recipe(tmp_path, reward="fails_on_seven", max_steps=3))
+
+
+def test_reward_returning_nan_is_refused(tmp_path):
+    with pytest.raises(RewardError, match=r"returns_nan.*returned nan"):
+        run_recipe(grpo_recipe(tmp_path, reward="returns_nan", max_steps=1))
+
+
+def test_missing_reward_column_fails_before_the_first_step(tmp_path, monkeypatch):
+    monkeypatch.setattr(grpo_trainer.GRPORun, "_step", lambda self: pytest.fail("a step ran"))
+    with pytest.raises(RewardError, match=r"needs dataset column\(s\) \['tests'\].*\['answer', 'prompt'\]"):
+        run_recipe(grpo_recipe(tmp_path, reward="needs_tests"))
+
+
+def test_unknown_reward_fails_at_validation():
+    from reasonkit.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown reward 'exact_answr'; known rewards: exact_answer"):
+        build_recipe(
+            {
+                "output_dir": "x",
+                "model": {"tiny": {}},
+                "data": {"task": "arithmetic"},
+                "stages": {"grpo": {"rewards": [{"name": "exact_answr"}]}},
+            }
+        )

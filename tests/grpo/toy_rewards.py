@@ -1,0 +1,20 @@
+"""Rewards used by the GRPO tests, loaded by path like a user's own file (TRL calling convention)."""
+
+import math
+
+
+def digit_fraction(prompts, completions, **kwargs):
+    """Share of the completion's characters that are digits: random text scores low, easy to learn."""
+    return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
+
+
+def fails_on_seven(prompts, completions, answer, **kwargs):
+    return [1 / 0 if "7" in a else 0.0 for a in answer]
+
+
+def needs_tests(prompts, completions, tests, **kwargs):
+    return [0.0 for _ in completions]
+
+
+def returns_nan(prompts, completions, **kwargs):
+    return [math.nan for _ in completions]
