@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	OMP_NUM_THREADS=2 $(BIN)/reasonkit run recipes/demo/arithmetic.yaml
+	OMP_NUM_THREADS=2 $(BIN)/reasonkit run recipes/demo/arithmetic.yaml --overwrite
 
 test: install
 	$(BIN)/python -m pytest -m "not slow" -q

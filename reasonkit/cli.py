@@ -9,10 +9,8 @@ import sys
 
 from reasonkit.config import ConfigError, load_recipe
 
-USAGE_ERRORS = (ConfigError,)
 
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasonkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in [
@@ -24,32 +22,44 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument(
             "overrides", nargs="*", help="key.path=value overrides, e.g. stages.sft.learning_rate=1e-5"
         )
-        if name == "run":
-            sub.add_argument(
-                "--resume",
-                action="store_true",
-                help="skip finished stages and continue the unfinished one from its latest checkpoint",
-            )
-    args = parser.parse_args(argv)
+    run = commands.choices["run"]
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip finished stages and continue the unfinished one from its latest checkpoint",
+    )
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run in the output directory"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         recipe = load_recipe(args.recipe, args.overrides)
         if args.command == "validate":
             print(f"{args.recipe}: ok ({', '.join(f'{n} ({s.type})' for n, s in recipe.stages.items())})")
             return 0
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from reasonkit.data.chat import FormatError
-        from reasonkit.data.traces import DataError
-        from reasonkit.grpo.scoring import RewardError
-        from reasonkit.grpo.trainer import TrainingError
-        from reasonkit.models import ModelLoadError
-        from reasonkit.pipeline import run_recipe
-
-        try:
-            run_recipe(recipe, resume=args.resume)
-        except (DataError, FormatError, ModelLoadError, RewardError, TrainingError) as exc:
-            raise ConfigError(str(exc)) from None
+        return _run(recipe, args)
     except ConfigError as exc:
+        print(f"reasonkit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(recipe, args) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from reasonkit.data.chat import FormatError
+    from reasonkit.data.traces import DataError
+    from reasonkit.grpo.scoring import RewardError
+    from reasonkit.grpo.trainer import TrainingError
+    from reasonkit.models import ModelLoadError
+    from reasonkit.pipeline import RunDirectoryError, run_recipe
+
+    try:
+        run_recipe(recipe, resume=args.resume, overwrite=args.overwrite)
+    except (DataError, FormatError, ModelLoadError, RewardError, RunDirectoryError, TrainingError) as exc:
         print(f"reasonkit: error: {exc}", file=sys.stderr)
         return 2
     return 0

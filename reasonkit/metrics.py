@@ -52,6 +52,14 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def truncate_jsonl(path: str | Path, last_step: int) -> None:
+    """Drop records logged after ``last_step`` (a resumed run logs those steps again)."""
+    path = Path(path)
+    if path.exists():
+        kept = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
 def plot_curves(
     records: list[dict], png_path: str | Path, x_key: str = "step", title: str = ""
 ) -> Path | None:

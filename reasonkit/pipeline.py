@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -25,15 +26,19 @@ log = logging.getLogger(__name__)
 TOKENIZER_CORPUS_SIZE = 5000  # examples the tiny tokenizer is trained on
 
 
-def run_recipe(recipe: Recipe, resume: bool = False) -> dict:
+class RunDirectoryError(RuntimeError):
+    pass
+
+
+def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> dict:
     from accelerate import PartialState
 
     state = PartialState()
     started = time.time()
     out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     base_model = recipe.model.path or str(out / "base_model")
     if state.is_main_process:
+        prepare_output_dir(out, recipe, resume, overwrite)
         (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
         if recipe.model.tiny is not None and not (resume and Path(base_model).exists()):
             build_tiny_base_model(recipe, Path(base_model))
@@ -67,9 +72,25 @@ def run_recipe(recipe: Recipe, resume: bool = False) -> dict:
         if state.is_main_process:
             done.write_text(json.dumps(summary["stages"][name], indent=2))
             (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary["wall_seconds"] = round(time.time() - started, 1)
     if state.is_main_process:
         print_summary(summary)
     return summary
+
+
+def prepare_output_dir(out: Path, recipe: Recipe, resume: bool, overwrite: bool) -> None:
+    """Never mix two runs in one directory: continue it (resume), replace it (overwrite), or refuse."""
+    ours = [out / name for name in [*recipe.stages, "base_model", "summary.json", "recipe.yaml"]]
+    existing = [p for p in ours if p.exists()]
+    if existing and not resume:
+        if not overwrite:
+            raise RunDirectoryError(
+                f"{out} already holds a run ({', '.join(p.name for p in existing)}). Continue it with --resume, "
+                f"replace it with --overwrite, or pick another directory (output_dir=...)."
+            )
+        for path in existing:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def run_stage(ctx: StageContext, stage, outputs: dict[str, str], base_model: str, resume: bool) -> dict:

@@ -18,7 +18,7 @@ from trl import SFTConfig, SFTTrainer
 
 from reasonkit.config import SFTStage
 from reasonkit.data import DataError, load_examples, prompt_format, tokenize_for_sft
-from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl
+from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.stage import StageContext, save_stage_model
 
@@ -109,12 +109,20 @@ class SFTRun:
 
     def train(self) -> None:
         started = time.time()
-        checkpoints = self.ctx.directory / "checkpoints"
-        resume_from = self.resume and checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
-        result = self.trainer.train(resume_from_checkpoint=True if resume_from else None)
+        result = self.trainer.train(resume_from_checkpoint=self._checkpoint_to_resume())
         self.metrics.update(
             train_loss=result.training_loss, steps=result.global_step, train_seconds=time.time() - started
         )
+
+    def _checkpoint_to_resume(self) -> str | None:
+        found = sorted(
+            (self.ctx.directory / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
+        )
+        if not self.resume or not found:
+            return None
+        if self.ctx.is_main_process:
+            truncate_jsonl(self.ctx.directory / "metrics.jsonl", int(found[-1].name.split("-")[1]))
+        return str(found[-1])
 
     def save_checkpoint(self) -> None:
         self.trainer.save_model(

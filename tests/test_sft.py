@@ -107,3 +107,18 @@ def test_bad_data_fails_with_a_message_before_training(tmp_path, capsys, data, m
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     assert main(["run", str(path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_second_run_never_mixes_with_the_first(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    raw = sft_recipe(tmp_path / "run", max_steps=2, logging_steps=1)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    metrics = tmp_path / "run" / "sft" / "metrics.jsonl"
+    assert main(["run", str(path)]) == 0
+    first_run = metrics.read_text()
+    assert main(["run", str(path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["run", str(path), "--overwrite"]) == 0
+    assert len(metrics.read_text().splitlines()) == len(first_run.splitlines())  # one run's records, not two
+    assert main(["run", str(path), "--resume"]) == 0  # every stage done: skipped
+    assert "done earlier, skipped" in capsys.readouterr().out

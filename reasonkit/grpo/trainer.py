@@ -33,7 +33,7 @@ from reasonkit.format import THINK_OPEN, parse_completion
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
 from reasonkit.grpo.scoring import check_columns, load_rewards, score_completions
 from reasonkit.manifest import write_manifest
-from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl
+from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.stage import StageContext, save_stage_model
@@ -370,6 +370,8 @@ class GRPORun:
             log.info("no checkpoint in %s: starting from the beginning", self.checkpoint_root)
             return
         self.accelerator.load_state(str(latest))
+        if self.ctx.is_main_process:
+            truncate_jsonl(self.ctx.directory / "metrics.jsonl", self.progress.step)
         log.info("resumed from %s (step %d)", latest, self.progress.step)
 
     def save_final(self) -> None:
