@@ -57,6 +57,7 @@ class ArithmeticTask:
 
     digits: int = 2  # digits of each operand
     test_size: int = 500  # held-out problems, disjoint from the training ones
+    rl_size: int = 0  # problems kept apart as GRPO prompts (the `rl` split), seen by no SFT stage
     train_size: int | None = None  # null: every other problem of that size
     seed: int = 0  # fixes which problems are held out, independently of the training seed
 
@@ -83,6 +84,7 @@ class DataConfig:
     arithmetic: ArithmeticTask = field(default_factory=ArithmeticTask)
     train: DatasetSource | None = None
     test: DatasetSource | None = None
+    rl: DatasetSource | None = None  # GRPO prompts; null: the train split
     on_invalid: Literal["error", "skip"] = "error"  # rows with an empty prompt, trace or answer
 
 

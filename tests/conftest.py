@@ -15,7 +15,7 @@ TINY_SIZES = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_
 
 
 def arithmetic_corpus(count: int = 500) -> list[str]:
-    train, _ = arithmetic_splits(test_size=50)
+    train = arithmetic_splits(test_size=50)["train"]
     return [p.prompt for p in train[:count]] + [format_completion(p.trace, p.answer) for p in train[:count]]
 
 

@@ -28,6 +28,8 @@ def sft_recipe(output_dir, **stage):
                 **stage,
             },
             "eval": {"max_new_tokens": 40, "batch_size": 20},
+            "eval_sampled": {"type": "eval", "models": ["sft"], "num_samples": 3, "temperature": 1.0,
+                             "max_new_tokens": 40, "seed": 0},
         },
     }
 
@@ -87,6 +89,12 @@ def test_cli_smoke_run_trains_saves_and_reloads(tmp_path, capsys):
     assert (out / "sft" / "curves.png").stat().st_size > 0
     assert any((out / "sft" / "tensorboard").iterdir())
     assert len((out / "eval" / "sft.samples.jsonl").read_text().splitlines()) == 20
+    sampled = summary["stages"]["eval_sampled"]["models"]["sft"]
+    assert sampled["num_samples"] == 3 and sampled["n"] == 20
+    first = json.loads((out / "eval_sampled" / "sft.samples.jsonl").read_text().splitlines()[0])
+    assert len(first["completions"]) == 3 and len(first["correct"]) == 3
+    decoding = json.loads((out / "eval_sampled" / "sft.results.json").read_text())["decoding"]
+    assert decoding["temperature"] == 1.0 and decoding["num_samples"] == 3
     assert "accuracy" in capsys.readouterr().out
 
 

@@ -39,16 +39,13 @@ class LoadReport:
 
 
 def load_examples(data: DataConfig, split: str, *, need_trace: bool):
-    """Examples of ``split`` ("train" or "test") and a LoadReport; traces dropped when not needed."""
+    """Examples of ``split`` ("train", "test" or "rl") and a LoadReport; traces dropped when not needed."""
     if data.task == "arithmetic":
         task = data.arithmetic
-        train, test = arithmetic_splits(task.digits, task.test_size, task.train_size, seed=task.seed)
-        problems = train if split == "train" else test
+        problems = arithmetic_splits(task.digits, task.test_size, task.train_size, task.seed, task.rl_size)[split]
         examples = [TraceExample(p.prompt, p.trace if need_trace else None, p.answer) for p in problems]
         return examples, LoadReport(rows=len(examples), skipped=0)
-    source = data.train if split == "train" else data.test
-    if source is None:
-        raise DataError(f"data.{split} is not set in the recipe")
+    source = _source(data, split)
     rows = load_rows(source)
     return examples_from_rows(rows, source, need_trace=need_trace, on_invalid=data.on_invalid)
 
@@ -58,9 +55,7 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
     if data.task == "arithmetic":
         examples, _ = load_examples(data, split, need_trace=False)
         return [{"prompt": ex.prompt, "answer": ex.answer} for ex in examples]
-    source = data.train if split == "train" else data.test
-    if source is None:
-        raise DataError(f"data.{split} is not set in the recipe")
+    source = _source(data, split)
     rows = load_rows(source)
     if rows and source.prompt_column not in rows[0]:
         raise DataError(
@@ -80,6 +75,13 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
             raise DataError(message + ". Fix them, or set data.on_invalid: skip to drop them.")
         log.warning("%s. Skipped (data.on_invalid: skip).", message)
     return kept
+
+
+def _source(data: DataConfig, split: str) -> DatasetSource:
+    source = getattr(data, split)
+    if source is None:
+        raise DataError(f"data.{split} is not set in the recipe")
+    return source
 
 
 def load_rows(source: DatasetSource) -> list[dict]:

@@ -113,7 +113,7 @@ class GRPORun:
         torch.manual_seed(self.seed)
         self.accelerator = Accelerator()
         self.rewards = load_rewards(self.stage.rewards)
-        self.rows = load_prompt_rows(self.ctx.recipe.data, "train")
+        self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
         check_columns(self.rewards, set(self.rows[0]) if self.rows else set())
         self._setup_model()
         self._setup_optimizer()
@@ -405,6 +405,11 @@ class GRPORun:
                 first_accuracy=records[0]["accuracy"], last_accuracy=_mean([r["accuracy"] for r in window])
             )
         return summary
+
+
+def rl_split(data) -> str:
+    """GRPO prompts come from the `rl` split when the recipe has one: prompts the SFT stages never saw."""
+    return "rl" if data.rl is not None or data.arithmetic.rl_size > 0 and data.task == "arithmetic" else "train"
 
 
 def _mean(values) -> float:

@@ -154,3 +154,17 @@ def test_unknown_reward_fails_at_validation():
                 "stages": {"grpo": {"rewards": [{"name": "exact_answr"}]}},
             }
         )
+
+
+def test_grpo_prompts_come_from_the_rl_split_when_there_is_one(tmp_path):
+    from reasonkit.data import load_prompt_rows
+    from reasonkit.grpo.trainer import rl_split
+    from reasonkit.tasks import arithmetic_splits
+
+    recipe = grpo_recipe(tmp_path)
+    assert rl_split(recipe.data) == "train"
+    recipe.data.arithmetic.rl_size = 30
+    rows = load_prompt_rows(recipe.data, rl_split(recipe.data))
+    splits = arithmetic_splits(digits=2, test_size=20, train_size=200, rl_size=30)
+    assert [r["prompt"] for r in rows] == [p.prompt for p in splits["rl"]]
+    assert {r["answer"] for r in rows} == {p.answer for p in splits["rl"]}

@@ -17,8 +17,8 @@ def test_example_from_the_issue():
 
 
 def test_every_trace_is_correct_and_ends_on_the_answer():
-    train, test = arithmetic_splits(digits=2, test_size=500)
-    for p in train + test:
+    splits = arithmetic_splits(digits=2, test_size=500)
+    for p in splits["train"] + splits["test"]:
         assert check_trace(p.a, p.b, p.trace) == int(p.answer) == p.a * p.b
 
 
@@ -27,15 +27,17 @@ def test_three_digit_operands():
 
 
 def test_splits_are_disjoint_deterministic_and_complete():
-    train, test = arithmetic_splits(digits=2, test_size=500, seed=3)
-    assert len(test) == 500 and len(train) == 90 * 90 - 500
-    assert not set(train) & set(test)
-    assert arithmetic_splits(digits=2, test_size=500, seed=3) == (train, test)
-    assert arithmetic_splits(digits=2, test_size=500, seed=4)[1] != test
+    splits = arithmetic_splits(digits=2, test_size=500, seed=3, rl_size=1000)
+    train, test, rl = splits["train"], splits["test"], splits["rl"]
+    assert len(test) == 500 and len(rl) == 1000 and len(train) == 90 * 90 - 1500
+    assert not set(train) & set(test) and not set(train) & set(rl) and not set(rl) & set(test)
+    assert arithmetic_splits(digits=2, test_size=500, seed=3, rl_size=1000) == splits
+    assert arithmetic_splits(digits=2, test_size=500, seed=3)["test"] == test  # the held-out set does not move
+    assert arithmetic_splits(digits=2, test_size=500, seed=4)["test"] != test
 
 
 def test_direct_rows_have_no_trace():
-    train, _ = arithmetic_splits(test_size=10, train_size=5)
+    train = arithmetic_splits(test_size=10, train_size=5)["train"]
     assert len(train) == 5
     assert train[0].row(with_trace=False)["trace"] is None
     assert train[0].prompt.startswith("What is ")
