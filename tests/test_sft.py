@@ -28,8 +28,14 @@ def sft_recipe(output_dir, **stage):
                 **stage,
             },
             "eval": {"max_new_tokens": 40, "batch_size": 20},
-            "eval_sampled": {"type": "eval", "models": ["sft"], "num_samples": 3, "temperature": 1.0,
-                             "max_new_tokens": 40, "seed": 0},
+            "eval_sampled": {
+                "type": "eval",
+                "models": ["sft"],
+                "num_samples": 3,
+                "temperature": 1.0,
+                "max_new_tokens": 40,
+                "seed": 0,
+            },
         },
     }
 

@@ -8,8 +8,12 @@ from reasonkit.rollout import SamplingSettings, TransformersEngine
 def test_rollouts_carry_ids_logprobs_text_and_truncation(tiny_model_dir, tiny_tokenizer):
     model = load_model(str(tiny_model_dir))
     engine = TransformersEngine(model, tiny_tokenizer, batch_size=2)
-    prompts = [tiny_tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
-                                                  tokenize=False) for q in ["What is 12 * 34?", "What is 5 * 6?", "Hi"]]
+    prompts = [
+        tiny_tokenizer.apply_chat_template(
+            [{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False
+        )
+        for q in ["What is 12 * 34?", "What is 5 * 6?", "Hi"]
+    ]
     sampling = SamplingSettings(n=3, temperature=0.7, top_p=1.0, max_new_tokens=6, seed=0)
     rollouts = engine.generate(prompts, sampling, with_logprobs=True)
     assert [r.prompt_index for r in rollouts] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -19,7 +23,9 @@ def test_rollouts_carry_ids_logprobs_text_and_truncation(tiny_model_dir, tiny_to
         assert r.truncated == (tiny_tokenizer.eos_token_id not in r.completion_ids)
         assert r.text == tiny_tokenizer.decode(r.completion_ids, skip_special_tokens=True)
     # The engine's sampling log-probs are the trainer's log-probs of the same tokens at that temperature.
-    trainer_side = packed_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], temperature=0.7)
+    trainer_side = packed_logprobs(
+        model, [(r.prompt_ids, r.completion_ids) for r in rollouts], temperature=0.7
+    )
     for r, lp in zip(rollouts, trainer_side.logprobs):
         assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-4)
 
@@ -27,7 +33,13 @@ def test_rollouts_carry_ids_logprobs_text_and_truncation(tiny_model_dir, tiny_to
 def test_same_seed_same_samples_and_greedy_is_deterministic(tiny_model_dir, tiny_tokenizer):
     engine = TransformersEngine(load_model(str(tiny_model_dir)), tiny_tokenizer)
     prompt = ["<|user|>What is 12 * 34?<|end|><|assistant|>"]
-    sampled = [engine.generate(prompt, SamplingSettings(n=4, temperature=1.0, max_new_tokens=5, seed=1)) for _ in range(2)]
+    sampled = [
+        engine.generate(prompt, SamplingSettings(n=4, temperature=1.0, max_new_tokens=5, seed=1))
+        for _ in range(2)
+    ]
     assert [r.completion_ids for r in sampled[0]] == [r.completion_ids for r in sampled[1]]
     greedy = engine.generate(prompt, SamplingSettings(n=1, temperature=0.0, max_new_tokens=5))
-    assert greedy[0].completion_ids == engine.generate(prompt, SamplingSettings(n=1, temperature=0.0, max_new_tokens=5))[0].completion_ids
+    assert (
+        greedy[0].completion_ids
+        == engine.generate(prompt, SamplingSettings(n=1, temperature=0.0, max_new_tokens=5))[0].completion_ids
+    )

@@ -32,7 +32,9 @@ def test_splits_are_disjoint_deterministic_and_complete():
     assert len(test) == 500 and len(rl) == 1000 and len(train) == 90 * 90 - 1500
     assert not set(train) & set(test) and not set(train) & set(rl) and not set(rl) & set(test)
     assert arithmetic_splits(digits=2, test_size=500, seed=3, rl_size=1000) == splits
-    assert arithmetic_splits(digits=2, test_size=500, seed=3)["test"] == test  # the held-out set does not move
+    assert (
+        arithmetic_splits(digits=2, test_size=500, seed=3)["test"] == test
+    )  # the held-out set does not move
     assert arithmetic_splits(digits=2, test_size=500, seed=4)["test"] != test
 
 
