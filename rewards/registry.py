@@ -90,4 +90,5 @@ def _load_file(path: str):
 
 def _load_builtins() -> None:
     import rewards.answer  # noqa: F401  (registers on import)
+    import rewards.code  # noqa: F401
     import rewards.format  # noqa: F401
