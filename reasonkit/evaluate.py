@@ -20,6 +20,7 @@ from reasonkit.metrics import JsonlWriter
 from reasonkit.models import load_model, load_tokenizer
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.stage import StageContext
+from rewards.answer import same_answer
 
 
 @dataclass
@@ -30,21 +31,6 @@ class EvalResult:
     format_errors: float  # fraction of completions with no readable answer
     truncated: float  # fraction that hit max_new_tokens
     mean_completion_tokens: float
-
-
-def answers_match(predicted: str | None, gold: str) -> bool:
-    """Exact match after trimming; numbers compare by value (``"918.0"`` equals ``"918"``).
-
-    >>> answers_match("918", "918"), answers_match(" 918 ", "918"), answers_match("918 apples", "918")
-    (True, True, False)
-    """
-    if predicted is None:
-        return False
-    predicted, gold = predicted.strip(), gold.strip()
-    try:
-        return float(predicted.replace(",", "")) == float(gold.replace(",", ""))
-    except ValueError:
-        return predicted == gold
 
 
 def evaluate(
@@ -82,7 +68,7 @@ def evaluate(
             parse_completion(r.text, think_prefilled=fmt.think_prefilled, require_think=with_traces).answer
             for r in group
         ]
-        scores = [answers_match(a, ex.answer) for a in answers]
+        scores = [same_answer(a, ex.answer) for a in answers]
         correct += sum(scores)
         unreadable += sum(a is None for a in answers)
         truncated += sum(r.truncated for r in group)

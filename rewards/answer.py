@@ -6,7 +6,15 @@ from reasonkit.format import parse_completion
 from rewards.registry import register
 
 
-def _same_number_or_text(predicted: str, gold: str) -> bool:
+def same_answer(predicted: str | None, gold: str) -> bool:
+    """Exact match after trimming; numbers compare by value (``"918.0"`` equals ``"918"``).
+
+    >>> same_answer("918", "918"), same_answer(" 918 ", "918"), same_answer("918 apples", "918"), same_answer(None, "1")
+    (True, True, False, False)
+    """
+    if predicted is None:
+        return False
+    predicted, gold = predicted.strip(), gold.strip()
     try:
         return float(predicted.replace(",", "")) == float(gold.replace(",", ""))
     except ValueError:
@@ -30,6 +38,5 @@ def exact_answer(prompts, completions, answer, **kwargs) -> list[float | None]:
         if gold is None or not str(gold).strip():
             scores.append(None)
             continue
-        predicted = parse_completion(completion).answer
-        scores.append(float(predicted is not None and _same_number_or_text(predicted, str(gold).strip())))
+        scores.append(float(same_answer(parse_completion(completion).answer, str(gold))))
     return scores

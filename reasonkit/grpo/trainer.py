@@ -27,8 +27,7 @@ from transformers import get_scheduler
 
 from reasonkit.algorithms import aggregate_loss, clipped_surrogate, group_advantages, kl_penalty
 from reasonkit.config import GRPOStage
-from reasonkit.data import load_prompt_rows, prompt_format
-from reasonkit.evaluate import answers_match
+from reasonkit.data import DataError, load_prompt_rows, prompt_format
 from reasonkit.format import THINK_OPEN, parse_completion
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
 from reasonkit.grpo.scoring import check_columns, load_rewards, score_completions
@@ -37,6 +36,7 @@ from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_json
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.stage import StageContext, save_stage_model
+from rewards.answer import same_answer
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ class GRPORun:
         self.accelerator = Accelerator()
         self.rewards = load_rewards(self.stage.rewards)
         self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
-        check_columns(self.rewards, set(self.rows[0]) if self.rows else set())
+        if not self.rows:
+            raise DataError(f"stages.{self.ctx.name}: the prompt data is empty")
+        check_columns(self.rewards, set(self.rows[0]))
         self._setup_model()
         self._setup_optimizer()
         self.sampler, self.progress = PromptSampler(len(self.rows), self.seed), Progress()
@@ -136,8 +138,10 @@ class GRPORun:
         model = load_model(self.ctx.init_path, model_cfg.dtype, model_cfg.attn_implementation)
         ensure_distinct_pad(self.tokenizer, model)
         self.fmt = prompt_format(self.tokenizer, model_cfg.think_prefill)
-        # The KL reference is the starting policy, frozen.
-        self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if self.stage.beta > 0 else None
+        # The KL reference is the starting policy, frozen (prepare() moves only the policy).
+        self.ref_model = None
+        if self.stage.beta > 0:
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False).to(self.accelerator.device)
         self.policy = model
 
     def _setup_optimizer(self) -> None:
@@ -237,7 +241,7 @@ class GRPORun:
         }
         if "answer" in columns:
             metrics["accuracy"] = sum(
-                answers_match(parse_completion(c).answer, str(gold))
+                same_answer(parse_completion(c).answer, str(gold))
                 for c, gold in zip(completions, columns["answer"])
             ) / len(completions)
         return metrics
@@ -409,7 +413,8 @@ class GRPORun:
 
 def rl_split(data) -> str:
     """GRPO prompts come from the `rl` split when the recipe has one: prompts the SFT stages never saw."""
-    return "rl" if data.rl is not None or data.arithmetic.rl_size > 0 and data.task == "arithmetic" else "train"
+    task_has_rl = data.task == "arithmetic" and data.arithmetic.rl_size > 0
+    return "rl" if data.rl is not None or task_has_rl else "train"
 
 
 def _mean(values) -> float:

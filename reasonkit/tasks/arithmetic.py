@@ -55,12 +55,20 @@ def teacher_trace(a: int, b: int) -> str:
     return " ".join(steps)
 
 
-def arithmetic_splits(digits=2, test_size=500, train_size=None, seed=0, rl_size=0) -> dict[str, list[Problem]]:
+def arithmetic_splits(
+    digits=2, test_size=500, train_size=None, seed=0, rl_size=0
+) -> dict[str, list[Problem]]:
     """Disjoint ``train``, ``test`` and ``rl`` lists of Problems, deterministic in ``seed``."""
     low, high = 10 ** (digits - 1), 10**digits
     problems = [Problem(a, b) for a in range(low, high) for b in range(low, high)]
     random.Random(seed).shuffle(problems)
     if test_size + rl_size >= len(problems):
-        raise ValueError(f"test_size + rl_size = {test_size + rl_size} leaves no training problems of {len(problems)}")
-    test, rl, train = problems[:test_size], problems[test_size : test_size + rl_size], problems[test_size + rl_size :]
+        raise ValueError(
+            f"test_size + rl_size = {test_size + rl_size} leaves no training problems of {len(problems)}"
+        )
+    test, rl, train = (
+        problems[:test_size],
+        problems[test_size : test_size + rl_size],
+        problems[test_size + rl_size :],
+    )
     return {"train": train[:train_size] if train_size is not None else train, "test": test, "rl": rl}

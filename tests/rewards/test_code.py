@@ -7,9 +7,15 @@ import rewards.code
 from rewards import get
 from rewards.sandbox import isolation
 
-pytestmark = pytest.mark.skipif(isolation() != "namespaces", reason="code rewards are tested in the full sandbox")
+pytestmark = pytest.mark.skipif(
+    isolation() != "namespaces", reason="code rewards are tested in the full sandbox"
+)
 
-TESTS = [{"input": "2 3\n", "output": "5\n"}, {"input": "10 20\n", "output": "30\n"}, {"input": "1 1\n", "output": "2"}]
+TESTS = [
+    {"input": "2 3\n", "output": "5\n"},
+    {"input": "10 20\n", "output": "30\n"},
+    {"input": "1 1\n", "output": "2"},
+]
 SOLUTION = "a, b = map(int, input().split())\nprint(a + b)\n"
 
 
@@ -40,8 +46,14 @@ def test_trailing_whitespace_is_normalised():
     [
         (answer("print(5)\n"), 1 / 3),  # prints the first test's expected output only
         (answer(SOLUTION + "print('debug')\n"), 0.0),  # extra line
-        (answer("a, b = map(int, input().split())\nprint(a + b, end='')\nprint(0)\n"), 0.0),  # output plus junk
-        (f"<think>```python\n{SOLUTION}```</think>The answer is above.", 0.0),  # code only inside the think block
+        (
+            answer("a, b = map(int, input().split())\nprint(a + b, end='')\nprint(0)\n"),
+            0.0,
+        ),  # output plus junk
+        (
+            f"<think>```python\n{SOLUTION}```</think>The answer is above.",
+            0.0,
+        ),  # code only inside the think block
         ("<think>unclosed ```python\n" + SOLUTION + "```", 0.0),
         ("", 0.0),
         (answer("while True: pass\n"), 0.0),  # hangs: killed, scored 0
