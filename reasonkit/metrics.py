@@ -69,8 +69,11 @@ def plot_curves(
     matplotlib.use("Agg")  # no display on training machines
     import matplotlib.pyplot as plt
 
-    keys = sorted({k for r in records for k, v in r.items() if k != x_key and _is_number(v)})
-    keys = [k for k in keys if sum(k in r for r in records) > 1]
+    keys = sorted(
+        {k for r in records for k, v in r.items() if k != x_key and _is_number(v)}, key=_panel_order
+    )
+    # A series that never changes (KL with beta = 0, a constant learning rate) is left out: it says nothing.
+    keys = [k for k in keys if len({r[k] for r in records if k in r}) > 1]
     if not keys:
         return None
     cols = min(3, len(keys))
@@ -85,10 +88,18 @@ def plot_curves(
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(png_path, dpi=90)
     plt.close(fig)
     return Path(png_path)
+
+
+FIRST_PANELS = ["reward/mean", "accuracy", "loss", "kl", "entropy", "completion_length", "learning_rate"]
+
+
+def _panel_order(key: str) -> tuple:
+    """The curves a person looks at first, then the rest alphabetically."""
+    return (FIRST_PANELS.index(key) if key in FIRST_PANELS else len(FIRST_PANELS), key)
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

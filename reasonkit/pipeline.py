@@ -132,7 +132,7 @@ def print_summary(summary: dict) -> None:
     rows = []
     for name, metrics in summary["stages"].items():
         if metrics["type"] == "eval":
-            for model, result in metrics["models"].items():
+            for i, (model, result) in enumerate(metrics["models"].items()):
                 rows.append(
                     {
                         "stage": name,
@@ -140,7 +140,7 @@ def print_summary(summary: dict) -> None:
                         "accuracy": result["accuracy"],
                         "n": result["n"],
                         "format_errors": result["format_errors"],
-                        "seconds": metrics["wall_seconds"],
+                        "seconds": metrics["wall_seconds"] if i == 0 else None,  # the stage's, shown once
                     }
                 )
         else:
