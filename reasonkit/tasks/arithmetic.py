@@ -32,10 +32,6 @@ class Problem:
     def trace(self) -> str:
         return teacher_trace(self.a, self.b)
 
-    def row(self, with_trace: bool = True) -> dict:
-        """The (x, t, y) row; t is None for a direct-answer row."""
-        return {"prompt": self.prompt, "trace": self.trace if with_trace else None, "answer": self.answer}
-
 
 def teacher_trace(a: int, b: int) -> str:
     """Long multiplication of ``a * b``, split over the digits of ``b``.

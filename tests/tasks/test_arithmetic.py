@@ -38,8 +38,9 @@ def test_splits_are_disjoint_deterministic_and_complete():
     assert arithmetic_splits(digits=2, test_size=500, seed=4)["test"] != test
 
 
-def test_direct_rows_have_no_trace():
+def test_train_size_and_prompt_text():
     train = arithmetic_splits(test_size=10, train_size=5)["train"]
     assert len(train) == 5
-    assert train[0].row(with_trace=False)["trace"] is None
-    assert train[0].prompt.startswith("What is ")
+    assert train[0].prompt == f"What is {train[0].a} * {train[0].b}?" and train[0].answer == str(
+        train[0].a * train[0].b
+    )
