@@ -64,18 +64,14 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
             f"dataset {source.path!r} has no prompt column {source.prompt_column!r}; it has "
             f"{sorted(rows[0])}. Set data.{split}.prompt_column in the recipe."
         )
-    kept, bad = [], []
+    kept, bad_rows = [], []
     for index, row in enumerate(rows):
         prompt = row.get(source.prompt_column)
         if not isinstance(prompt, str) or not prompt.strip():
-            bad.append(index)
+            bad_rows.append((index, "empty prompt"))
             continue
         kept.append({**row, "prompt": prompt})
-    if bad:
-        message = f"dataset {source.path!r}: {len(bad)} of {len(rows)} rows have an empty prompt: rows {bad[:SHOWN_ROWS]}"
-        if data.on_invalid == "error":
-            raise DataError(message + ". Fix them, or set data.on_invalid: skip to drop them.")
-        log.warning("%s. Skipped (data.on_invalid: skip).", message)
+    _report_unusable(source, bad_rows, len(rows), data.on_invalid)
     return kept
 
 
@@ -136,23 +132,28 @@ def examples_from_rows(rows: list[dict], source: DatasetSource, *, need_trace: b
             bad_rows.append((index, problem))
             continue
         examples.append(TraceExample(example.prompt, example.trace if need_trace else None, example.answer))
-    if bad_rows:
-        listing = ", ".join(f"row {i} ({why})" for i, why in bad_rows[:SHOWN_ROWS])
-        more = f" and {len(bad_rows) - SHOWN_ROWS} more" if len(bad_rows) > SHOWN_ROWS else ""
-        message = (
-            f"dataset {source.path!r}: {len(bad_rows)} of {len(rows)} rows are unusable: {listing}{more}"
-        )
-        if on_invalid == "error":
-            raise DataError(message + ". Fix them, or set data.on_invalid: skip to drop them.")
-        log.warning("%s. Skipped (data.on_invalid: skip).", message)
+    _report_unusable(source, bad_rows, len(rows), on_invalid)
     return examples, LoadReport(rows=len(rows), skipped=len(bad_rows))
+
+
+def _report_unusable(
+    source: DatasetSource, bad_rows: list[tuple[int, str]], total: int, on_invalid: str
+) -> None:
+    """Stop on unusable rows, naming them by number and reason, or skip them with a warning."""
+    if not bad_rows:
+        return
+    listing = ", ".join(f"row {i} ({why})" for i, why in bad_rows[:SHOWN_ROWS])
+    more = f" and {len(bad_rows) - SHOWN_ROWS} more" if len(bad_rows) > SHOWN_ROWS else ""
+    message = f"dataset {source.path!r}: {len(bad_rows)} of {total} rows are unusable: {listing}{more}"
+    if on_invalid == "error":
+        raise DataError(message + ". Fix them, or set data.on_invalid: skip to drop them.")
+    log.warning("%s. Skipped (data.on_invalid: skip).", message)
 
 
 def _example_from_columns(row: dict, source: DatasetSource) -> TraceExample:
     answer = row.get(source.answer_column)
-    if isinstance(answer, (int, float)) and not isinstance(
-        answer, bool
-    ):  # numeric gold answers (csv, GSM8K-style)
+    # Gold answers are often numbers (csv files, GSM8K-style data); they are compared as text.
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
         answer = str(answer)
     return TraceExample(row.get(source.prompt_column), row.get(source.trace_column), answer)
 

@@ -122,3 +122,16 @@ def test_builtin_task_needs_no_files():
     test, _ = load_examples(DataConfig(task="arithmetic"), "test", need_trace=False)
     assert len(test) == 500 and test[0].trace is None and train[0].trace
     assert not {e.prompt for e in train} & {e.prompt for e in test}
+
+
+def test_prompt_rows_for_rl_keep_every_column_and_report_empty_prompts(tmp_path):
+    from reasonkit.data import load_prompt_rows
+
+    rows = [
+        {"prompt": "What is 2 * 3?", "answer": "6", "tests": "[]"},
+        {"prompt": " ", "answer": "1", "tests": "[]"},
+    ]
+    with pytest.raises(DataError, match=r"1 of 2 rows are unusable: row 1 \(empty prompt\)"):
+        load_prompt_rows(config(jsonl(tmp_path, rows)), "train")
+    kept = load_prompt_rows(config(jsonl(tmp_path, rows), "skip"), "train")
+    assert kept == [{"prompt": "What is 2 * 3?", "answer": "6", "tests": "[]"}]
