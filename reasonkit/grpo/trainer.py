@@ -28,7 +28,7 @@ from transformers import get_scheduler
 from reasonkit.algorithms import aggregate_loss, clipped_surrogate, group_advantages, kl_penalty
 from reasonkit.config import GRPOStage
 from reasonkit.data import DataError, load_prompt_rows, prompt_format
-from reasonkit.format import THINK_OPEN, parse_completion
+from reasonkit.format import THINK_OPEN
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
 from reasonkit.grpo.scoring import check_columns, load_rewards, score_completions
 from reasonkit.manifest import write_manifest
@@ -36,7 +36,7 @@ from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_json
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.stage import StageContext, save_stage_model
-from rewards.answer import same_answer
+from rewards.answer import exact_answer
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class Batch:
 
     sequences: list[tuple[list[int], list[int]]]  # (prompt_ids, completion_ids)
     advantages: torch.Tensor  # [N]
+    micro_batches: list[list[int]]  # indices into sequences, each at most the token budget
     old_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: on-policy (μ = 1)
     ref_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: β = 0
 
@@ -203,7 +204,8 @@ class GRPORun:
         completions = [(THINK_OPEN if self.fmt.think_prefilled else "") + r.text for r in rollouts]
         group_rows = [row for row in rows for _ in range(G)]  # [B*G], aligned with rollouts
         columns = {k: [row[k] for row in group_rows] for k in group_rows[0] if k != "prompt"}
-        scores = score_completions(self.rewards, [row["prompt"] for row in group_rows], completions, columns)
+        group_prompts = [row["prompt"] for row in group_rows]
+        scores = score_completions(self.rewards, group_prompts, completions, columns)
         advantages = group_advantages(scores.total, G, scale=s.advantage_scale)  # [B*G]
 
         grouped = scores.total.reshape(-1, G)
@@ -215,7 +217,9 @@ class GRPORun:
             else torch.ones(len(rollouts), dtype=torch.bool)
         )
         kept = keep.nonzero().squeeze(1).tolist()
-        batch = Batch([(rollouts[i].prompt_ids, rollouts[i].completion_ids) for i in kept], advantages[kept])
+        sequences = [(rollouts[i].prompt_ids, rollouts[i].completion_ids) for i in kept]
+        micro_batches = token_budget_batches([len(p) + len(c) for p, c in sequences], self.token_budget)
+        batch = Batch(sequences, advantages[kept], micro_batches)
 
         train_stats = {}
         if batch.sequences:
@@ -239,18 +243,16 @@ class GRPORun:
             "step_seconds": seconds,
             **train_stats,
         }
-        if "answer" in columns:
-            metrics["accuracy"] = sum(
-                same_answer(parse_completion(c).answer, str(gold))
-                for c, gold in zip(completions, columns["answer"])
-            ) / len(completions)
+        if "answer" in columns:  # judged as the exact_answer reward judges, whatever the recipe rewards
+            correct = exact_answer(group_prompts, completions, answer=columns["answer"])
+            metrics["accuracy"] = sum(score == 1.0 for score in correct) / len(completions)
         return metrics
 
     @torch.no_grad()
     def _reference_and_old_logprobs(self, batch: Batch) -> None:
         def logprobs_of(model):
             out = []
-            for ids in token_budget_batches([len(p) + len(c) for p, c in batch.sequences], self.token_budget):
+            for ids in batch.micro_batches:
                 out += packed_logprobs(
                     model, [batch.sequences[i] for i in ids], self.stage.temperature
                 ).logprobs
@@ -267,8 +269,7 @@ class GRPORun:
         self.policy.train()
         self.optimizer.zero_grad()
         totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
-        micro_batches = token_budget_batches([len(p) + len(c) for p, c in batch.sequences], self.token_budget)
-        for ids in micro_batches:
+        for ids in batch.micro_batches:
             out = packed_logprobs(
                 self.policy, [batch.sequences[i] for i in ids], s.temperature, with_entropy=True
             )
@@ -318,7 +319,7 @@ class GRPORun:
             "clip_fraction": totals["clip_fraction"] / tokens,
             "entropy": totals["entropy"] / tokens,
             "grad_norm": float(grad_norm),
-            "micro_batches": len(micro_batches),
+            "micro_batches": len(batch.micro_batches),
         }
 
     # ------------------------------------------------------------------ checkpoints
