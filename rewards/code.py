@@ -31,12 +31,10 @@ def normalise_output(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
 
 
-def passed_tests(program: str, tests: list[dict], limits: Limits = TEST_LIMITS) -> list[bool]:
-    return [
-        (result := run_python(program, stdin=test["input"], limits=limits)).ok
-        and normalise_output(result.stdout) == normalise_output(test["output"])
-        for test in tests
-    ]
+def passes(program: str, test: dict, limits: Limits = TEST_LIMITS) -> bool:
+    """Whether ``program`` prints exactly the test's expected output for its input, in the sandbox."""
+    result = run_python(program, stdin=test["input"], limits=limits)
+    return result.ok and normalise_output(result.stdout) == normalise_output(test["output"])
 
 
 def _tests_of(value) -> list[dict] | None:
@@ -57,8 +55,10 @@ def _score(completions, tests_column, all_or_nothing: bool) -> list[float | None
         if program is None:
             scores.append(0.0)
             continue
-        passed = passed_tests(program, tests)
-        scores.append(float(all(passed)) if all_or_nothing else sum(passed) / len(passed))
+        if all_or_nothing:  # all() stops at the first failing test: the rest need not run
+            scores.append(float(all(passes(program, test) for test in tests)))
+        else:
+            scores.append(sum(passes(program, test) for test in tests) / len(tests))
     return scores
 
 
