@@ -139,6 +139,7 @@ class RewardSpec:
         str  # a registry name (`reasonkit rewards list`), package.module:function or path/to/file.py:function
     )
     weight: float = 1.0
+    args: dict[str, Any] = field(default_factory=dict)  # keyword arguments bound to the function
 
 
 @dataclass
@@ -178,6 +179,10 @@ class GRPOStage:
     # 1024 otherwise: without a varlen kernel, attention over a packed row costs the square of its length.
     token_budget: int | None = None
     generation_batch_size: int = 64  # prompts per generate call
+    # Rewards run in worker processes, one completion per call: null = one per CPU (at most 8), 0 = in
+    # this process without time limits (debugging). A call over reward_timeout seconds scores None.
+    reward_workers: int | None = None
+    reward_timeout: float = 30.0
     logging_steps: int = 1
     save_steps: int = 50  # checkpoint (model, optimizer, scheduler, RNG, data position) every N steps
     seed: int | None = None
@@ -297,9 +302,14 @@ def _check_grpo(name: str, stage: GRPOStage) -> list[str]:
         )
     for i, spec in enumerate(stage.rewards):
         try:
-            rewards.get(spec.name)
+            fn = rewards.get(spec.name)
         except rewards.RewardNotFound as exc:
             errors.append(f"stages.{name}.rewards[{i}].name: {exc}")
+            continue
+        valid = rewards.argument_names(fn)
+        for key in spec.args:
+            if key not in valid:
+                errors.append(_unknown_key(f"stages.{name}.rewards[{i}].args", key, valid))
     if stage.num_generations < 2:
         errors.append(f"stages.{name}.num_generations: needs at least 2 completions per prompt to compare")
     if stage.epsilon_low < 0 or stage.epsilon_high < 0:
@@ -336,6 +346,8 @@ def _build(cls: Any, raw: Any, where: str, errors: list[str]) -> Any:
         choices = typing.get_args(cls)
         if raw not in choices:
             errors.append(f"{where}: {raw!r} is not one of {list(choices)}")
+        return raw
+    if cls is Any:
         return raw
     return _build_scalar(cls, raw, where, errors)
 

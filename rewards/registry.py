@@ -19,7 +19,16 @@ from pathlib import Path
 
 RewardFn = Callable[..., list]
 _REGISTRY: dict[str, RewardFn] = {}
-STANDARD_PARAMETERS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"}
+# Passed by the trainer (TRL's names, plus max_new_tokens), not read from the data.
+STANDARD_PARAMETERS = {
+    "prompts",
+    "completions",
+    "completion_ids",
+    "max_new_tokens",
+    "trainer_state",
+    "log_extra",
+    "log_metric",
+}
 
 
 class RewardNotFound(LookupError):
@@ -68,6 +77,16 @@ def required_columns(fn: RewardFn) -> list[str]:
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         and p.name not in STANDARD_PARAMETERS
         and p.default is inspect.Parameter.empty
+    ]
+
+
+def argument_names(fn: RewardFn) -> list[str]:
+    """Parameters a recipe may bind with ``args:`` (everything named except the standard ones)."""
+    parameters = inspect.signature(fn).parameters.values()
+    return [
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in STANDARD_PARAMETERS
     ]
 
 

@@ -2,40 +2,57 @@
 
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass
 
 import torch
 
 import rewards as reward_registry
+from rewards.pool import RewardCall, RewardPool
+
+logger = logging.getLogger(__name__)
 
 
 class RewardError(RuntimeError):
-    """A reward function failed or returned something unusable; the message names it and the sample."""
+    """A reward function is unusable; the message names it and a sample it failed on."""
 
 
 @dataclass
 class WeightedReward:
-    name: str
-    fn: object
+    name: str  # as the metrics show it: the spec, numbered when a recipe lists it twice
+    call: RewardCall
     weight: float
+
+    @property
+    def fn(self):
+        return reward_registry.get(self.call.spec)
 
 
 @dataclass
 class Scores:
     total: torch.Tensor  # [N] weighted sum over the rewards that apply (None skipped)
     by_reward: dict[str, list[float | None]]
+    failed: dict[str, int]  # per reward: samples it failed on (raised, hung, crashed) and were left out
     unscored: int  # completions for which no reward applied (total 0)
 
 
 def load_rewards(specs) -> list[WeightedReward]:
-    return [WeightedReward(spec.name, reward_registry.get(spec.name), spec.weight) for spec in specs]
+    weighted, seen = [], {}
+    for spec in specs:
+        seen[spec.name] = seen.get(spec.name, 0) + 1
+        name = spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}"
+        weighted.append(WeightedReward(name, RewardCall(spec.name, dict(spec.args)), spec.weight))
+    return weighted
 
 
 def check_columns(weighted: list[WeightedReward], columns: set[str]) -> None:
     """Fail before the first step when the data lacks a column a reward needs."""
     for reward in weighted:
-        missing = [c for c in reward_registry.required_columns(reward.fn) if c not in columns]
+        missing = [
+            c
+            for c in reward_registry.required_columns(reward.fn)
+            if c not in columns and c not in reward.call.args
+        ]
         if missing:
             raise RewardError(
                 f"reward {reward.name!r} needs dataset column(s) {missing}; the prompt data has "
@@ -43,49 +60,39 @@ def check_columns(weighted: list[WeightedReward], columns: set[str]) -> None:
             )
 
 
-def score_completions(
-    weighted: list[WeightedReward], prompts: list[str], completions: list[str], columns: dict[str, list]
-) -> Scores:
-    """Call every reward on the whole batch (TRL convention) and sum them with their weights."""
-    by_reward = {r.name: _call(r, prompts, completions, columns) for r in weighted}
-    total, unscored = [], 0
-    for i in range(len(completions)):
-        applied = [r.weight * by_reward[r.name][i] for r in weighted if by_reward[r.name][i] is not None]
-        unscored += not applied
-        total.append(sum(applied))
-    return Scores(torch.tensor(total, dtype=torch.float32), by_reward, unscored)
+class RewardScorer:
+    """The recipe's rewards, called in a pool of worker processes, summed with their weights."""
 
+    def __init__(self, weighted: list[WeightedReward], workers: int, timeout: float):
+        self.weighted = weighted
+        self.pool = RewardPool({r.name: r.call for r in weighted}, workers=workers, timeout=timeout)
 
-def _call(reward: WeightedReward, prompts, completions, columns) -> list[float | None]:
-    try:
-        values = reward.fn(prompts=prompts, completions=completions, **columns)
-    except Exception as exc:  # find the sample it fails on, to name it
-        raise RewardError(_failure(reward, prompts, completions, columns, exc)) from exc
-    if not isinstance(values, (list, tuple)) or len(values) != len(completions):
-        raise RewardError(
-            f"reward {reward.name!r} must return one value per completion ({len(completions)}); "
-            f"got {type(values).__name__} of length {len(values) if hasattr(values, '__len__') else '?'}"
-        )
-    for i, value in enumerate(values):
-        if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
-            raise RewardError(
-                f"reward {reward.name!r} returned {value!r} for sample {i} "
-                f"(completion {completions[i][:200]!r}); expected a float or None"
+    def close(self) -> None:
+        self.pool.close()
+
+    def score(self, prompts: list[str], completions: list[str], columns: dict[str, list]) -> Scores:
+        by_reward, failures = self.pool.score(prompts, completions, columns)
+        failed = {r.name: 0 for r in self.weighted}
+        for failure in failures:
+            failed[failure.reward] += 1
+        for name, count in failed.items():
+            if not count:
+                continue
+            first = next(f for f in failures if f.reward == name).describe(prompts, completions)
+            if count == len(completions):
+                raise RewardError(f"reward {name!r} failed on every sample of the batch; the first: {first}")
+            logger.warning(
+                "reward %r failed on %d of %d samples, scored as None; the first: %s",
+                name,
+                count,
+                len(completions),
+                first,
             )
-    return [None if v is None else float(v) for v in values]
-
-
-def _failure(reward, prompts, completions, columns, exc) -> str:
-    for i in range(len(completions)):
-        try:
-            reward.fn(
-                prompts=prompts[i : i + 1],
-                completions=completions[i : i + 1],
-                **{k: v[i : i + 1] for k, v in columns.items()},
-            )
-        except Exception as single:
-            return (
-                f"reward {reward.name!r} raised {type(single).__name__}: {single} on sample {i} "
-                f"(prompt {prompts[i][:200]!r}, completion {completions[i][:200]!r})"
-            )
-    return f"reward {reward.name!r} raised {type(exc).__name__}: {exc} on the batch (no single sample fails alone)"
+        total, unscored = [], 0
+        for i in range(len(completions)):
+            applied = [
+                r.weight * by_reward[r.name][i] for r in self.weighted if by_reward[r.name][i] is not None
+            ]
+            unscored += not applied
+            total.append(sum(applied))
+        return Scores(torch.tensor(total, dtype=torch.float32), by_reward, failed, unscored)

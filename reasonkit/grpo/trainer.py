@@ -30,13 +30,14 @@ from reasonkit.config import GRPOStage
 from reasonkit.data import DataError, load_prompt_rows, prompt_format
 from reasonkit.format import THINK_OPEN
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
-from reasonkit.grpo.scoring import check_columns, load_rewards, score_completions
+from reasonkit.grpo.scoring import RewardScorer, check_columns, load_rewards
 from reasonkit.manifest import write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.stage import StageContext, save_stage_model
 from rewards.answer import exact_answer
+from rewards.pool import default_workers
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,10 @@ class GRPORun:
         if not self.rows:
             raise DataError(f"stages.{self.ctx.name}: the prompt data is empty")
         check_columns(self.rewards, set(self.rows[0]))
+        workers = self.stage.reward_workers
+        self.scorer = RewardScorer(
+            self.rewards, default_workers() if workers is None else workers, self.stage.reward_timeout
+        )
         self._setup_model()
         self._setup_optimizer()
         self.sampler, self.progress = PromptSampler(len(self.rows), self.seed), Progress()
@@ -204,8 +209,10 @@ class GRPORun:
         completions = [(THINK_OPEN if self.fmt.think_prefilled else "") + r.text for r in rollouts]
         group_rows = [row for row in rows for _ in range(G)]  # [B*G], aligned with rollouts
         columns = {k: [row[k] for row in group_rows] for k in group_rows[0] if k != "prompt"}
+        columns["completion_ids"] = [r.completion_ids for r in rollouts]
+        columns["max_new_tokens"] = [s.max_new_tokens] * len(rollouts)
         group_prompts = [row["prompt"] for row in group_rows]
-        scores = score_completions(self.rewards, group_prompts, completions, columns)
+        scores = self.scorer.score(group_prompts, completions, columns)
         advantages = group_advantages(scores.total, G, scale=s.advantage_scale)  # [B*G]
 
         grouped = scores.total.reshape(-1, G)
@@ -232,6 +239,11 @@ class GRPORun:
             "reward/mean": scores.total.mean().item(),
             "reward/std": scores.total.std(unbiased=False).item(),
             **{f"reward/{name}/mean": _mean(values) for name, values in scores.by_reward.items()},
+            **{
+                f"reward/{name}/none": values.count(None) / len(values)
+                for name, values in scores.by_reward.items()
+            },
+            **{f"reward/{name}/failed": count / len(rollouts) for name, count in scores.failed.items()},
             "reward/unscored": scores.unscored / len(rollouts),
             "completion_length": lengths.mean().item(),
             "truncated": sum(r.truncated for r in rollouts) / len(rollouts),
@@ -425,7 +437,11 @@ def _mean(values) -> float:
 
 def run_grpo(ctx: StageContext, stage: GRPOStage, resume: bool = False) -> dict:
     run = GRPORun(ctx, stage, resume=resume)
-    run.setup()
-    run.train()
-    run.save_final()
-    return run.cleanup()
+    try:
+        run.setup()
+        run.train()
+        run.save_final()
+        return run.cleanup()
+    finally:
+        if hasattr(run, "scorer"):
+            run.scorer.close()

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -126,13 +127,18 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, m
     assert not (tmp_path / "grpo" / "model").exists()
 
 
-def test_reward_that_raises_names_itself_and_the_sample(tmp_path):
-    with pytest.raises(RewardError, match=r"fails_on_seven.*ZeroDivisionError.*sample \d+ \(prompt 'What is"):
-        run_recipe(grpo_recipe(tmp_path, reward="fails_on_seven", max_steps=3))
+def test_reward_that_raises_on_some_samples_is_reported_and_the_run_goes_on(tmp_path, caplog):
+    run_recipe(grpo_recipe(tmp_path, reward="fails_on_seven", max_steps=2))
+    failed = [m[f"reward/{TOY}:fails_on_seven/failed"] for m in metrics(tmp_path)]
+    assert any(0 < share < 1 for share in failed), failed  # the step went on without those samples
+    assert re.search(
+        r"fails_on_seven.*failed on \d+ of 32 samples.*ZeroDivisionError.*sample \d+ \(prompt 'What is",
+        caplog.text,
+    )
 
 
-def test_reward_returning_nan_is_refused(tmp_path):
-    with pytest.raises(RewardError, match=r"returns_nan.*returned nan"):
+def test_reward_that_fails_on_every_sample_stops_the_run(tmp_path):
+    with pytest.raises(RewardError, match=r"returns_nan.*failed on every sample.*returned nan"):
         run_recipe(grpo_recipe(tmp_path, reward="returns_nan", max_steps=1))
 
 

@@ -9,7 +9,7 @@ def digit_fraction(prompts, completions, **kwargs):
 
 
 def fails_on_seven(prompts, completions, answer, **kwargs):
-    return [1 / 0 if "7" in a else 0.0 for a in answer]
+    return [1 / 0 if "7" in a else digit_fraction(prompts, [c])[0] for a, c in zip(answer, completions)]
 
 
 def needs_tests(prompts, completions, tests, **kwargs):

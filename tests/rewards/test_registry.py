@@ -51,25 +51,28 @@ def test_a_reward_written_for_trl_works_unchanged(tmp_path):
             return [1.0 if c.split("</think>")[-1].strip() == a else 0.0 for c, a in zip(completions, answer)]
     """)
     )
-    from reasonkit.grpo.scoring import WeightedReward, check_columns, score_completions
+    from reasonkit.config import RewardSpec
+    from reasonkit.grpo.scoring import RewardScorer, check_columns, load_rewards
 
-    weighted = [
-        WeightedReward("fmt", rewards.get(f"{file}:format_reward_func"), 0.5),
-        WeightedReward("acc", rewards.get(f"{file}:accuracy_reward"), 1.0),
-    ]
-    check_columns(weighted, {"prompt", "answer"})
-    scores = score_completions(
-        weighted, ["What is 2 * 3?"] * 2, ["<think>2 * 3 = 6.</think>6", "6"], {"answer": ["6", "6"]}
+    weighted = load_rewards(
+        [RewardSpec(f"{file}:format_reward_func", 0.5), RewardSpec(f"{file}:accuracy_reward", 1.0)]
     )
+    check_columns(weighted, {"prompt", "answer"})
+    scorer = RewardScorer(weighted, workers=2, timeout=10)
+    try:
+        scores = scorer.score(
+            ["What is 2 * 3?"] * 2, ["<think>2 * 3 = 6.</think>6", "6"], {"answer": ["6", "6"]}
+        )
+    finally:
+        scorer.close()
     assert scores.total.tolist() == [1.5, 1.0]
     assert rewards.required_columns(rewards.get(f"{file}:accuracy_reward")) == ["answer"]
 
 
-def test_none_means_does_not_apply():
-    from reasonkit.grpo.scoring import WeightedReward, score_completions
+def test_none_means_does_not_apply():  # exact_answer: no gold answer, no score
+    from reasonkit.config import RewardSpec
+    from reasonkit.grpo.scoring import RewardScorer, load_rewards
 
-    def sometimes(prompts, completions, **kw):
-        return [None, 1.0]
-
-    scores = score_completions([WeightedReward("s", sometimes, 2.0)], ["p", "p"], ["a", "b"], {})
+    scorer = RewardScorer(load_rewards([RewardSpec("exact_answer", 2.0)]), workers=0, timeout=1)
+    scores = scorer.score(["p", "p"], ["<think>.</think>4", "<think>.</think>4"], {"answer": ["", "4"]})
     assert scores.total.tolist() == [0.0, 2.0] and scores.unscored == 1

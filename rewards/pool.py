@@ -1,0 +1,209 @@
+"""Call reward functions in worker processes, one completion per call, each call with a time limit.
+
+A reward is user code running on model output: it may hang (a regex that backtracks forever, sympy
+on a pathological expression), crash its process, or raise. Here each of those costs at most one
+call's time limit and turns into a ``Failure`` naming the reward and the sample, and the batch goes on
+with ``None`` for that sample. The workers run rewards in their main thread, so rewards that time
+themselves out with SIGALRM (math-verify) work; several workers score in parallel.
+
+A hung or crashed worker is killed with its whole process group and replaced. A reward that times out
+``BREAKER`` times in a row within one batch is given up for the rest of that batch (its remaining
+samples are failures too), so a reward that always hangs costs a few time limits, not one per sample.
+
+``workers=0`` calls the rewards in this process instead: no time limit, for debugging.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from functools import partial
+from multiprocessing.connection import wait
+
+BREAKER = 4  # time-outs in a row after which a reward is given up for the rest of the batch
+
+
+@dataclass(frozen=True)
+class RewardCall:
+    """Which reward to call: a registry name or spec, with keyword arguments bound to it."""
+
+    spec: str
+    args: dict = field(default_factory=dict)
+
+    def resolve(self):
+        from rewards.registry import get
+
+        fn = get(self.spec)
+        return partial(fn, **self.args) if self.args else fn
+
+
+@dataclass(frozen=True)
+class Failure:
+    reward: str
+    sample: int
+    reason: str  # "timed out after 10 s", "raised ValueError: ...", "worker process died (exit code -9)"
+
+    def describe(self, prompts, completions) -> str:
+        return (
+            f"reward {self.reward!r} {self.reason} on sample {self.sample} "
+            f"(prompt {prompts[self.sample][:200]!r}, completion {completions[self.sample][:200]!r})"
+        )
+
+
+def call_one(fn, prompt: str, completion: str, columns: dict, sample_index: int = 0) -> float | None:
+    """Call a TRL-convention reward on one completion and check what it returns."""
+    values = fn(
+        prompts=[prompt], completions=[completion], **{k: [v[sample_index]] for k, v in columns.items()}
+    )
+    if not isinstance(values, (list, tuple)) or len(values) != 1:
+        raise TypeError(
+            f"returned {type(values).__name__} of length "
+            f"{len(values) if hasattr(values, '__len__') else '?'}; expected one value per completion"
+        )
+    value = values[0]
+    if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
+        raise TypeError(f"returned {value!r}; expected a float or None")
+    return None if value is None else float(value)
+
+
+def _describe_exception(exc: BaseException) -> str:
+    if isinstance(exc, TypeError) and str(exc).startswith("returned"):
+        return str(exc)
+    return f"raised {type(exc).__name__}: {exc}"
+
+
+def _worker_main(conn, calls: dict[str, RewardCall]) -> None:
+    os.setsid()  # its own process group: a kill reaches whatever a reward started
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
+    functions = {name: call.resolve() for name, call in calls.items()}
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        name, prompt, completion, columns = task
+        try:
+            conn.send(("ok", call_one(functions[name], prompt, completion, columns)))
+        except Exception as exc:
+            conn.send(("error", _describe_exception(exc)))
+
+
+class _Worker:
+    def __init__(self, context, calls):
+        self.conn, child_conn = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child_conn, calls), daemon=True)
+        self.process.start()
+        child_conn.close()
+        self.task = None  # (reward name, sample index, deadline) while busy
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+class RewardPool:
+    """Workers that score completions with a fixed set of named rewards."""
+
+    def __init__(self, calls: dict[str, RewardCall], workers: int, timeout: float):
+        self.calls, self.timeout = calls, timeout
+        self.functions = {name: call.resolve() for name, call in calls.items()}  # fails early, here
+        self._context = multiprocessing.get_context("spawn")  # fork is unsafe in a process running torch
+        self._workers = [_Worker(self._context, calls) for _ in range(workers)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.kill()
+        self._workers = []
+
+    def score(
+        self, prompts: list[str], completions: list[str], columns: dict[str, list]
+    ) -> tuple[dict[str, list[float | None]], list[Failure]]:
+        """Every reward on every completion: values (None where the reward does not apply or failed)."""
+        scores = {name: [None] * len(completions) for name in self.calls}
+        failures: list[Failure] = []
+        if not self._workers:
+            for name, fn in self.functions.items():
+                for i in range(len(completions)):
+                    try:
+                        scores[name][i] = call_one(fn, prompts[i], completions[i], columns, i)
+                    except Exception as exc:
+                        failures.append(Failure(name, i, _describe_exception(exc)))
+            return scores, failures
+
+        pending = deque((name, i) for name in self.calls for i in range(len(completions)))
+        timeouts_in_a_row = dict.fromkeys(self.calls, 0)
+        given_up: set[str] = set()
+
+        def record(name, i, outcome, value):
+            if outcome == "ok":
+                scores[name][i] = value
+            else:
+                failures.append(Failure(name, i, value))
+            timed_out = outcome == "timeout"
+            timeouts_in_a_row[name] = timeouts_in_a_row[name] + 1 if timed_out else 0
+            if timeouts_in_a_row[name] >= BREAKER:
+                given_up.add(name)
+
+        while pending or any(w.task for w in self._workers):
+            for worker in self._workers:
+                while worker.task is None and pending:
+                    name, i = pending.popleft()
+                    if name in given_up:
+                        failures.append(Failure(name, i, f"skipped: timed out {BREAKER} times in a row"))
+                        continue
+                    row = {k: [v[i]] for k, v in columns.items()}
+                    worker.conn.send((name, prompts[i], completions[i], row))
+                    worker.task = (name, i, time.monotonic() + self.timeout)
+            busy = [w for w in self._workers if w.task]
+            if not busy:
+                continue
+            ready = wait(
+                [w.conn for w in busy], timeout=max(0.0, min(w.task[2] for w in busy) - time.monotonic())
+            )
+            for slot, worker in enumerate(self._workers):
+                if worker.task is None:
+                    continue
+                name, i, deadline = worker.task
+                if worker.conn in ready:
+                    try:
+                        outcome, value = worker.conn.recv()
+                    except (EOFError, OSError):
+                        worker.process.join()
+                        outcome, value = (
+                            "error",
+                            f"crashed its worker process (exit code {worker.process.exitcode})",
+                        )
+                        self._replace(slot)
+                    record(name, i, outcome, value)
+                    worker.task = None
+                elif time.monotonic() >= deadline:
+                    self._replace(slot)
+                    record(name, i, "timeout", f"timed out after {self.timeout:g} s")
+        return scores, failures
+
+    def _replace(self, slot: int) -> None:
+        self._workers[slot].kill()
+        self._workers[slot] = _Worker(self._context, self.calls)
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may use, shared among the processes of a local launch, at most 8."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(8, cpus // local_processes))

@@ -1,0 +1,106 @@
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from rewards.pool import BREAKER, RewardCall, RewardPool
+
+HERE = Path(__file__).with_name("misbehaving_rewards.py")
+
+
+def pool(*names, workers=2, timeout=2.0) -> RewardPool:
+    return RewardPool({n: RewardCall(f"{HERE}:{n}") for n in names}, workers=workers, timeout=timeout)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is dead, only not yet reaped
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_hang_crash_and_raise_cost_one_sample_each_and_are_named():
+    completions = ["ok", "hang", "crash", "raise", "wrong-type", "ok"]
+    with pool("by_instruction") as p:
+        scores, failures = p.score(["p"] * 6, completions, {})
+        assert scores["by_instruction"] == [1.0, None, None, None, None, 1.0]
+        reasons = {f.sample: f.reason for f in failures}
+        assert reasons[1] == "timed out after 2 s"
+        assert reasons[2] == "crashed its worker process (exit code 3)"
+        assert reasons[3] == "raised ValueError: cannot score this"
+        assert reasons[4] == "returned '1.0'; expected a float or None"
+        hang = next(f for f in failures if f.sample == 1)
+        assert hang.describe(["p"] * 6, completions) == (
+            "reward 'by_instruction' timed out after 2 s on sample 1 (prompt 'p', completion 'hang')"
+        )
+        # the replaced workers keep scoring
+        assert p.score(["p"], ["ok"], {}) == ({"by_instruction": [1.0]}, [])
+
+
+def test_a_hung_reward_takes_the_processes_it_started_with_it(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    with pool("by_instruction", timeout=3.0) as p:
+        _, failures = p.score(["p"], [f"spawn-and-hang:{pid_file}"], {})
+    assert failures[0].reason == "timed out after 3 s"
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child)
+
+
+def test_a_reward_that_always_hangs_is_given_up_after_a_few_calls():
+    with pool("always_hangs", timeout=0.5) as p:
+        scores, failures = p.score(["p"] * 12, ["x"] * 12, {})
+    assert scores["always_hangs"] == [None] * 12
+    timed_out = [f for f in failures if f.reason.startswith("timed out")]
+    # the workers were busy with BREAKER-1 + workers calls at most when the breaker tripped
+    assert BREAKER <= len(timed_out) <= BREAKER + 1
+    assert len(failures) == 12
+
+
+def test_samples_are_scored_in_several_processes_at_once():
+    with pool("which_process", workers=2) as p:
+        scores, failures = p.score(["p"] * 6, ["x"] * 6, {})
+    assert not failures
+    assert len(set(scores["which_process"])) == 2
+    assert os.getpid() not in scores["which_process"]
+
+
+def test_rewards_run_in_a_main_thread_where_sigalrm_works():
+    with pool("uses_alarm", workers=1) as p:
+        assert p.score(["p"], ["x"], {}) == ({"uses_alarm": [0.5]}, [])
+
+
+def test_columns_reach_the_reward_one_row_at_a_time(tmp_path):
+    reward = tmp_path / "echo.py"
+    reward.write_text(
+        "def echo(prompts, completions, answer, **kw):\n    return [float(answer[0]) + len(completions[0])]\n"
+    )
+    with RewardPool({"echo": RewardCall(f"{reward}:echo")}, workers=1, timeout=5) as p:
+        scores, _ = p.score(["p", "q"], ["a", "bb"], {"answer": ["10", "20"]})
+    assert scores["echo"] == [11.0, 22.0]
+
+
+def test_in_process_mode_has_no_workers_but_reports_the_same_way():
+    with pool("by_instruction", workers=0) as p:
+        scores, failures = p.score(["p"] * 2, ["ok", "raise"], {})
+    assert scores["by_instruction"] == [1.0, None]
+    assert failures[0].reason == "raised ValueError: cannot score this"
+
+
+def test_bound_arguments_reach_the_reward(tmp_path):
+    reward = tmp_path / "scaled.py"
+    reward.write_text(
+        "def scaled(prompts, completions, factor=1.0, **kw):\n    return [factor for _ in completions]\n"
+    )
+    with RewardPool({"s": RewardCall(f"{reward}:scaled", {"factor": 3.0})}, workers=1, timeout=5) as p:
+        assert p.score(["p"], ["a"], {})[0] == {"s": [3.0]}
+
+
+def test_an_unknown_reward_fails_when_the_pool_is_made():
+    with pytest.raises(LookupError, match="unknown reward"):
+        RewardPool({"x": RewardCall("no_such_reward")}, workers=1, timeout=1)
