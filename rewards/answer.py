@@ -21,7 +21,7 @@ def same_answer(predicted: str | None, gold: str) -> bool:
         return predicted == gold
 
 
-@register("exact_answer")
+@register("exact_answer", checks="answer")
 def exact_answer(prompts, completions, answer, **kwargs) -> list[float | None]:
     """1.0 when the text after ``</think>`` is exactly the gold ``answer`` (numbers compared by value), else 0.0.
 

@@ -38,8 +38,15 @@ def passes(program: str, test: dict, limits: Limits = TEST_LIMITS) -> bool:
 
 
 def _tests_of(value) -> list[dict] | None:
-    tests = json.loads(value) if isinstance(value, str) else value
-    if not tests or not all(isinstance(t, dict) and "input" in t and "output" in t for t in tests):
+    try:
+        tests = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        return None
+    if (
+        not isinstance(tests, list)
+        or not tests
+        or not all(isinstance(t, dict) and "input" in t and "output" in t for t in tests)
+    ):
         return None
     return tests
 
@@ -62,7 +69,7 @@ def _score(completions, tests_column, all_or_nothing: bool) -> list[float | None
     return scores
 
 
-@register("code")
+@register("code", checks="tests")
 def code(prompts, completions, tests, **kwargs) -> list[float | None]:
     """Fraction of the row's ``tests`` (``[{"input": stdin, "output": expected stdout}]``, or that list as
     JSON text) that the last code block after the think block passes, each run in the sandbox.
@@ -72,7 +79,7 @@ def code(prompts, completions, tests, **kwargs) -> list[float | None]:
     return _score(completions, tests, all_or_nothing=False)
 
 
-@register("code_all")
+@register("code_all", checks="tests")
 def code_all(prompts, completions, tests, **kwargs) -> list[float | None]:
     """1.0 only when every test passes (see ``code``), else 0.0."""
     return _score(completions, tests, all_or_nothing=True)

@@ -19,6 +19,11 @@ from pathlib import Path
 
 RewardFn = Callable[..., list]
 _REGISTRY: dict[str, RewardFn] = {}
+# What a reward judges, which decides the adversarial battery `reasonkit rewards check` runs on it:
+# "answer" (a final answer against the `answer` column), "tests" (a program against the `tests` column),
+# "format" (how the completion is written) or "length".
+CHECKS = ("answer", "tests", "format", "length")
+_CHECKS: dict[str, str] = {}
 # Passed by the trainer (TRL's names, plus max_new_tokens), not read from the data.
 STANDARD_PARAMETERS = {
     "prompts",
@@ -35,11 +40,12 @@ class RewardNotFound(LookupError):
     pass
 
 
-def register(name: str):
-    """Decorator: make a reward available to recipes under ``name``."""
+def register(name: str, checks: str):
+    """Decorator: make a reward available to recipes under ``name``; ``checks`` is one of ``CHECKS``."""
+    assert checks in CHECKS, checks
 
     def add(fn: RewardFn) -> RewardFn:
-        _REGISTRY[name] = fn
+        _REGISTRY[name], _CHECKS[name] = fn, checks
         return fn
 
     return add
@@ -66,6 +72,15 @@ def get(spec: str) -> RewardFn:
     if not callable(fn):
         raise RewardNotFound(f"{where!r} has no function {name!r}")
     return fn
+
+
+def what_it_checks(spec: str) -> str:
+    """What a reward judges: as registered, or for a user's function, read from the columns it needs."""
+    _load_builtins()
+    if spec in _CHECKS:
+        return _CHECKS[spec]
+    columns = required_columns(get(spec))
+    return "answer" if "answer" in columns else "tests" if "tests" in columns else "format"
 
 
 def required_columns(fn: RewardFn) -> list[str]:
@@ -111,3 +126,5 @@ def _load_builtins() -> None:
     import rewards.answer  # noqa: F401  (registers on import)
     import rewards.code  # noqa: F401
     import rewards.format  # noqa: F401
+    import rewards.length  # noqa: F401
+    import rewards.math_answer  # noqa: F401

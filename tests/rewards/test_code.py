@@ -75,3 +75,5 @@ def test_all_or_nothing_and_rows_without_tests():
     assert score(answer(SOLUTION), name="code_all") == 1.0
     assert score(answer(SOLUTION), tests=[]) is None
     assert score(answer(SOLUTION), tests=None) is None
+    assert score(answer(SOLUTION), tests="[{'input': broken json") is None
+    assert score(answer(SOLUTION), tests='{"input": "1", "output": "1"}') is None  # not a list

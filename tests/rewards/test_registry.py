@@ -5,12 +5,15 @@ import pytest
 
 import rewards
 import rewards.answer
+import rewards.code
 import rewards.format
+import rewards.length
+import rewards.math_answer
 from rewards import RewardNotFound
 
 
 def test_doctests():
-    for module in (rewards.answer, rewards.format):
+    for module in (rewards.answer, rewards.format, rewards.length, rewards.math_answer, rewards.code):
         assert doctest.testmod(module).failed == 0
 
 
@@ -26,7 +29,7 @@ def test_by_name_module_and_file(tmp_path):
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):
-    with pytest.raises(RewardNotFound, match=r"known rewards: .*exact_answer, think_format"):
+    with pytest.raises(RewardNotFound, match=r"known rewards: .*exact_answer, .*think_format"):
         rewards.get("exact")
     with pytest.raises(RewardNotFound, match="no function 'nope'"):
         rewards.get("rewards.format:nope")
