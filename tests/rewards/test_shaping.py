@@ -1,5 +1,7 @@
 """The format-shaping and length rewards."""
 
+import pytest
+
 from rewards.format import think_format, think_tags
 from rewards.length import length_scaled, soft_overlong
 
@@ -23,7 +25,9 @@ def test_think_tags_gives_full_credit_exactly_where_think_format_does():
 def test_soft_overlong_counts_tokens_and_uses_the_stage_limit_unless_given_one():
     ids = [[0] * n for n in (10, 40, 45, 50, 60)]
     assert soft_overlong(["q"] * 5, ["a"] * 5, ids, max_new_tokens=[50] * 5) == [0.0, 0.0, -0.5, -1.0, -1.0]
-    assert soft_overlong(["q"] * 5, ["a"] * 5, ids, max_tokens=100, buffer_tokens=60) == [
+    assert soft_overlong(["q"] * 5, ["a"] * 5, ids, max_tokens=100, buffer_tokens=60) == pytest.approx(
+        [0.0, 0.0, -1 / 12, -1 / 6, -1 / 3]
+    )
         0.0,
         0.0,
         -0.75,
