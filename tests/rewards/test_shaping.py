@@ -28,12 +28,6 @@ def test_soft_overlong_counts_tokens_and_uses_the_stage_limit_unless_given_one()
     assert soft_overlong(["q"] * 5, ["a"] * 5, ids, max_tokens=100, buffer_tokens=60) == pytest.approx(
         [0.0, 0.0, -1 / 12, -1 / 6, -1 / 3]
     )
-        0.0,
-        0.0,
-        -0.75,
-        -5 / 6,
-        -1.0,
-    ]
 
 
 def test_length_scaled_is_clamped_past_the_limit_not_periodic():
