@@ -31,12 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--overwrite", action="store_true", help="replace an earlier run in the output directory"
     )
+    from reasonkit import reward_check
+
+    reward_check.add_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "rewards":
+        from reasonkit import reward_check
+        from reasonkit.data.traces import DataError
+
+        try:
+            return reward_check.run(args)
+        except DataError as exc:
+            print(f"reasonkit: error: {exc}", file=sys.stderr)
+            return 2
     try:
         recipe = load_recipe(args.recipe, args.overrides)
         if args.command == "validate":

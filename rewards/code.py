@@ -37,7 +37,7 @@ def passes(program: str, test: dict, limits: Limits = TEST_LIMITS) -> bool:
     return result.ok and normalise_output(result.stdout) == normalise_output(test["output"])
 
 
-def _tests_of(value) -> list[dict] | None:
+def tests_of(value) -> list[dict] | None:
     try:
         tests = json.loads(value) if isinstance(value, str) else value
     except json.JSONDecodeError:
@@ -54,7 +54,7 @@ def _tests_of(value) -> list[dict] | None:
 def _score(completions, tests_column, all_or_nothing: bool) -> list[float | None]:
     scores = []
     for completion, raw_tests in zip(completions, tests_column):
-        tests = _tests_of(raw_tests)
+        tests = tests_of(raw_tests)
         if tests is None:
             scores.append(None)  # no usable tests: does not apply
             continue

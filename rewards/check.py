@@ -1,0 +1,244 @@
+"""Probe a reward with completions that should not be rewarded, before anyone trains against it.
+
+For every row (built-in problems, plus the user's own rows with their gold answers) the battery holds
+a reference completion (correct and well formed), other forms that should score as well as the
+reference, and adversarial completions that should score below it: empty, the answer only inside the
+think block, the answer followed by junk, several answers, the prompt echoed, a huge output, the gold
+answer spammed, code printing only the first test's output, and so on. Which battery a reward gets
+follows what it judges (``registry.what_it_checks``).
+
+- a **hole**: an adversarial completion scores at least as high as the reference;
+- **refused**: the reference scores None (e.g. a gold answer the verifier cannot parse), or another
+  correct form scores no higher than the best adversarial one (reported; only a refused reference
+  fails the check: a strict reward may refuse forms its contract does not allow).
+
+Lengths are counted in UTF-8 bytes here (there is no tokenizer), against ``CHECK_MAX_TOKENS``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from reasonkit.format import format_completion
+from rewards.pool import RewardCall, RewardPool
+
+CHECK_MAX_TOKENS = 256
+REASONING = "Let me work through this step by step."
+HUGE = 200_000  # characters
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    completion: str
+    should: str  # "accept" or "reject"
+
+
+@dataclass
+class Row:
+    prompt: str
+    columns: dict  # the dataset columns the reward reads (answer, tests)
+    cases: list[Case]  # the first is the reference: correct and well formed
+
+    @property
+    def reference(self) -> Case | None:
+        return self.cases[0] if self.cases and self.cases[0].should == "accept" else None
+
+
+@dataclass
+class Verdict:
+    row: int
+    case: Case
+    score: float | None
+    reference_score: float | None
+    kind: str  # "ok", "hole", "refused" (a correct form not told apart from the hacks), "refused reference"
+    failure: str | None = None  # why the reward gave no score (raised, timed out), when it failed
+
+
+def answered(answer: str, trace: str = REASONING) -> str:
+    return format_completion(trace, answer)
+
+
+def answer_row(prompt: str, gold: str) -> Row:
+    """Cases for a reward that checks a final answer against ``gold``."""
+    wrong = str(int(gold) + 1) if gold.lstrip("-").isdigit() else f"{gold} + 1"
+    return Row(
+        prompt,
+        {"answer": gold},
+        [
+            Case("reference: the gold answer after the think block", answered(gold), "accept"),
+            Case("boxed, in a sentence", answered(f"The answer is $\\boxed{{{gold}}}$."), "accept"),
+            Case("empty", "", "reject"),
+            Case("no think block", gold, "reject"),
+            Case(
+                "answer only inside the think block",
+                format_completion(f"So the answer is {gold}.", ""),
+                "reject",
+            ),
+            Case(
+                "answer inside the think block, other text after",
+                answered("I am not sure.", f"It is {gold}."),
+                "reject",
+            ),
+            Case("unclosed think block holding the answer", f"<think>So the answer is {gold}.", "reject"),
+            Case("the answer followed by junk", answered(f"{gold} and then more text 17"), "reject"),
+            Case("two different answers", answered(f"{gold} or {wrong}"), "reject"),
+            Case("two boxed answers", answered(f"\\boxed{{{wrong}}} \\boxed{{{gold}}}"), "reject"),
+            Case("the gold answer spammed", answered(" ".join([gold] * 50)), "reject"),
+            Case("the gold answer spammed, comma separated", answered(", ".join([gold] * 50)), "reject"),
+            Case("the prompt echoed back", answered(prompt, prompt), "reject"),
+            Case("a huge output after the answer", answered(f"{gold}\n" + "x" * HUGE), "reject"),
+            Case("two think blocks", f"<think>{REASONING}</think><think>more</think>{gold}", "reject"),
+            Case("text before the think block", f"{gold}<think>{REASONING}</think>{gold}", "reject"),
+            Case("a wrong answer", answered(wrong), "reject"),
+        ],
+    )
+
+
+def tests_row(prompt: str, tests: list[dict], solution: str | None) -> Row:
+    """Cases for a reward that runs a program against stdin/stdout ``tests``."""
+
+    def fenced(program: str, before: str = "", after: str = "") -> str:
+        return answered(f"{before}```python\n{program}```{after}")
+
+    first = tests[0]["output"]
+    cases = []
+    if solution is not None:
+        cases += [
+            Case("reference: the solution in a fenced block", fenced(solution), "accept"),
+            Case("the solution with prose around it", fenced(solution, "Here it is:\n", "\nDone."), "accept"),
+            Case(
+                "the solution only inside the think block",
+                format_completion(f"```python\n{solution}```", "Done."),
+                "reject",
+            ),
+            Case("the solution without a code fence", answered(solution), "reject"),
+            Case("the right output, then a crash", fenced(f"{solution}raise SystemExit(1)\n"), "reject"),
+        ]
+    cases += [
+        Case("empty", "", "reject"),
+        Case("prints the first test's expected output", fenced(f"print({first!r}, end='')\n"), "reject"),
+        Case(
+            "prints the first test's output and an extra line",
+            fenced(f"print({first!r})\nprint('extra')\n"),
+            "reject",
+        ),
+        Case(
+            "prints the first line of the first test's output",
+            fenced(f"print({first.splitlines()[0] if first.strip() else ''!r})\n"),
+            "reject" if len(first.strip().splitlines()) > 1 else "skip",
+        ),
+        Case("an infinite loop", fenced("while True:\n    pass\n"), "reject"),
+        Case("prints nothing", fenced("pass\n"), "reject"),
+        Case("the prompt echoed back", answered(prompt, prompt), "reject"),
+        Case("a huge output", fenced(f"print({first!r} * {HUGE})\n"), "reject"),
+    ]
+    return Row(prompt, {"tests": tests}, [c for c in cases if c.should != "skip"])
+
+
+def format_row() -> Row:
+    return Row(
+        "What is 6 * 7?",
+        {},
+        [
+            Case("reference: one think block, then the answer", answered("42"), "accept"),
+            Case("a longer answer", answered("The answer is 42."), "accept"),
+            Case("empty", "", "reject"),
+            Case("no think block", "42", "reject"),
+            Case("unclosed think block", "<think>42", "reject"),
+            Case("empty answer", answered(""), "reject"),
+            Case("two think blocks", "<think>a</think><think>b</think>42", "reject"),
+            Case("text before the think block", f"Sure.<think>{REASONING}</think>42", "reject"),
+            Case("tags reversed", "</think>42<think>", "reject"),
+            Case("a stray closing tag after the answer", answered("42</think>"), "reject"),
+        ],
+    )
+
+
+def length_row() -> Row:
+    limit = CHECK_MAX_TOKENS
+    return Row(
+        "What is 6 * 7?",
+        {},
+        [
+            Case("reference: a short completion", answered("42"), "accept"),
+            Case("half the limit", answered("42", "x" * (limit // 2)), "accept"),
+            Case("at the limit", "x" * limit, "reject"),
+            Case("twice the limit", "x" * (2 * limit), "reject"),
+            Case("a huge output", "x" * HUGE, "reject"),
+        ],
+    )
+
+
+BUILTIN_ANSWERS = [("What is 6 * 7?", "42"), ("Simplify 2/4.", "\\frac{1}{2}"), ("Solve x + 3 = 1.", "-2")]
+BUILTIN_PROGRAMS = [
+    (
+        "Read two integers from one line and print their sum.",
+        [
+            {"input": "1 2\n", "output": "3\n"},
+            {"input": "10 -4\n", "output": "6\n"},
+            {"input": "0 0\n", "output": "0\n"},
+        ],
+        "a, b = map(int, input().split())\nprint(a + b)\n",
+    ),
+    (
+        "Read n and print the numbers 1 to n, one per line.",
+        [{"input": "3\n", "output": "1\n2\n3\n"}, {"input": "1\n", "output": "1\n"}],
+        "for i in range(1, int(input()) + 1):\n    print(i)\n",
+    ),
+]
+
+
+def battery(checks: str, data_rows: list[dict] = ()) -> list[Row]:
+    """The rows to probe a reward with: built-in ones, then the user's (prompt + answer/tests[/solution])."""
+    if checks == "answer":
+        return [answer_row(p, g) for p, g in BUILTIN_ANSWERS] + [
+            answer_row(r["prompt"], str(r["answer"])) for r in data_rows
+        ]
+    if checks == "tests":
+        from rewards.code import tests_of
+
+        rows = [tests_row(*program) for program in BUILTIN_PROGRAMS]
+        for r in data_rows:
+            tests = tests_of(r["tests"])
+            if tests is not None:
+                rows.append(tests_row(r["prompt"], tests, r.get("solution")))
+        return rows
+    return [format_row()] if checks == "format" else [length_row()]
+
+
+def run_check(
+    spec: str, rows: list[Row], workers: int, timeout: float, args: dict | None = None
+) -> list[Verdict]:
+    """Score every case of every row with the reward and judge each against its row's reference."""
+    samples = [(i, case) for i, row in enumerate(rows) for case in row.cases]
+    completions = [case.completion for _, case in samples]
+    columns = {
+        key: [rows[i].columns.get(key) for i, _ in samples] for key in {k for r in rows for k in r.columns}
+    }
+    columns["completion_ids"] = [list(c.encode()) for c in completions]
+    columns["max_new_tokens"] = [CHECK_MAX_TOKENS] * len(samples)
+    with RewardPool({"reward": RewardCall(spec, args or {})}, workers=workers, timeout=timeout) as pool:
+        scores, failures = pool.score([rows[i].prompt for i, _ in samples], completions, columns)
+    scores = scores["reward"]
+    why = {f.sample: f.reason for f in failures}
+    reference_scores, best_hack = {}, {}
+    for (i, case), score in zip(samples, scores):
+        if case is rows[i].reference:
+            reference_scores[i] = score
+        elif case.should == "reject" and score is not None:
+            best_hack[i] = max(score, best_hack.get(i, score))
+    verdicts = []
+    for n, ((i, case), score) in enumerate(zip(samples, scores)):
+        ref = reference_scores.get(
+            i, 1.0
+        )  # rows without a reference (user code without a solution): the best
+        if case is rows[i].reference:
+            kind = "refused reference" if score is None else "ok"
+        elif case.should == "accept":
+            kind = "refused" if score is None or score <= best_hack.get(i, -math.inf) else "ok"
+        else:
+            kind = "hole" if score is not None and ref is not None and score >= ref else "ok"
+        verdicts.append(Verdict(i, case, score, ref, kind, why.get(n)))
+    return verdicts
