@@ -183,6 +183,8 @@ class GRPOStage:
     # this process without time limits (debugging). A call over reward_timeout seconds scores None.
     reward_workers: int | None = None
     reward_timeout: float = 30.0
+    # How the `accuracy` metric judges answers; null: math when a reward uses math, else exact_answer.
+    accuracy_verifier: Literal["exact_answer", "math"] | None = None
     logging_steps: int = 1
     save_steps: int = 50  # checkpoint (model, optimizer, scheduler, RNG, data position) every N steps
     seed: int | None = None

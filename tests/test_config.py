@@ -121,3 +121,32 @@ def test_not_a_mapping_and_missing_file(tmp_path):
 def test_build_recipe_accepts_stage_named_by_type():
     recipe = build_recipe({**MINIMAL, "stages": {"sft": {}, "eval": {"num_samples": 4}}})
     assert recipe.stages["eval"].num_samples == 4
+
+
+def test_reward_arguments_are_checked_against_the_function(tmp_path):
+    stages = {"grpo": {"rewards": [{"name": "soft_overlong", "args": {"buffer_tokns": 64}}]}}
+    assert "stages.grpo.rewards[0].args.buffer_tokns: unknown key; did you mean 'buffer_tokens'?" in problems(
+        tmp_path, {**MINIMAL, "stages": stages}
+    )
+    stages["grpo"]["rewards"][0]["args"] = {"buffer_tokens": 64}
+    assert load_recipe(write(tmp_path, {**MINIMAL, "stages": stages})).stages["grpo"].rewards[0].args == {
+        "buffer_tokens": 64
+    }
+
+
+def test_accuracy_is_judged_like_the_answer_reward_the_stage_trains_with():
+    from reasonkit.grpo.trainer import accuracy_verifier
+
+    def stage(*rewards, **extra):
+        return build_recipe({**MINIMAL, "stages": {"grpo": {"rewards": list(rewards), **extra}}}).stages[
+            "grpo"
+        ]
+
+    assert accuracy_verifier(stage({"name": "exact_answer"})) == "exact_answer"
+    assert accuracy_verifier(stage({"name": "think_format"}, {"name": "math"})) == "math"
+    assert accuracy_verifier(stage({"name": "length_scaled"})) == "math"
+    assert (
+        accuracy_verifier(stage({"name": "length_scaled", "args": {"verifier": "exact_answer"}}))
+        == "exact_answer"
+    )
+    assert accuracy_verifier(stage({"name": "math"}, accuracy_verifier="exact_answer")) == "exact_answer"

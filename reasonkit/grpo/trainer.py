@@ -25,6 +25,7 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+import rewards as reward_registry
 from reasonkit.algorithms import aggregate_loss, clipped_surrogate, group_advantages, kl_penalty
 from reasonkit.config import GRPOStage
 from reasonkit.data import DataError, load_prompt_rows, prompt_format
@@ -36,7 +37,6 @@ from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_json
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.stage import StageContext, save_stage_model
-from rewards.answer import exact_answer
 from rewards.pool import default_workers
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ class GRPORun:
         if not self.rows:
             raise DataError(f"stages.{self.ctx.name}: the prompt data is empty")
         check_columns(self.rewards, set(self.rows[0]))
+        self.accuracy_verifier = reward_registry.get(accuracy_verifier(self.stage))
         workers = self.stage.reward_workers
         self.scorer = RewardScorer(
             self.rewards, default_workers() if workers is None else workers, self.stage.reward_timeout
@@ -255,8 +256,8 @@ class GRPORun:
             "step_seconds": seconds,
             **train_stats,
         }
-        if "answer" in columns:  # judged as the exact_answer reward judges, whatever the recipe rewards
-            correct = exact_answer(group_prompts, completions, answer=columns["answer"])
+        if "answer" in columns:
+            correct = self.accuracy_verifier(group_prompts, completions, answer=columns["answer"])
             metrics["accuracy"] = sum(score == 1.0 for score in correct) / len(completions)
         return metrics
 
@@ -360,7 +361,7 @@ class GRPORun:
                 "top_k": s.top_k,
                 "max_new_tokens": s.max_new_tokens,
             },
-            "rewards": [{"name": r.name, "weight": r.weight} for r in self.rewards],
+            "rewards": [{"name": r.name, "weight": r.weight, "args": r.call.args} for r in self.rewards],
             "zero_variance_groups": "skipped" if s.beta == 0 else "kept (KL gradient)",
         }
 
@@ -428,6 +429,17 @@ def rl_split(data) -> str:
     """GRPO prompts come from the `rl` split when the recipe has one: prompts the SFT stages never saw."""
     task_has_rl = data.task == "arithmetic" and data.arithmetic.rl_size > 0
     return "rl" if data.rl is not None or task_has_rl else "train"
+
+
+def accuracy_verifier(stage: GRPOStage) -> str:
+    """The reward that judges answers for the accuracy metric: the recipe's choice, else the one it trains with."""
+    if stage.accuracy_verifier:
+        return stage.accuracy_verifier
+    uses_math = any(
+        r.name == "math" or (r.name == "length_scaled" and r.args.get("verifier", "math") == "math")
+        for r in stage.rewards
+    )
+    return "math" if uses_math else "exact_answer"
 
 
 def _mean(values) -> float:
