@@ -16,15 +16,18 @@ samples are failures too), so a reward that always hangs costs a few time limits
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 
+STARTUP_SECONDS = 60
 BREAKER = 4  # time-outs in a row after which a reward is given up for the rest of the batch
 
 
@@ -71,43 +74,44 @@ def call_one(fn, prompt: str, completion: str, columns: dict, sample_index: int 
     return None if value is None else float(value)
 
 
-def _describe_exception(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
     if isinstance(exc, TypeError) and str(exc).startswith("returned"):
         return str(exc)
     return f"raised {type(exc).__name__}: {exc}"
 
 
-def _worker_main(conn, calls: dict[str, RewardCall]) -> None:
-    os.setsid()  # its own process group: a kill reaches whatever a reward started
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
-    functions = {name: call.resolve() for name, call in calls.items()}
-    while True:
-        try:
-            task = conn.recv()
-        except EOFError:
-            return
-        name, prompt, completion, columns = task
-        try:
-            conn.send(("ok", call_one(functions[name], prompt, completion, columns)))
-        except Exception as exc:
-            conn.send(("error", _describe_exception(exc)))
-
-
 class _Worker:
-    def __init__(self, context, calls):
-        self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child_conn, calls), daemon=True)
-        self.process.start()
-        child_conn.close()
+    """A fresh interpreter running ``rewards._pool_worker``, in a session of its own.
+
+    Not multiprocessing: its spawn start method re-imports the parent's ``__main__`` (a user's
+    training script, or ``<stdin>``) in every worker, and fork is unsafe in a process running torch.
+    """
+
+    def __init__(self, calls: dict[str, RewardCall]):
+        ours, theirs = socket.socketpair()
+        # The worker must import what this process can: the same module search path.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rewards._pool_worker", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            env=env,
+            start_new_session=True,  # its own process group: a kill reaches whatever a reward started
+        )
+        theirs.close()
+        self.conn = Connection(ours.detach())
         self.task = None  # (reward name, sample index, deadline) while busy
+        self.conn.send(calls)
+        status, message = self.conn.recv() if self.conn.poll(STARTUP_SECONDS) else ("error", "did not start")
+        if status != "ready":
+            self.kill()
+            raise RuntimeError(f"a reward worker process failed to start: {message}")
 
     def kill(self) -> None:
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        self.process.kill()
-        self.process.join()
+        self.process.wait()
         self.conn.close()
 
 
@@ -117,8 +121,7 @@ class RewardPool:
     def __init__(self, calls: dict[str, RewardCall], workers: int, timeout: float):
         self.calls, self.timeout = calls, timeout
         self.functions = {name: call.resolve() for name, call in calls.items()}  # fails early, here
-        self._context = multiprocessing.get_context("spawn")  # fork is unsafe in a process running torch
-        self._workers = [_Worker(self._context, calls) for _ in range(workers)]
+        self._workers = [_Worker(calls) for _ in range(workers)]
 
     def __enter__(self):
         return self
@@ -143,7 +146,7 @@ class RewardPool:
                     try:
                         scores[name][i] = call_one(fn, prompts[i], completions[i], columns, i)
                     except Exception as exc:
-                        failures.append(Failure(name, i, _describe_exception(exc)))
+                        failures.append(Failure(name, i, describe_exception(exc)))
             return scores, failures
 
         pending = deque((name, i) for name in self.calls for i in range(len(completions)))
@@ -184,11 +187,8 @@ class RewardPool:
                     try:
                         outcome, value = worker.conn.recv()
                     except (EOFError, OSError):
-                        worker.process.join()
-                        outcome, value = (
-                            "error",
-                            f"crashed its worker process (exit code {worker.process.exitcode})",
-                        )
+                        exit_code = worker.process.wait()
+                        outcome, value = "error", f"crashed its worker process (exit code {exit_code})"
                         self._replace(slot)
                     record(name, i, outcome, value)
                     worker.task = None
@@ -199,7 +199,7 @@ class RewardPool:
 
     def _replace(self, slot: int) -> None:
         self._workers[slot].kill()
-        self._workers[slot] = _Worker(self._context, self.calls)
+        self._workers[slot] = _Worker(self.calls)
 
 
 def default_workers() -> int:

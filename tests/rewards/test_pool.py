@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -104,3 +106,16 @@ def test_bound_arguments_reach_the_reward(tmp_path):
 def test_an_unknown_reward_fails_when_the_pool_is_made():
     with pytest.raises(LookupError, match="unknown reward"):
         RewardPool({"x": RewardCall("no_such_reward")}, workers=1, timeout=1)
+
+
+def test_works_from_any_main_module_even_stdin(tmp_path):
+    """Workers do not re-import the caller's __main__ (multiprocessing's spawn would, and fail on <stdin>)."""
+    script = (
+        "from rewards.pool import RewardCall, RewardPool\n"
+        "with RewardPool({'e': RewardCall('exact_answer')}, workers=2, timeout=10) as p:\n"
+        "    print(p.score(['q'] * 3, ['<think>.</think>2'] * 3, {'answer': ['2', '3', '2']}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert out.stdout.strip() == "({'e': [1.0, 0.0, 1.0]}, [])", out.stderr[-2000:]
