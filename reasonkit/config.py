@@ -143,6 +143,13 @@ class RewardSpec:
 
 
 @dataclass
+class VLLMSettings:
+    gpu_memory_utilization: float = 0.3  # share of the GPU for weights + KV cache, colocated with training
+    kv_cache_gb: float | None = None  # a fixed KV-cache size instead (null: 0.5 GB off GPU)
+    tensor_parallel_size: int = 1
+
+
+@dataclass
 class GRPOStage:
     """GRPO: sample G completions per prompt, score them, and follow the group-relative advantage.
 
@@ -178,7 +185,13 @@ class GRPOStage:
     # Tokens (prompt + completion) per packed micro-batch forward. null: 16384 with flash_attention_2,
     # 1024 otherwise: without a varlen kernel, attention over a packed row costs the square of its length.
     token_budget: int | None = None
-    generation_batch_size: int = 64  # prompts per generate call
+    generation_batch_size: int = 64  # prompts per generate call (transformers engine)
+    engine: Literal["auto", "vllm", "transformers"] = "auto"  # auto: vLLM when it is installed
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    # The sampler's and trainer's log-probs differ (kernels, precision): weight each token's loss by
+    # min(π_trainer/π_sampler, importance_cap); null turns the correction off. vLLM engine only.
+    importance_cap: float | None = 2.0
+    importance_level: Literal["token", "sequence"] = "token"  # sequence: length-normalised ratio
     # Rewards run in worker processes, one completion per call: null = one per CPU (at most 8), 0 = in
     # this process without time limits (debugging). A call over reward_timeout seconds scores None.
     reward_workers: int | None = None

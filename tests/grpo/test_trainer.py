@@ -34,6 +34,7 @@ def grpo_recipe(output_dir, reward="digit_fraction", **stage):
                     "beta": 0.0,
                     "max_steps": 20,
                     "save_steps": 100,
+                    "engine": "transformers",  # tests/rollout/test_vllm_engine.py runs GRPO on vLLM
                     **stage,
                 }
             },

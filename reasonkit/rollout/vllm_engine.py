@@ -1,0 +1,132 @@
+"""Generation with vLLM, colocated: the engine lives in the trainer's process and shares its accelerator.
+
+The engine starts from the model directory, then receives the policy's weights after every
+optimisation step (``sync_weights``), after which its prefix cache is reset (cached prompt KV was
+computed with the old weights). Where the platform supports sleep mode (GPU), the engine releases its
+memory between generations so training can use it; elsewhere it says so once and keeps it.
+
+Log-probs come back "processed": those of the distribution actually sampled from (after temperature
+and top-k/top-p), which is what the trainer compares its own log-probs against.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from reasonkit.rollout.base import Rollout, SamplingSettings
+
+log = logging.getLogger(__name__)
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+class VLLMEngine:
+    def __init__(
+        self,
+        model_path: str,
+        tokenizer,
+        *,
+        dtype: str = "float32",
+        seed: int = 0,
+        gpu_memory_utilization: float = 0.3,
+        kv_cache_gb: float | None = None,
+        tensor_parallel_size: int = 1,
+        max_model_len: int | None = None,
+    ):
+        # In-process engine core: the multi-process default takes ~40 s to start and cannot take
+        # weights from this process's tensors.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        self.tokenizer = tokenizer
+        self.sleep_mode = current_platform.is_sleep_mode_available()
+        if not self.sleep_mode:
+            log.info(
+                "vLLM sleep mode is not supported on %s: the engine keeps its memory between generations",
+                type(current_platform).__name__,
+            )
+        if kv_cache_gb is None and not current_platform.is_cuda_alike():
+            kv_cache_gb = 0.5  # off GPU the memory-fraction default fails: give the KV cache a size
+        memory = (
+            {"kv_cache_memory_bytes": int(kv_cache_gb * (1 << 30))}
+            if kv_cache_gb is not None
+            else {"gpu_memory_utilization": gpu_memory_utilization}
+        )
+        self.llm = LLM(
+            model=model_path,
+            dtype=dtype,  # "auto" would run a float32 checkpoint in bf16 and widen the mismatch
+            seed=seed,
+            tensor_parallel_size=tensor_parallel_size,
+            max_model_len=max_model_len,
+            enable_sleep_mode=self.sleep_mode,
+            logprobs_mode="processed_logprobs",
+            **memory,
+        )
+        self.asleep = False
+
+    def generate(
+        self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs=True
+    ) -> list[Rollout]:
+        """``sampling.n`` completions per prompt, grouped prompt by prompt, with the engine's log-probs."""
+        from vllm import SamplingParams
+
+        self._wake_up()
+        greedy = sampling.temperature == 0
+        params = SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=1.0 if greedy else sampling.top_p,
+            top_k=-1 if greedy or sampling.top_k == 0 else sampling.top_k,
+            max_tokens=sampling.max_new_tokens,
+            seed=sampling.seed,
+            logprobs=0 if with_logprobs else None,  # 0: only the sampled token's
+            skip_special_tokens=True,
+        )
+        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompt_texts]
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
+        if progress is not None:
+            progress.update(len(prompt_texts))
+        self._sleep()
+        rollouts = []
+        for index, (ids, output) in enumerate(zip(prompt_ids, outputs)):
+            for completion in output.outputs:
+                token_ids = list(completion.token_ids)
+                logprobs = None
+                if with_logprobs:
+                    logprobs = [step[token].logprob for step, token in zip(completion.logprobs, token_ids)]
+                rollouts.append(
+                    Rollout(
+                        prompt_index=index,
+                        prompt_ids=ids,
+                        completion_ids=token_ids,
+                        rollout_logprobs=logprobs,
+                        text=completion.text,
+                        truncated=completion.finish_reason == "length",
+                    )
+                )
+        return rollouts
+
+    def sync_weights(self, model) -> None:
+        """Load the policy's current weights into the engine, then drop prefix-cached KV."""
+        self._wake_up()
+        weights = [(name, tensor.detach()) for name, tensor in model.state_dict().items()]
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
+        )
+        self.llm.reset_prefix_cache()  # stays awake: generation comes next
+
+    def _wake_up(self) -> None:
+        if self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
+
+    def _sleep(self) -> None:
+        if self.sleep_mode and not self.asleep:
+            self.llm.sleep(level=1)
+            self.asleep = True

