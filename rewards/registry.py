@@ -84,22 +84,19 @@ def what_it_checks(spec: str) -> str:
 
 
 def required_columns(fn: RewardFn) -> list[str]:
-    """Dataset columns a reward names as parameters (beyond the standard ones)."""
-    parameters = inspect.signature(fn).parameters.values()
-    return [
-        p.name
-        for p in parameters
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in STANDARD_PARAMETERS
-        and p.default is inspect.Parameter.empty
-    ]
+    """Dataset columns a reward names as parameters (beyond the standard ones) and has no default for."""
+    return [p.name for p in _named_parameters(fn) if p.default is inspect.Parameter.empty]
 
 
 def argument_names(fn: RewardFn) -> list[str]:
     """Parameters a recipe may bind with ``args:`` (everything named except the standard ones)."""
+    return [p.name for p in _named_parameters(fn)]
+
+
+def _named_parameters(fn: RewardFn) -> list[inspect.Parameter]:
     parameters = inspect.signature(fn).parameters.values()
     return [
-        p.name
+        p
         for p in parameters
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in STANDARD_PARAMETERS
     ]
