@@ -4,7 +4,7 @@ import signal
 import sys
 from multiprocessing.connection import Connection
 
-from rewards.pool import call_one, describe_exception
+from rewards.pool import try_call_one
 
 
 def main(fd: int) -> None:
@@ -14,7 +14,7 @@ def main(fd: int) -> None:
     try:
         functions = {name: call.resolve() for name, call in calls.items()}
     except Exception as exc:
-        conn.send(("error", describe_exception(exc)))
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", None))
     while True:
@@ -22,10 +22,7 @@ def main(fd: int) -> None:
             name, prompt, completion, columns = conn.recv()
         except EOFError:  # the trainer closed the pool or died
             return
-        try:
-            conn.send(("ok", call_one(functions[name], prompt, completion, columns)))
-        except Exception as exc:
-            conn.send(("error", describe_exception(exc)))
+        conn.send(try_call_one(functions[name], prompt, completion, columns))
 
 
 if __name__ == "__main__":

@@ -58,26 +58,36 @@ class Failure:
         )
 
 
+class UnusableValue(TypeError):
+    """A reward returned something other than one float or None for the completion."""
+
+
 def call_one(fn, prompt: str, completion: str, columns: dict, sample_index: int = 0) -> float | None:
     """Call a TRL-convention reward on one completion and check what it returns."""
     values = fn(
         prompts=[prompt], completions=[completion], **{k: [v[sample_index]] for k, v in columns.items()}
     )
     if not isinstance(values, (list, tuple)) or len(values) != 1:
-        raise TypeError(
+        raise UnusableValue(
             f"returned {type(values).__name__} of length "
             f"{len(values) if hasattr(values, '__len__') else '?'}; expected one value per completion"
         )
     value = values[0]
     if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
-        raise TypeError(f"returned {value!r}; expected a float or None")
+        raise UnusableValue(f"returned {value!r}; expected a float or None")
     return None if value is None else float(value)
 
 
-def describe_exception(exc: BaseException) -> str:
-    if isinstance(exc, TypeError) and str(exc).startswith("returned"):
-        return str(exc)
-    return f"raised {type(exc).__name__}: {exc}"
+def try_call_one(
+    fn, prompt: str, completion: str, columns: dict, sample_index: int = 0
+) -> tuple[str, object]:
+    """``("ok", score)``, or ``("error", what went wrong)`` when the reward raised or returned junk."""
+    try:
+        return "ok", call_one(fn, prompt, completion, columns, sample_index)
+    except UnusableValue as exc:
+        return "error", str(exc)
+    except Exception as exc:
+        return "error", f"raised {type(exc).__name__}: {exc}"
 
 
 class _Worker:
@@ -143,10 +153,11 @@ class RewardPool:
         if not self._workers:
             for name, fn in self.functions.items():
                 for i in range(len(completions)):
-                    try:
-                        scores[name][i] = call_one(fn, prompts[i], completions[i], columns, i)
-                    except Exception as exc:
-                        failures.append(Failure(name, i, describe_exception(exc)))
+                    status, value = try_call_one(fn, prompts[i], completions[i], columns, i)
+                    if status == "ok":
+                        scores[name][i] = value
+                    else:
+                        failures.append(Failure(name, i, value))
             return scores, failures
 
         pending = deque((name, i) for name in self.calls for i in range(len(completions)))
