@@ -7,6 +7,14 @@ import math
 from rewards.registry import get, register
 
 
+def _token_limit(reward: str, max_tokens: int | None, max_new_tokens: list[int] | None, i: int) -> int:
+    """The recipe's ``max_tokens`` for the reward, else the stage's ``max_new_tokens`` for sample ``i``."""
+    limit = max_tokens or (max_new_tokens[i] if max_new_tokens else None)
+    if not limit:
+        raise ValueError(f"{reward} needs max_tokens (args: {{max_tokens: N}}) or the stage's max_new_tokens")
+    return limit
+
+
 @register("soft_overlong", checks="length")
 def soft_overlong(
     prompts, completions, completion_ids, max_new_tokens=None, max_tokens=None, buffer_tokens=None, **kwargs
@@ -20,11 +28,7 @@ def soft_overlong(
     """
     scores = []
     for i, ids in enumerate(completion_ids):
-        limit = max_tokens or (max_new_tokens[i] if max_new_tokens else None)
-        if not limit:
-            raise ValueError(
-                "soft_overlong needs max_tokens (args: {max_tokens: N}) or the stage's max_new_tokens"
-            )
+        limit = _token_limit("soft_overlong", max_tokens, max_new_tokens, i)
         buffer = buffer_tokens or max(1, limit // 5)
         scores.append(max(-1.0, min(0.0, (limit - buffer - len(ids)) / buffer)))
     return scores
@@ -60,11 +64,7 @@ def length_scaled(
         if verdict is None:
             scores.append(None)
             continue
-        limit = max_tokens or (max_new_tokens[i] if max_new_tokens else None)
-        if not limit:
-            raise ValueError(
-                "length_scaled needs max_tokens (args: {max_tokens: N}) or the stage's max_new_tokens"
-            )
+        limit = _token_limit("length_scaled", max_tokens, max_new_tokens, i)
         progress = min(len(ids) / limit, 1.0)
         short, long = correct if verdict >= 1.0 else wrong
         scores.append(long + (short - long) * 0.5 * (1 + math.cos(math.pi * progress)))
