@@ -92,9 +92,13 @@ def packed_logprobs(
     sizes = [len(c) for _, c in sequences]
     sampler_logprobs = None
     if sampler_view is not None:
-        with torch.no_grad():
-            truncated = truncate_logits(logits.detach(), *sampler_view).log_softmax(-1)
-            sampler_logprobs = list(truncated.gather(-1, target_ids).squeeze(-1).split(sizes))
+        top_p, top_k = sampler_view
+        if top_p >= 1.0 and top_k == 0:  # nothing truncated: the sampler's distribution is this one
+            sampler_logprobs = list(token_logprobs.detach().split(sizes))
+        else:
+            with torch.no_grad():
+                truncated = truncate_logits(logits.detach(), top_p, top_k).log_softmax(-1)
+                sampler_logprobs = list(truncated.gather(-1, target_ids).squeeze(-1).split(sizes))
     entropy = []
     if with_entropy:
         with torch.no_grad():

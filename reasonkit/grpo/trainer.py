@@ -102,15 +102,11 @@ class Batch:
     advantages: torch.Tensor  # [N]
     micro_batches: list[list[int]]  # indices into sequences, each at most the token budget
     old_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: on-policy (μ = 1)
-    rollout_logprobs: list[torch.Tensor] | None = (
-        None  # per sequence [C_i]: the sampler's, when it is not the trainer
-    )
-    importance_weights: list[torch.Tensor] | None = (
-        None  # per sequence [C_i]: truncated π_trainer / π_sampler
-    )
-    trainer_logprobs: list[torch.Tensor] | None = (
-        None  # per sequence [C_i]: the trainer's view of the sampler
-    )
+    # Per sequence [C_i], only when the sampler is not the trainer (vLLM): the sampler's log-probs,
+    # the trainer's log-probs of the same (truncated) distribution, and min(π_trainer / π_sampler, cap).
+    rollout_logprobs: list[torch.Tensor] | None = None
+    trainer_logprobs: list[torch.Tensor] | None = None
+    importance_weights: list[torch.Tensor] | None = None
     ref_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: β = 0
 
     @property
@@ -125,6 +121,7 @@ class GRPORun:
         self.checkpoint_root = ctx.directory / "checkpoints"
         varlen = ctx.recipe.model.attn_implementation == "flash_attention_2"
         self.token_budget = stage.token_budget or (16384 if varlen else 1024)
+        self.uses_vllm = stage.engine == "vllm" or (stage.engine == "auto" and vllm_available())
 
     # ------------------------------------------------------------------ setup
 
@@ -155,8 +152,6 @@ class GRPORun:
 
     def _make_engine(self):
         s = self.stage
-        kind = s.engine if s.engine != "auto" else ("vllm" if vllm_available() else "transformers")
-        self.uses_vllm = kind == "vllm"
         if not self.uses_vllm:
             return TransformersEngine(
                 self.accelerator.unwrap_model(self.policy), self.tokenizer, batch_size=s.generation_batch_size
@@ -435,13 +430,7 @@ class GRPORun:
                 "reference": "frozen copy of the initial policy",
             },
             "num_iterations": s.num_iterations,
-            "correction": (
-                f"truncated importance weights per {s.importance_level}, cap {s.importance_cap}"
-                if getattr(self, "uses_vllm", False) and s.importance_cap is not None
-                else "none: the sampler is the policy itself"
-                if not getattr(self, "uses_vllm", False)
-                else "none (importance_cap: null)"
-            ),
+            "correction": self._correction(),
             "sampling": {
                 "temperature": s.temperature,
                 "top_p": s.top_p,
@@ -451,6 +440,15 @@ class GRPORun:
             "rewards": [{"name": r.name, "weight": r.weight, "args": r.call.args} for r in self.rewards],
             "zero_variance_groups": "skipped" if s.beta == 0 else "kept (KL gradient)",
         }
+
+    def _correction(self) -> str:
+        if not self.uses_vllm:
+            return "none: the sampler is the policy itself"
+        if self.stage.importance_cap is None:
+            return "none (importance_cap: null)"
+        return (
+            f"truncated importance weights per {self.stage.importance_level}, cap {self.stage.importance_cap}"
+        )
 
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG states and data position, so a resumed run continues exactly."""
