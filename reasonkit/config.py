@@ -92,6 +92,18 @@ class DataConfig:
 
 
 @dataclass
+class LoRASettings:
+    """Train low-rank adapters (peft) instead of every weight. The stage saves the adapter in `model/`
+    (later stages and evaluation load it merged onto its base) and, with save_merged, full weights in `merged/`."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # module names, or all-linear
+    save_merged: bool = False
+
+
+@dataclass
 class SFTStage:
     """Distillation: cross-entropy on the completion `<think>t</think>y` + EOS, prompt masked."""
 
@@ -111,6 +123,7 @@ class SFTStage:
     # Examples longer than this (prompt + completion + EOS, in tokens) are dropped, never truncated.
     max_length: int = 2048
     packing: bool = False  # refused when true: packing splits and mixes traces
+    lora: LoRASettings | None = None  # null: full fine-tuning
     logging_steps: int = 10
     save_steps: int | None = None  # null: save at the end only
     seed: int | None = None  # null: the recipe's seed
@@ -161,7 +174,9 @@ class GRPOStage:
     rewards: list[RewardSpec] = field(
         default_factory=list
     )  # summed with their weights; None = does not apply
-    prompts_per_step: int = 16  # B
+    prompts_per_step: int = (
+        16  # B, over all processes: each process samples B / (number of processes) of them
+    )
     num_generations: int = 8  # G, completions per prompt
     max_steps: int = 100  # optimisation steps (one batch of B*G completions each, times num_iterations)
     num_iterations: int = 1  # μ: optimisation passes over each batch (>1 computes old log-probs)
@@ -173,6 +188,9 @@ class GRPOStage:
     adam_beta2: float = 0.99
     max_grad_norm: float = 1.0
     beta: float = 0.04  # KL coefficient; 0 drops the reference model and skips zero-variance groups
+    lora: LoRASettings | None = (
+        None  # null: full fine-tuning; with LoRA the KL reference is the adapter-free model
+    )
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2  # > epsilon_low: DAPO's clip-higher

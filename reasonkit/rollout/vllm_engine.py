@@ -11,6 +11,7 @@ and top-k/top-p), which is what the trainer compares its own log-probs against.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -113,12 +114,16 @@ class VLLMEngine:
         return rollouts
 
     def sync_weights(self, model) -> None:
-        """Load the policy's current weights into the engine, then drop prefix-cached KV."""
+        """Load the policy's current weights into the engine, then drop prefix-cached KV.
+
+        A LoRA (peft) policy is pushed with its adapters merged in, under the base model's names,
+        and unmerged afterwards.
+        """
         self._wake_up()
-        weights = [(name, tensor.detach()) for name, tensor in model.state_dict().items()]
-        self.llm.collective_rpc(
-            "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
-        )
+        with _merged(model) as weights:
+            self.llm.collective_rpc(
+                "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
+            )
         self.llm.reset_prefix_cache()  # stays awake: generation comes next
 
     def _wake_up(self) -> None:
@@ -130,3 +135,21 @@ class VLLMEngine:
         if self.sleep_mode and not self.asleep:
             self.llm.sleep(level=1)
             self.asleep = True
+
+
+@contextlib.contextmanager
+def _merged(model):
+    """(name, tensor) pairs of the weights as the base model names them, LoRA adapters merged in."""
+    if not hasattr(model, "merge_adapter"):
+        yield [(name, tensor.detach()) for name, tensor in model.state_dict().items()]
+        return
+    model.merge_adapter()
+    try:
+        prefix = "base_model.model."
+        yield [
+            (name.removeprefix(prefix).replace(".base_layer.", "."), tensor.detach())
+            for name, tensor in model.state_dict().items()
+            if "lora_" not in name
+        ]
+    finally:
+        model.unmerge_adapter()

@@ -1,0 +1,106 @@
+"""One GRPO update on fixed completions, under whatever `accelerate launch` started it.
+
+    python tests/distributed/grpo_update.py MODEL_DIR OUT_DIR [stage.key=value ...]
+    accelerate launch --config_file recipes/accelerate/zero2.yaml --num_processes 2 ... (same arguments)
+
+The step's prompts and each prompt's completions are fixed (some right, some wrong), so every launch
+sees the same batch; each process takes its share of the prompts as the trainer does. Process 0
+writes OUT_DIR/result.pt: the update's metrics and the policy's weights after it, gathered.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def skip_deepspeed_shm_build() -> None:
+    """DeepSpeed compiles a shared-memory op on every cold start on CPU (1-2 minutes); gloo needs none."""
+    try:
+        import deepspeed.comm.torch  # noqa: F401
+    except ImportError:
+        return
+    sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
+
+
+PROMPTS = [(12, 34), (56, 78), (23, 45), (67, 89)]  # B = 4
+# G = 4 completions per prompt: right, wrong, right with a different trace, no answer at all; the
+# last prompt's are all right (a zero-variance group: skipped when beta = 0, so processes differ).
+COMPLETIONS = [
+    "<think>{a} * {b}</think>{ab}",
+    "<think>{a} * {b} = ?</think>{wrong}",
+    "<think>{ab}</think>{ab}",
+    "<think>{a}</think>",
+]
+ALL_RIGHT = ["<think>{a} * {b}</think>{ab}"] * len(COMPLETIONS)
+
+
+def fixed_rollouts(run, rows):
+    from reasonkit.rollout import Rollout
+
+    tok, rollouts = run.tokenizer, []
+    for index, row in enumerate(rows):
+        prompt_ids = tok(run.fmt.render(tok, row["prompt"]), add_special_tokens=False)["input_ids"]
+        a, b = row["a"], row["b"]
+        for template in ALL_RIGHT if (a, b) == PROMPTS[-1] else COMPLETIONS:
+            text = template.format(a=a, b=b, ab=a * b, wrong=a * b + 10)
+            ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            rollouts.append(Rollout(index, prompt_ids, ids, None, text, truncated=False))
+    return rollouts
+
+
+def main(model_dir: str, out_dir: str, overrides: list[str]) -> None:
+    skip_deepspeed_shm_build()
+    from pathlib import Path
+
+    import yaml
+
+    from reasonkit.config import build_recipe
+    from reasonkit.grpo.distributed import prompt_shard
+    from reasonkit.grpo.trainer import GRPORun
+    from reasonkit.launch import process_state
+    from reasonkit.stage import StageContext
+
+    stage = {
+        "rewards": [{"name": "exact_answer"}],
+        "prompts_per_step": len(PROMPTS),
+        "num_generations": len(COMPLETIONS),
+        "learning_rate": 1e-3,
+        "beta": 0.1,
+        "max_steps": 1,
+        "num_iterations": 2,  # the second pass has ratios != 1 and a KL term
+        "engine": "transformers",
+        "reward_workers": 0,
+    }
+    for item in overrides:
+        key, _, value = item.partition("=")
+        stage[key] = yaml.safe_load(value)
+    recipe = build_recipe(
+        {
+            "output_dir": out_dir,
+            "model": {"path": model_dir},
+            "data": {"task": "arithmetic"},
+            "stages": {"grpo": stage},
+        }
+    )
+    state = process_state()
+    ctx = StageContext(recipe, "grpo", Path(out_dir), model_dir, is_main_process=state.is_main_process)
+    run = GRPORun(ctx, recipe.stages["grpo"])
+    run.setup()
+    everyone = [{"prompt": f"What is {a} * {b}?", "answer": str(a * b), "a": a, "b": b} for a, b in PROMPTS]
+    rows = [everyone[i] for i in prompt_shard(list(range(len(everyone))), run.rank, run.world)]
+    metrics = run.learn(rows, fixed_rollouts(run, rows))
+    weights = run.accelerator.get_state_dict(run.policy)
+    if state.is_main_process:
+        weights = {name: tensor.float().cpu() for name, tensor in weights.items()}
+        torch.save({"metrics": metrics, "weights": weights}, Path(out_dir) / "result.pt")
+    run.scorer.close()
+    state.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])

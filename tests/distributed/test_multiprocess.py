@@ -1,0 +1,162 @@
+"""Multi-process training, launched for real with `accelerate launch` and the shipped configs (gloo on CPU).
+
+Equality, not just "it runs": one GRPO update on fixed completions gives the same loss and weights on
+1 process (batch 2B) as on 2 processes (B each) under DDP, ZeRO-2 and ZeRO-3, and as accumulating
+over many micro-batches. A whole recipe (SFT -> GRPO -> eval) runs under ZeRO-3, and a run killed
+mid-way resumes from its ZeRO checkpoint to the weights of a run that never stopped.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tests.conftest import TINY_SIZES
+
+HERE = Path(__file__).parent
+CONFIGS = Path(__file__).parents[2] / "recipes" / "accelerate"
+LEARNING_RATE = 1e-3  # grpo_update.py's
+# Adam's first steps move a weight by about lr * g / (|g| + 1e-8): where a gradient is near zero,
+# float32 rounding (another reduction order) changes that step by up to a few % of lr. The update
+# itself moves weights by ~lr (asserted below), so a 5%-of-lr tolerance still catches a wrong update.
+WEIGHT_TOLERANCE = 0.05 * LEARNING_RATE
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(script: str, *args, config: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a script on 1 process (config None) or on 2 with `accelerate launch --config_file CONFIG`."""
+    command = [sys.executable, str(HERE / script), *map(str, args)]
+    if config:
+        command = [
+            *[
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                str(CONFIGS / f"{config}.yaml"),
+            ],
+            *["--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(free_port())],
+            *command[1:],
+        ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if check and done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+    return done
+
+
+def update(model_dir, out_dir, *overrides, config=None) -> dict:
+    launch("grpo_update.py", model_dir, out_dir, *overrides, config=config)
+    return torch.load(Path(out_dir) / "result.pt")
+
+
+def assert_same_update(expected: dict, got: dict, initial: dict) -> None:
+    assert got["metrics"]["loss"] == pytest.approx(expected["metrics"]["loss"], rel=1e-5, abs=1e-8)
+    assert got["metrics"]["kl"] == pytest.approx(expected["metrics"]["kl"], rel=1e-4, abs=1e-9)
+    assert got["metrics"]["grad_norm"] == pytest.approx(expected["metrics"]["grad_norm"], rel=1e-5)
+    moved = max((expected["weights"][n] - initial[n]).abs().max().item() for n in initial)
+    assert moved > 10 * WEIGHT_TOLERANCE  # the update is large next to the tolerance
+    for name, weight in expected["weights"].items():
+        torch.testing.assert_close(got["weights"][name], weight, rtol=0, atol=WEIGHT_TOLERANCE, msg=name)
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_model_dir, tmp_path_factory):
+    """The reference: the whole batch (4 prompts x 4 completions) on one process, one micro-batch."""
+    out = tmp_path_factory.mktemp("one")
+    return update(tiny_model_dir, out), load_file(Path(tiny_model_dir) / "model.safetensors")
+
+
+@pytest.mark.parametrize("config", ["ddp", "zero2", "zero3"])
+def test_two_processes_make_the_update_of_one(config, one_process, tiny_model_dir, tmp_path):
+    expected, initial = one_process
+    got = update(tiny_model_dir, tmp_path, config=config)
+    assert got["metrics"]["micro_batches"] == 1
+    assert_same_update(expected, got, initial)
+
+
+def test_uneven_micro_batches_across_zero3_processes_make_the_update_of_one(tiny_model_dir, tmp_path):
+    """beta = 0 skips the all-right group, so one process has 2 groups and the other 1; a small token
+    budget splits them into different numbers of micro-batches (the other process runs fillers)."""
+    settings = ("beta=0", "token_budget=40")
+    one = update(tiny_model_dir, tmp_path / "one", "beta=0")
+    accumulated = update(tiny_model_dir, tmp_path / "accumulated", *settings)
+    sharded = update(tiny_model_dir, tmp_path / "zero3", *settings, config="zero3")
+    initial = load_file(Path(tiny_model_dir) / "model.safetensors")
+    assert one["metrics"]["micro_batches"] == 1 and accumulated["metrics"]["micro_batches"] > 4
+    assert_same_update(one, accumulated, initial)  # gradient accumulation = one batch
+    assert_same_update(one, sharded, initial)
+
+
+def test_lora_update_on_two_processes_makes_the_update_of_one(tiny_model_dir, tmp_path):
+    lora = "lora={r: 4, alpha: 8}"
+    one = update(tiny_model_dir, tmp_path / "one", lora)
+    two = update(tiny_model_dir, tmp_path / "ddp", lora, config="ddp")
+    initial = {
+        name: weight for name, weight in one["weights"].items() if "lora_B" in name
+    }  # LoRA's B starts at zero: every adapter weight that moved is the update's
+    assert one["metrics"]["kl"] > 0  # the reference is the model with the adapters disabled
+    assert_same_update(one, two, {n: torch.zeros_like(w) for n, w in initial.items()})
+
+
+def pipeline_recipe(directory: Path) -> Path:
+    recipe = {
+        "output_dir": str(directory / "run"),
+        "seed": 1,
+        "model": {"tiny": TINY_SIZES},
+        "data": {"task": "arithmetic", "arithmetic": {"test_size": 20, "train_size": 200}},
+        "stages": {
+            "sft": {"type": "sft", "learning_rate": 3e-3, "batch_size": 8, "max_steps": 6, "max_length": 128},
+            "grpo": {
+                "type": "grpo",
+                "init": "sft",
+                "rewards": [{"name": "exact_answer"}],
+                "prompts_per_step": 4,
+                "num_generations": 4,
+                "max_new_tokens": 12,
+                "learning_rate": 1e-3,
+                "beta": 0.04,
+                "max_steps": 4,
+                "save_steps": 2,
+                "engine": "transformers",
+                "reward_workers": 0,
+            },
+            "eval": {"type": "eval", "models": ["grpo"], "max_new_tokens": 16},
+        },
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def test_recipe_under_zero3_and_a_killed_run_resumes_to_the_same_weights(tmp_path):
+    straight = pipeline_recipe(tmp_path / "straight")
+    launch("run_recipe.py", straight, config="zero3")
+    summary = json.loads((tmp_path / "straight" / "run" / "summary.json").read_text())
+    assert summary["stages"]["eval"]["models"]["grpo"]["n"] == 20
+    grpo = tmp_path / "straight" / "run" / "grpo"
+    records = [json.loads(line) for line in (grpo / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]  # one writer: rank 0
+
+    killed = pipeline_recipe(tmp_path / "killed")
+    died = launch("run_recipe.py", "--die-at-step", 3, killed, config="zero3", check=False)
+    assert died.returncode != 0
+    assert (tmp_path / "killed" / "run" / "grpo" / "checkpoints" / "step-000002").is_dir()
+    launch("run_recipe.py", killed, "--resume", config="zero3")
+
+    expected = load_file(grpo / "model" / "model.safetensors")
+    resumed = load_file(tmp_path / "killed" / "run" / "grpo" / "model" / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    for name, weight in expected.items():
+        torch.testing.assert_close(resumed[name], weight, rtol=0, atol=1e-6, msg=name)
