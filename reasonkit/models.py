@@ -127,7 +127,10 @@ def load_model(path: str, dtype: str = "float32", attn_implementation: str = "sd
         base = load_model(
             PeftConfig.from_pretrained(path).base_model_name_or_path, dtype, attn_implementation
         )
-        return PeftModel.from_pretrained(base, path).merge_and_unload()
+        merged = PeftModel.from_pretrained(base, path).merge_and_unload()
+        # Adapters trained on top of this model must name it (adapter and all) as their base.
+        merged.name_or_path = merged.config._name_or_path = str(path)
+        return merged
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=DTYPES[dtype], attn_implementation=attn_implementation

@@ -116,11 +116,12 @@ class VLLMEngine:
     def sync_weights(self, model) -> None:
         """Load the policy's current weights into the engine, then drop prefix-cached KV.
 
-        A LoRA (peft) policy is pushed with its adapters merged in, under the base model's names,
-        and unmerged afterwards.
+        A LoRA (peft) policy is pushed with its adapters merged in, under the base model's names, and
+        unmerged afterwards. A ZeRO-3 sharded policy is gathered and pushed one module at a time, so the
+        whole model is never materialised next to the engine's copy.
         """
         self._wake_up()
-        with _merged(model) as weights:
+        for weights in _weight_chunks(model):
             self.llm.collective_rpc(
                 "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
             )
@@ -137,19 +138,34 @@ class VLLMEngine:
             self.asleep = True
 
 
+def _weight_chunks(model):
+    """Lists of (name, tensor) as the base model names them: all at once, or under ZeRO-3 one module's
+    parameters at a time, gathered from their shards only while they are pushed."""
+    with _adapters_merged(model):
+        if not any(hasattr(p, "ds_id") for p in model.parameters()):  # ds_id: a ZeRO-3 shard
+            yield [(_base_name(n), t.detach()) for n, t in model.state_dict().items() if "lora_" not in n]
+            return
+        import deepspeed
+
+        for module_name, module in model.named_modules():
+            params = list(module.named_parameters(recurse=False))
+            if params:
+                with deepspeed.zero.GatheredParameters([p for _, p in params]):
+                    yield [(_base_name(f"{module_name}.{n}"), p.detach()) for n, p in params]
+
+
 @contextlib.contextmanager
-def _merged(model):
-    """(name, tensor) pairs of the weights as the base model names them, LoRA adapters merged in."""
-    if not hasattr(model, "merge_adapter"):
-        yield [(name, tensor.detach()) for name, tensor in model.state_dict().items()]
+def _adapters_merged(model):
+    if not hasattr(model, "merge_adapter"):  # not a peft model
+        yield
         return
     model.merge_adapter()
     try:
-        prefix = "base_model.model."
-        yield [
-            (name.removeprefix(prefix).replace(".base_layer.", "."), tensor.detach())
-            for name, tensor in model.state_dict().items()
-            if "lora_" not in name
-        ]
+        yield
     finally:
         model.unmerge_adapter()
+
+
+def _base_name(name: str) -> str:
+    """A peft parameter's name in the base model (vLLM's checkpoint names)."""
+    return name.removeprefix("base_model.model.").replace(".base_layer.", ".")

@@ -59,6 +59,28 @@ def test_weight_sync_reaches_the_engine(engine, tiny_model_dir, tiny_tokenizer):
     assert after == greedy(TransformersEngine(model, tiny_tokenizer))
 
 
+def test_lora_policy_reaches_the_engine_merged_and_stays_unmerged(engine, tiny_model_dir, tiny_tokenizer):
+    from peft import get_peft_model
+
+    from reasonkit.config import LoRASettings
+    from reasonkit.models import lora_config
+
+    base = load_model(str(tiny_model_dir))
+    before = greedy(TransformersEngine(base, tiny_tokenizer))
+    policy = get_peft_model(load_model(str(tiny_model_dir)), lora_config(LoRASettings(r=4)))
+    torch.manual_seed(0)
+    with torch.no_grad():  # B starts at zero (adapters are a no-op): give them an effect
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.add_(torch.randn_like(p) * 0.5)
+    engine.sync_weights(policy)
+    with_adapters = greedy(TransformersEngine(policy, tiny_tokenizer))
+    assert with_adapters != before
+    assert greedy(engine) == with_adapters
+    with policy.disable_adapter():  # unmerged again: without adapters it is the base model
+        assert greedy(TransformersEngine(policy, tiny_tokenizer)) == before
+
+
 def test_grpo_runs_on_vllm_and_logs_the_sampler_trainer_gap(tmp_path):
     from reasonkit.pipeline import run_recipe
     from tests.grpo.test_trainer import grpo_recipe
