@@ -121,9 +121,11 @@ class VLLMEngine:
         whole model is never materialised next to the engine's copy.
         """
         self._wake_up()
-        for weights in _weight_chunks(model):
+        with _adapters_merged(model):
+            # One reload (vLLM re-processes every layer per reload), fed lazily: in-process, vLLM pulls
+            # the weights from this generator as it loads them.
             self.llm.collective_rpc(
-                "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
+                "reload_weights", kwargs={"weights_iterator": _weights(model), "is_checkpoint_format": True}
             )
         self.llm.reset_prefix_cache()  # stays awake: generation comes next
 
@@ -138,20 +140,20 @@ class VLLMEngine:
             self.asleep = True
 
 
-def _weight_chunks(model):
-    """Lists of (name, tensor) as the base model names them: all at once, or under ZeRO-3 one module's
-    parameters at a time, gathered from their shards only while they are pushed."""
-    with _adapters_merged(model):
-        if not any(hasattr(p, "ds_id") for p in model.parameters()):  # ds_id: a ZeRO-3 shard
-            yield [(_base_name(n), t.detach()) for n, t in model.state_dict().items() if "lora_" not in n]
-            return
-        import deepspeed
+def _weights(model):
+    """(name, tensor) as the base model names them. Under ZeRO-3, one module's parameters are gathered
+    from their shards at a time and copied out, so the whole model never exists twice at once."""
+    if not any(hasattr(p, "ds_id") for p in model.parameters()):  # ds_id marks a ZeRO-3 shard
+        yield from ((_base_name(n), t.detach()) for n, t in model.state_dict().items() if "lora_" not in n)
+        return
+    import deepspeed
 
-        for module_name, module in model.named_modules():
-            params = list(module.named_parameters(recurse=False))
-            if params:
-                with deepspeed.zero.GatheredParameters([p for _, p in params]):
-                    yield [(_base_name(f"{module_name}.{n}"), p.detach()) for n, p in params]
+    for module_name, module in model.named_modules():
+        params = list(module.named_parameters(recurse=False))
+        if params:
+            with deepspeed.zero.GatheredParameters([p for _, p in params]):
+                copies = [(_base_name(f"{module_name}.{n}"), p.detach().clone()) for n, p in params]
+            yield from copies
 
 
 @contextlib.contextmanager

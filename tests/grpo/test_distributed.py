@@ -2,7 +2,7 @@
 
 import pytest
 
-from reasonkit.config import ConfigError, GRPOStage
+from reasonkit.config import ConfigError, GRPOStage, LoRASettings
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
 
 
@@ -48,6 +48,10 @@ def test_a_deepspeed_config_that_contradicts_the_recipe_is_refused(config, messa
         fit_deepspeed_config(config, GRPOStage(), "rl", world=2, uses_vllm=False)
 
 
-def test_vllm_under_zero3_is_refused_with_what_to_use_instead():
-    with pytest.raises(ConfigError, match=r"engine=vllm under ZeRO-3 is not supported yet: use ZeRO-2"):
-        fit_deepspeed_config({"zero_optimization": {"stage": 3}}, GRPOStage(), "rl", world=2, uses_vllm=True)
+def test_lora_on_vllm_under_zero3_is_refused_with_what_to_use_instead():
+    zero3 = {"zero_optimization": {"stage": 3}}
+    fit_deepspeed_config(dict(zero3), GRPOStage(), "rl", world=2, uses_vllm=True)  # without LoRA: fine
+    with pytest.raises(
+        ConfigError, match=r"LoRA with engine=vllm under ZeRO-3 is not supported yet.*use ZeRO-2"
+    ):
+        fit_deepspeed_config(dict(zero3), GRPOStage(lora=LoRASettings()), "rl", world=2, uses_vllm=True)
