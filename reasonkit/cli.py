@@ -31,9 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--overwrite", action="store_true", help="replace an earlier run in the output directory"
     )
-    from reasonkit import reward_check
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the config, the data on its first rows and the rewards, print the objective; train nothing",
+    )
+    from reasonkit import eval_command, reward_check
 
     reward_check.add_commands(commands)
+    eval_command.add_command(commands)
     return parser
 
 
@@ -55,11 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         except DataError as exc:
             print(f"reasonkit: error: {exc}", file=sys.stderr)
             return 2
+    if args.command == "eval":
+        return _evaluate(args)
     try:
         recipe = load_recipe(args.recipe, args.overrides)
         if args.command == "validate":
             print(f"{args.recipe}: ok ({', '.join(f'{n} ({s.type})' for n, s in recipe.stages.items())})")
             return 0
+        if args.dry_run:
+            from reasonkit.dry_run import dry_run
+
+            return dry_run(recipe)
         return _run(recipe, args)
     except ConfigError as exc:
         print(f"reasonkit: error: {exc}", file=sys.stderr)
@@ -81,6 +93,18 @@ def _run(recipe, args) -> int:
         print(f"reasonkit: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _evaluate(args) -> int:
+    from reasonkit import eval_command
+    from reasonkit.data.traces import DataError
+    from reasonkit.models import ModelLoadError
+
+    try:
+        return eval_command.run(args)
+    except (ConfigError, DataError, ModelLoadError) as exc:
+        print(f"reasonkit: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

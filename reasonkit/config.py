@@ -130,14 +130,34 @@ class SFTStage:
 
 
 @dataclass
+class BenchmarkSource:
+    """A benchmark from a local file or hub id: gsm8k (question/answer with ####), math (problem/solution
+    with \\boxed{}) or plain (prompt/answer) shape; auto tells them apart by their columns."""
+
+    path: str
+    name: str | None = None  # in the results; null: the file's stem
+    format: Literal["auto", "gsm8k", "math", "plain"] = "auto"
+    split: str = "test"  # hub datasets
+    subset: str | None = None
+    difficulty_column: str | None = None  # results per value of this column; null: `level` when present
+    max_rows: int | None = None
+
+
+@dataclass
 class EvalStage:
-    """Accuracy on the held-out problems, answers read with the format contract's parser."""
+    """pass@k and maj@k with confidence intervals, answers judged by a reward verifier."""
 
     type: Literal["eval"] = "eval"
     # What to evaluate: earlier stages' outputs, and/or "model" (the recipe's model as loaded).
     # Empty: every earlier training stage.
     models: list[str] = field(default_factory=list)
-    num_samples: int = 1  # completions per problem; accuracy is averaged over them
+    benchmarks: list[BenchmarkSource] = field(default_factory=list)  # empty: the recipe's test data
+    # The reward that judges an answer correct (score 1.0); null: the one the recipe's GRPO stage
+    # judges accuracy with (math when it trains with math), else exact_answer.
+    verifier: str | None = None
+    num_samples: int = 1  # n completions per problem: pass@1 is averaged over them
+    k: list[int] = field(default_factory=lambda: [1])  # pass@k and maj@k for each k <= num_samples
+    confidence: float = 0.95  # of the bootstrap intervals (over problems)
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     max_new_tokens: int = 256
@@ -318,10 +338,35 @@ def _check_recipe(recipe: Recipe) -> list[str]:
                 errors.append(
                     f"stages.{name}: nothing to evaluate; list models: [model] or put it after a training stage"
                 )
-            if data.task is None and data.test is None:
-                errors.append(f"stages.{name}: an eval stage needs data.test (or a built-in data.task)")
+            if data.task is None and data.test is None and not stage.benchmarks:
+                errors.append(
+                    f"stages.{name}: an eval stage needs benchmarks, data.test or a built-in data.task"
+                )
+            errors += _check_eval(name, stage)
         if not isinstance(stage, EvalStage):
             trained.append(name)
+    return errors
+
+
+def _check_eval(name: str, stage: EvalStage) -> list[str]:
+    import rewards
+
+    errors = []
+    too_large = [k for k in stage.k if not 1 <= k <= stage.num_samples]
+    if too_large:
+        errors.append(
+            f"stages.{name}.k: {too_large} outside 1..num_samples={stage.num_samples}; "
+            f"raise num_samples to {max(too_large)} or drop them"
+        )
+    if stage.num_samples > 1 and stage.temperature == 0:
+        errors.append(
+            f"stages.{name}: num_samples={stage.num_samples} with temperature 0 repeats one greedy answer"
+        )
+    if stage.verifier is not None:
+        try:
+            rewards.get(stage.verifier)
+        except rewards.RewardNotFound as exc:
+            errors.append(f"stages.{name}.verifier: {exc}")
     return errors
 
 

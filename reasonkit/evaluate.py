@@ -1,132 +1,205 @@
-"""The evaluation stage: accuracy on held-out problems, answers read with the format contract's parser.
+"""Evaluation: pass@1 (averaged over n samples), unbiased pass@k and maj@k, with bootstrap confidence
+intervals over problems, per benchmark and per difficulty level.
 
-Accuracy is the mean over problems and over the ``num_samples`` completions of each (pass@1 averaged
-over samples); greedy decoding (temperature 0) takes one sample per problem.
+An answer is correct when the reward verifier (the same function GRPO trains with) scores it 1.0; no
+second parser. The decoding settings are written next to the figures they produced, and every
+completion with its answer and score goes to a per-sample JSONL.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from reasonkit.config import EvalStage
-from reasonkit.data import PromptFormat, TraceExample, load_examples
-from reasonkit.format import parse_completion
+import rewards as reward_registry
+from reasonkit.config import EvalStage, GRPOStage, Recipe
+from reasonkit.data import PromptFormat, load_examples
+from reasonkit.data.benchmarks import Problem, benchmark_name, load_benchmark
+from reasonkit.eval_metrics import bootstrap_interval, majority_correct, mean, pass_at_k
+from reasonkit.format import THINK_CLOSE, THINK_OPEN, parse_completion
 from reasonkit.manifest import read_manifest
-from reasonkit.metrics import JsonlWriter
 from reasonkit.models import load_model, load_tokenizer, whole_weights
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.stage import StageContext
-from rewards.answer import same_answer
 
-
-@dataclass
-class EvalResult:
-    accuracy: float
-    n: int  # problems
-    num_samples: int  # completions per problem
-    format_errors: float  # fraction of completions with no readable answer
-    truncated: float  # fraction that hit max_new_tokens
-    mean_completion_tokens: float
+RECIPE_TEST = "test"  # the benchmark name of the recipe's own held-out data
 
 
 def evaluate(
     model,
     tokenizer,
     fmt: PromptFormat,
-    examples: list[TraceExample],
+    problems: list[Problem],
     stage: EvalStage,
     *,
+    verifier: str,
     with_traces: bool,
     samples_path: Path | None = None,
     label: str = "eval",
-) -> EvalResult:
-    """Generate for every example and score it; writes one JSON line per problem to ``samples_path``."""
+) -> dict:
+    """Generate ``num_samples`` completions per problem, judge them, and return the metrics."""
     if stage.max_problems is not None:
-        examples = examples[: stage.max_problems]
+        problems = problems[: stage.max_problems]
+    n = stage.num_samples
     sampling = SamplingSettings(
-        n=stage.num_samples,
+        n=n,
         temperature=stage.temperature,
         top_p=stage.top_p,
         max_new_tokens=stage.max_new_tokens,
         seed=stage.seed,
     )
     engine = TransformersEngine(model, tokenizer, batch_size=stage.batch_size)
-    prompts = [fmt.render(tokenizer, ex.prompt) for ex in examples]
-    with tqdm(total=len(prompts), desc=f"eval {label}", unit="problem") as bar:
-        rollouts = engine.generate(prompts, sampling, progress=bar)
-    writer = JsonlWriter(samples_path) if samples_path else None
-    if samples_path and samples_path.exists():
-        samples_path.unlink()
-    correct = unreadable = truncated = tokens = 0
-    for index, ex in enumerate(examples):
-        group = rollouts[index * sampling.n : (index + 1) * sampling.n]
-        answers = [
-            parse_completion(r.text, think_prefilled=fmt.think_prefilled, require_think=with_traces).answer
-            for r in group
-        ]
-        scores = [same_answer(a, ex.answer) for a in answers]
-        correct += sum(scores)
-        unreadable += sum(a is None for a in answers)
-        truncated += sum(r.truncated for r in group)
-        tokens += sum(len(r.completion_ids) for r in group)
-        if writer:
-            writer.write(
-                {
-                    "prompt": ex.prompt,
-                    "gold": ex.answer,
-                    "completions": [r.text for r in group],
-                    "answers": answers,
-                    "correct": scores,
-                }
-            )
-    total = max(1, len(examples) * sampling.n)
-    return EvalResult(
-        accuracy=correct / total,
-        n=len(examples),
-        num_samples=sampling.n,
-        format_errors=unreadable / total,
-        truncated=truncated / total,
-        mean_completion_tokens=tokens / total,
+    with tqdm(total=len(problems), desc=f"eval {label}", unit="problem") as bar:
+        rollouts = engine.generate(
+            [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=bar
+        )
+    # The verifier reads the whole response: a prefilled <think> goes back in front, and a model trained
+    # on direct answers gets an empty think block, so its whole output is its answer.
+    prefix = THINK_OPEN if fmt.think_prefilled else "" if with_traces else THINK_OPEN + THINK_CLOSE
+    responses = [prefix + r.text for r in rollouts]
+    golds = [p.answer for p in problems for _ in range(n)]
+    scores = reward_registry.get(verifier)(
+        [p.prompt for p in problems for _ in range(n)], responses, answer=golds
     )
+    correct = [score == 1.0 for score in scores]
+    answers = [parse_completion(text).answer for text in responses]
+
+    per_problem = [slice(i * n, (i + 1) * n) for i in range(len(problems))]
+    if samples_path:
+        with samples_path.open("w") as out:
+            for problem, rows in zip(problems, per_problem, strict=True):
+                record = {
+                    "prompt": problem.prompt,
+                    "gold": problem.answer,
+                    "difficulty": problem.difficulty,
+                    "completions": [r.text for r in rollouts[rows]],
+                    "answers": answers[rows],
+                    "scores": scores[rows],
+                    "correct": correct[rows],
+                }
+                out.write(json.dumps(record) + "\n")
+    per_sample = len(rollouts) or 1
+    result = {
+        "n": len(problems),
+        "num_samples": n,
+        **problem_metrics([(answers[r], correct[r]) for r in per_problem], stage),
+        "format_errors": sum(a is None for a in answers) / per_sample,
+        "truncated": sum(r.truncated for r in rollouts) / per_sample,
+        "mean_completion_tokens": sum(len(r.completion_ids) for r in rollouts) / per_sample,
+    }
+    levels = sorted({p.difficulty for p in problems if p.difficulty is not None})
+    if levels:
+        result["by_difficulty"] = {
+            level: {
+                "n": sum(p.difficulty == level for p in problems),
+                **problem_metrics(
+                    [
+                        (answers[r], correct[r])
+                        for p, r in zip(problems, per_problem, strict=True)
+                        if p.difficulty == level
+                    ],
+                    stage,
+                ),
+            }
+            for level in levels
+        }
+    return result
 
 
-def save_result(result: EvalResult, path: Path, decoding: EvalStage) -> None:
-    """The figures with the decoding settings that produced them."""
-    path.write_text(json.dumps({**asdict(result), "decoding": asdict(decoding)}, indent=2))
+def problem_metrics(samples: list[tuple[list, list[bool]]], stage: EvalStage) -> dict:
+    """pass@1, pass@k and maj@k for each k, each as {value, low, high}, from (answers, correct) per problem."""
+    n = stage.num_samples
+    per_problem = {"pass@1": [pass_at_k(n, sum(c), 1) for _, c in samples]}
+    for k in stage.k:
+        if k > 1:
+            per_problem[f"pass@{k}"] = [pass_at_k(n, sum(c), k) for _, c in samples]
+        if n > 1:
+            per_problem[f"maj@{k}"] = [majority_correct(a, c, k) for a, c in samples]
+    metrics = {}
+    for name, values in per_problem.items():
+        low, high = bootstrap_interval(values, confidence=stage.confidence, seed=stage.seed or 0)
+        metrics[name] = {"value": mean(values), "low": low, "high": high}
+    metrics["accuracy"] = metrics["pass@1"]["value"]  # the headline figure in summaries
+    return metrics
+
+
+def default_verifier(recipe: Recipe) -> str:
+    """The reward a recipe's GRPO stage judges accuracy with, else exact_answer."""
+    from reasonkit.grpo.trainer import accuracy_verifier
+
+    for stage in recipe.stages.values():
+        if isinstance(stage, GRPOStage):
+            return accuracy_verifier(stage)
+    return "exact_answer"
+
+
+def recipe_benchmarks(ctx: StageContext, stage: EvalStage) -> dict[str, list[Problem]]:
+    if stage.benchmarks:
+        return {benchmark_name(b): load_benchmark(b) for b in stage.benchmarks}
+    examples, _ = load_examples(ctx.recipe.data, "test", need_trace=False)
+    return {RECIPE_TEST: [Problem(ex.prompt, ex.answer) for ex in examples]}
 
 
 def run_eval(ctx: StageContext, stage: EvalStage, models: dict[str, str]) -> dict:
-    """Evaluate each named model on the recipe's held-out problems; metrics per model.
+    """Evaluate each named model on each benchmark: ``{"models": {model: {benchmark: metrics}}}``.
 
     Under a multi-process launch only the main process evaluates (the others wait): generation is not
-    sharded across ranks yet, and duplicated work would only write the same files twice.
+    sharded across processes yet, and duplicated work would only write the same files twice.
     """
     if not ctx.is_main_process:
         return {"models": {}}
-    examples, _ = load_examples(ctx.recipe.data, "test", need_trace=False)
+    verifier = stage.verifier or default_verifier(ctx.recipe)
+    benchmarks = recipe_benchmarks(ctx, stage)
     results = {}
     for label, path in models.items():
-        manifest = read_manifest(path) or {}
-        fmt_info = manifest.get("format", {"traces": True, "think_prefilled": False})
-        with whole_weights():
-            model = load_model(path, ctx.recipe.model.dtype, ctx.recipe.model.attn_implementation)
-        tokenizer = load_tokenizer(path)
-        fmt = PromptFormat(think_prefilled=fmt_info["think_prefilled"])
-        result = evaluate(
-            model,
-            tokenizer,
-            fmt,
-            examples,
-            stage,
-            with_traces=fmt_info["traces"],
-            samples_path=ctx.directory / f"{label}.samples.jsonl",
-            label=label,
-        )
-        save_result(result, ctx.directory / f"{label}.results.json", stage)
-        print(f"{label}: accuracy {result.accuracy:.1%} on {result.n} problems", flush=True)
-        results[label] = asdict(result)
-    return {"models": results}
+        results[label] = {}
+        for name, problems in benchmarks.items():
+            results[label][name] = evaluate_saved_model(
+                path, stage, problems, verifier, ctx.directory, label, name, ctx.recipe.model.dtype
+            )
+    return {"models": results, "verifier": verifier}
+
+
+def evaluate_saved_model(
+    path: str,
+    stage: EvalStage,
+    problems: list[Problem],
+    verifier: str,
+    out: Path,
+    label: str,
+    benchmark: str,
+    dtype: str = "float32",
+) -> dict:
+    """Load a saved model (its manifest says how its prompts were formatted), evaluate it, write the files."""
+    manifest = read_manifest(path) or {}
+    fmt_info = manifest.get("format", {"traces": True, "think_prefilled": False})
+    with whole_weights():
+        model = load_model(path, dtype)
+    tokenizer = load_tokenizer(path)
+    stem = f"{label}.{benchmark}"
+    result = evaluate(
+        model,
+        tokenizer,
+        PromptFormat(think_prefilled=fmt_info["think_prefilled"]),
+        problems,
+        stage,
+        verifier=verifier,
+        with_traces=fmt_info["traces"],
+        samples_path=out / f"{stem}.samples.jsonl",
+        label=stem,
+    )
+    decoding = {
+        key: value for key, value in asdict(stage).items() if key not in ("type", "models", "benchmarks")
+    }
+    record = {"model": path, "benchmark": benchmark, **result, "verifier": verifier, "decoding": decoding}
+    (out / f"{stem}.results.json").write_text(json.dumps(record, indent=2))
+    pass1 = result["pass@1"]
+    print(
+        f"{label} on {benchmark}: pass@1 {pass1['value']:.1%} [{pass1['low']:.1%}, {pass1['high']:.1%}] "
+        f"on {result['n']} problems",
+        flush=True,
+    )
+    return result

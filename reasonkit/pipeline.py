@@ -18,6 +18,7 @@ import yaml
 
 from reasonkit.config import EvalStage, GRPOStage, Recipe, SFTStage, to_dict
 from reasonkit.data import load_examples
+from reasonkit.evaluate import RECIPE_TEST
 from reasonkit.format import format_completion
 from reasonkit.metrics import format_table
 from reasonkit.stage import StageContext
@@ -132,12 +133,17 @@ def print_summary(summary: dict) -> None:
     rows = []
     for name, metrics in summary["stages"].items():
         if metrics["type"] == "eval":
-            for i, (model, result) in enumerate(metrics["models"].items()):
+            results = [
+                (m, b, r) for m, by_benchmark in metrics["models"].items() for b, r in by_benchmark.items()
+            ]
+            for i, (model, benchmark, result) in enumerate(results):
+                pass1 = result["pass@1"]
                 rows.append(
                     {
                         "stage": name,
-                        "model": model,
-                        "accuracy": result["accuracy"],
+                        "model": model if benchmark == RECIPE_TEST else f"{model} on {benchmark}",
+                        "accuracy": pass1["value"],
+                        "CI": f"{pass1['low']:.3f}-{pass1['high']:.3f}" if result["n"] > 1 else None,
                         "n": result["n"],
                         "format_errors": result["format_errors"],
                         "seconds": metrics["wall_seconds"] if i == 0 else None,  # the stage's, shown once
@@ -154,7 +160,18 @@ def print_summary(summary: dict) -> None:
                     "seconds": metrics["wall_seconds"],
                 }
             )
-    columns = ["stage", "model", "accuracy", "n", "format_errors", "train_loss", "reward", "steps", "seconds"]
+    columns = [
+        "stage",
+        "model",
+        "accuracy",
+        "CI",
+        "n",
+        "format_errors",
+        "train_loss",
+        "reward",
+        "steps",
+        "seconds",
+    ]
     print("\n" + format_table(rows, columns))
     print(
         f"\ntotal wall time: {summary['wall_seconds']:.0f} s; summary: {Path(summary['recipe']) / 'summary.json'}"

@@ -38,6 +38,11 @@ OBJECTIVE = {
 }
 
 
+def sft_objective(stage: SFTStage) -> dict:
+    """What the stage optimises, as recorded in the model's manifest."""
+    return {**OBJECTIVE, "learning_rate": stage.learning_rate, "lora": lora_summary(stage.lora)}
+
+
 class SFTRun:
     def __init__(self, ctx: StageContext, stage: SFTStage, resume: bool = False):
         self.ctx, self.stage, self.resume = ctx, stage, resume
@@ -142,11 +147,7 @@ class SFTRun:
             save_stage_model(
                 self.ctx,
                 self.tokenizer,
-                objective={
-                    **OBJECTIVE,
-                    "learning_rate": self.stage.learning_rate,
-                    "lora": lora_summary(lora),
-                },
+                objective=sft_objective(self.stage),
                 traces=self.stage.traces,
                 think_prefilled=self.fmt.think_prefilled,
                 save_merged=bool(lora and lora.save_merged),

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -119,8 +120,16 @@ def test_not_a_mapping_and_missing_file(tmp_path):
 
 
 def test_build_recipe_accepts_stage_named_by_type():
-    recipe = build_recipe({**MINIMAL, "stages": {"sft": {}, "eval": {"num_samples": 4}}})
+    recipe = build_recipe({**MINIMAL, "stages": {"sft": {}, "eval": {"num_samples": 4, "temperature": 0.6}}})
     assert recipe.stages["eval"].num_samples == 4
+
+
+def test_eval_settings_that_cannot_work_are_refused(tmp_path):
+    stages = {"sft": {}, "eval": {"num_samples": 2, "k": [1, 8], "verifier": "exact_anwser"}}
+    found = problems(tmp_path, {**MINIMAL, "stages": stages})
+    assert "stages.eval.k: [8] outside 1..num_samples=2; raise num_samples to 8 or drop them" in found
+    assert "stages.eval: num_samples=2 with temperature 0 repeats one greedy answer" in found
+    assert re.search(r"stages.eval.verifier: .*exact_answer", found), found
 
 
 def test_reward_arguments_are_checked_against_the_function(tmp_path):

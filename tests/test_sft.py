@@ -32,6 +32,7 @@ def sft_recipe(output_dir, **stage):
                 "type": "eval",
                 "models": ["sft"],
                 "num_samples": 3,
+                "k": [1, 3],
                 "temperature": 1.0,
                 "max_new_tokens": 40,
                 "seed": 0,
@@ -90,16 +91,20 @@ def test_cli_smoke_run_trains_saves_and_reloads(tmp_path, capsys):
     )
 
     summary = json.loads((out / "summary.json").read_text())
-    result = summary["stages"]["eval"]["models"]["sft"]
+    result = summary["stages"]["eval"]["models"]["sft"]["test"]
     assert result["n"] == 20 and 0.0 <= result["accuracy"] <= 1.0 and summary["wall_seconds"] > 0
     assert (out / "sft" / "curves.png").stat().st_size > 0
     assert any((out / "sft" / "tensorboard").iterdir())
-    assert len((out / "eval" / "sft.samples.jsonl").read_text().splitlines()) == 20
-    sampled = summary["stages"]["eval_sampled"]["models"]["sft"]
+    assert len((out / "eval" / "sft.test.samples.jsonl").read_text().splitlines()) == 20
+    sampled = summary["stages"]["eval_sampled"]["models"]["sft"]["test"]
     assert sampled["num_samples"] == 3 and sampled["n"] == 20
-    first = json.loads((out / "eval_sampled" / "sft.samples.jsonl").read_text().splitlines()[0])
+    for metric in ("pass@1", "pass@3", "maj@1", "maj@3"):
+        estimate = sampled[metric]
+        assert estimate["low"] <= estimate["value"] <= estimate["high"], metric
+    assert sampled["pass@3"]["value"] >= sampled["pass@1"]["value"]
+    first = json.loads((out / "eval_sampled" / "sft.test.samples.jsonl").read_text().splitlines()[0])
     assert len(first["completions"]) == 3 and len(first["correct"]) == 3
-    decoding = json.loads((out / "eval_sampled" / "sft.results.json").read_text())["decoding"]
+    decoding = json.loads((out / "eval_sampled" / "sft.test.results.json").read_text())["decoding"]
     assert decoding["temperature"] == 1.0 and decoding["num_samples"] == 3
     assert "accuracy" in capsys.readouterr().out
 

@@ -94,6 +94,9 @@ def load_rows(source: DatasetSource) -> list[dict]:
                     f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(LOCAL_FORMATS)}"
                 )
             dataset = datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train")
+        elif source.max_rows is not None:  # a few rows of a hub dataset: stream them, skip the download
+            stream = datasets.load_dataset(source.path, source.subset, split=source.split, streaming=True)
+            return list(stream.take(source.max_rows))
         else:
             dataset = datasets.load_dataset(source.path, source.subset, split=source.split)
     except DataError:

@@ -154,7 +154,7 @@ def test_recipe_under_zero3_and_a_killed_run_resumes_to_the_same_weights(tmp_pat
     straight = pipeline_recipe(tmp_path / "straight")
     launch("run_recipe.py", straight, config="zero3")
     summary = json.loads((tmp_path / "straight" / "run" / "summary.json").read_text())
-    assert summary["stages"]["eval"]["models"]["grpo"]["n"] == 20
+    assert summary["stages"]["eval"]["models"]["grpo"]["test"]["n"] == 20
     grpo = tmp_path / "straight" / "run" / "grpo"
     records = [json.loads(line) for line in (grpo / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]  # one writer: rank 0

@@ -1,0 +1,105 @@
+"""Evaluation benchmarks from local files or hub ids, in the common shapes.
+
+- ``gsm8k``: ``question``, and ``answer`` whose final answer follows ``####`` (``... #### 1,234``)
+- ``math``: ``problem``, and ``solution`` whose final answer is the last ``\\boxed{...}``
+- ``plain``: ``prompt`` and ``answer``
+
+``auto`` picks the shape from the columns. A difficulty column (MATH's ``level`` by default) splits the
+results by its values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasonkit.config import BenchmarkSource, DatasetSource
+from reasonkit.data.traces import DataError, load_rows
+
+MISSING_ANSWER = {"gsm8k": "no `####` line", "math": "no \\boxed{...}", "plain": "an empty answer"}
+SHAPES = {"gsm8k": ("question", "answer"), "math": ("problem", "solution"), "plain": ("prompt", "answer")}
+
+
+@dataclass(frozen=True)
+class Problem:
+    prompt: str
+    answer: str
+    difficulty: str | None = None
+
+
+def benchmark_name(source: BenchmarkSource) -> str:
+    return source.name or Path(source.path).stem
+
+
+def load_benchmark(source: BenchmarkSource) -> list[Problem]:
+    rows = load_rows(
+        DatasetSource(source.path, split=source.split, subset=source.subset, max_rows=source.max_rows)
+    )
+    if not rows:
+        raise DataError(f"benchmark {source.path!r} has no rows")
+    shape = source.format if source.format != "auto" else detect_shape(set(rows[0]), source.path)
+    prompt_column, answer_column = SHAPES[shape]
+    missing = [c for c in (prompt_column, answer_column) if c not in rows[0]]
+    if missing:
+        raise DataError(
+            f"benchmark {source.path!r} ({shape}) has no column(s) {missing}; it has {sorted(rows[0])}"
+        )
+    difficulty_column = source.difficulty_column or ("level" if "level" in rows[0] else None)
+    problems, unreadable = [], []
+    for index, row in enumerate(rows):
+        answer = final_answer(shape, str(row[answer_column]))
+        if answer is None:
+            unreadable.append(index)
+            continue
+        difficulty = row.get(difficulty_column) if difficulty_column else None
+        problems.append(
+            Problem(str(row[prompt_column]), answer, None if difficulty is None else str(difficulty))
+        )
+    if unreadable:
+        shown = ", ".join(map(str, unreadable[:10]))
+        raise DataError(
+            f"benchmark {source.path!r} ({shape}): no final answer in {len(unreadable)} row(s) ({shown}): "
+            + MISSING_ANSWER[shape]
+        )
+    return problems
+
+
+def detect_shape(columns: set[str], path: str) -> str:
+    for shape, needed in SHAPES.items():
+        if set(needed) <= columns:
+            return shape
+    raise DataError(
+        f"benchmark {path!r}: cannot tell its shape from columns {sorted(columns)}; expected one of "
+        + ", ".join(f"{shape} ({' + '.join(cols)})" for shape, cols in SHAPES.items())
+        + ", or set format and rename the columns"
+    )
+
+
+def final_answer(shape: str, text: str) -> str | None:
+    """The gold final answer out of a benchmark's answer/solution text."""
+    if shape == "gsm8k":
+        _, sep, tail = text.rpartition("####")
+        return tail.strip().replace(",", "") or None if sep else None
+    if shape == "math":
+        return last_boxed(text)
+    return text.strip() or None
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}``, braces balanced.
+
+    >>> last_boxed(r"so \\boxed{1} or rather \\boxed{\\frac{1}{2}}.")
+    '\\\\frac{1}{2}'
+    """
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for i in range(begin, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            if depth == 0:
+                return text[begin:i].strip() or None
+            depth -= 1
+    return None

@@ -1,0 +1,97 @@
+"""``reasonkit run RECIPE --dry-run``: everything a run checks before loading weights, and what it would optimise.
+
+For each stage: the data it reads (the first rows of each source, through the same loaders and format
+contract as a real run; hub datasets are streamed, not downloaded), the reward functions and the
+columns they need, and the resolved objective. Nothing is trained, no model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from reasonkit.config import EvalStage, GRPOStage, Recipe, SFTStage
+
+SAMPLE_ROWS = 8
+
+
+def dry_run(recipe: Recipe, rows: int = SAMPLE_ROWS) -> int:
+    """Print each stage's checks and objective; 0 when every check passed, 1 otherwise."""
+    data = _first_rows(recipe, rows)
+    failures = 0
+    for name, stage in recipe.stages.items():
+        print(f"\n=== stage {name} ({stage.type}) ===")
+        try:
+            for line in _check_stage(recipe, data, name, stage):
+                print(f"  ok: {line}")
+        except Exception as exc:  # every problem is reported, then the next stage is checked
+            failures += 1
+            print(f"  FAILED: {exc}")
+        print("  objective: " + json.dumps(_objective(recipe, name, stage), indent=2).replace("\n", "\n  "))
+    print(
+        f"\ndry run: {'all checks passed' if not failures else f'{failures} stage(s) failed'}; nothing was trained"
+    )
+    return 1 if failures else 0
+
+
+def _first_rows(recipe: Recipe, rows: int):
+    """The recipe's data config with every dataset source cut to its first ``rows`` rows."""
+    data = recipe.data
+    cut = {
+        split: dataclasses.replace(source, max_rows=min(rows, source.max_rows or rows))
+        for split in ("train", "test", "rl")
+        if (source := getattr(data, split)) is not None
+    }
+    return dataclasses.replace(data, **cut)
+
+
+def _check_stage(recipe: Recipe, data, name: str, stage) -> list[str]:
+    from reasonkit.data import load_examples, load_prompt_rows
+
+    if isinstance(stage, SFTStage):
+        examples, report = load_examples(data, "train", need_trace=stage.traces)
+        return [f"train data: {len(examples)} of {report.rows} rows read follow the format contract"]
+    if isinstance(stage, GRPOStage):
+        from reasonkit.grpo.scoring import check_columns, load_rewards
+        from reasonkit.grpo.trainer import rl_split
+
+        split = rl_split(data)
+        prompt_rows = load_prompt_rows(data, split)
+        weighted = load_rewards(stage.rewards)
+        check_columns(weighted, set(prompt_rows[0]) | {"completion_ids", "max_new_tokens"})
+        names = ", ".join(f"{r.name} x{r.weight}" for r in weighted)
+        return [
+            f"{split} prompts: {len(prompt_rows)} rows read, with columns {sorted(prompt_rows[0])}",
+            f"rewards: {names}",
+        ]
+    from reasonkit.data.benchmarks import benchmark_name, load_benchmark
+    from reasonkit.evaluate import default_verifier
+
+    lines = [f"verifier: {stage.verifier or default_verifier(recipe)}"]
+    for source in stage.benchmarks:
+        problems = load_benchmark(dataclasses.replace(source, max_rows=SAMPLE_ROWS))
+        lines.append(f"benchmark {benchmark_name(source)}: {len(problems)} sample problems with gold answers")
+    if not stage.benchmarks:
+        examples, _ = load_examples(data, "test", need_trace=False)
+        lines.append(f"test data: {len(examples)} sample problems with gold answers")
+    return lines
+
+
+def _objective(recipe: Recipe, name: str, stage) -> dict:
+    if isinstance(stage, SFTStage):
+        from reasonkit.sft import sft_objective
+
+        return sft_objective(stage)
+    if isinstance(stage, GRPOStage):
+        from reasonkit.grpo.scoring import load_rewards
+        from reasonkit.grpo.trainer import GRPORun
+        from reasonkit.stage import StageContext
+
+        run = GRPORun(StageContext(recipe, name, Path(recipe.output_dir) / name, init_path=""), stage)
+        run.rewards = load_rewards(stage.rewards)
+        return run.objective()
+    assert isinstance(stage, EvalStage)
+    return {
+        key: value for key, value in dataclasses.asdict(stage).items() if key not in ("type", "benchmarks")
+    }
