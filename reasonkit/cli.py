@@ -36,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the config, the data on its first rows and the rewards, print the objective; train nothing",
     )
-    from reasonkit import eval_command, reward_check
+    from reasonkit import eval_command, generate_command, reward_check
 
     reward_check.add_commands(commands)
     eval_command.add_command(commands)
+    generate_command.add_command(commands)
     return parser
 
 
@@ -61,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         except DataError as exc:
             print(f"reasonkit: error: {exc}", file=sys.stderr)
             return 2
-    if args.command == "eval":
-        return _evaluate(args)
+    if args.command in ("eval", "generate"):
+        return _without_recipe(args)
     try:
         recipe = load_recipe(args.recipe, args.overrides)
         if args.command == "validate":
@@ -95,13 +96,14 @@ def _run(recipe, args) -> int:
     return 0
 
 
-def _evaluate(args) -> int:
-    from reasonkit import eval_command
+def _without_recipe(args) -> int:
+    from reasonkit import eval_command, generate_command
     from reasonkit.data.traces import DataError
     from reasonkit.models import ModelLoadError
 
+    command = eval_command if args.command == "eval" else generate_command
     try:
-        return eval_command.run(args)
+        return command.run(args)
     except (ConfigError, DataError, ModelLoadError) as exc:
         print(f"reasonkit: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,195 @@
+"""``reasonkit generate``: teacher traces for distillation, kept only when verified.
+
+For each prompt with a gold answer: sample ``num_samples`` completions from a teacher, split each into
+trace and answer by the format contract, judge the answer with a reward verifier, and keep the correct
+ones (the first, all, or the shortest per prompt), dropping truncated ones and traces over a token
+budget. Prompts that overlap an evaluation set (shared word n-grams) are dropped before generating.
+
+The output is a JSONL the SFT stage reads directly (``prompt``, ``trace``, ``answer``). Work is done in
+chunks of prompts; after each, the kept rows and then ``<output>.progress.json`` are written, so an
+interrupted run continues after the last finished chunk (rows of an unfinished chunk are dropped first:
+no duplicates). The report counts what each filter removed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import rewards as reward_registry
+from reasonkit.format import THINK_OPEN, parse_completion
+
+Keep = Literal["first", "all", "shortest"]
+FILTERS = ["sampled", "unreadable", "truncated", "over_budget", "wrong", "not_chosen", "kept"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One teacher completion, judged."""
+
+    trace: str | None
+    answer: str | None
+    correct: bool
+    truncated: bool
+    num_tokens: int
+
+
+def select(
+    candidates: list[Candidate], keep: Keep, max_tokens: int | None
+) -> tuple[list[Candidate], Counter]:
+    """The candidates to keep for one prompt, and how many each filter removed (in FILTERS order)."""
+    counts = Counter(sampled=len(candidates))
+    usable = []
+    for c in candidates:
+        reason = (
+            "unreadable"
+            if c.trace is None or not c.answer
+            else "truncated"
+            if c.truncated
+            else "over_budget"
+            if max_tokens is not None and c.num_tokens > max_tokens
+            else "wrong"
+            if not c.correct
+            else None
+        )
+        if reason:
+            counts[reason] += 1
+        else:
+            usable.append(c)
+    chosen = (
+        usable
+        if keep == "all"
+        else usable[:1]
+        if keep == "first"
+        else sorted(usable, key=lambda c: c.num_tokens)[:1]
+    )
+    counts["not_chosen"] += len(usable) - len(chosen)
+    counts["kept"] += len(chosen)
+    return chosen, counts
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+class Decontaminator:
+    """Flags a prompt sharing any word ``n``-gram with the evaluation texts (n = 13, as in GPT-3's report,
+    catches reworded copies; shorter texts are compared whole)."""
+
+    def __init__(self, eval_texts: list[str], n: int = 13):
+        self.n = n
+        self.ngrams = {gram for text in eval_texts for gram in self._grams(words(text))}
+
+    def _grams(self, tokens: list[str]) -> set[tuple[str, ...]]:
+        if len(tokens) < self.n:
+            return {tuple(tokens)} if tokens else set()
+        return {tuple(tokens[i : i + self.n]) for i in range(len(tokens) - self.n + 1)}
+
+    def contaminated(self, text: str) -> bool:
+        return not self.ngrams.isdisjoint(self._grams(words(text)))
+
+
+@dataclass
+class GenerateSettings:
+    num_samples: int = 4
+    keep: Keep = "first"
+    verifier: str = "exact_answer"
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 4096
+    max_trace_tokens: int | None = None  # completions longer than this (in tokens) are dropped
+    chunk_size: int = 64  # prompts per chunk: the unit of progress and resumption
+    seed: int = 0
+
+
+def generate_traces(
+    engine, tokenizer, fmt, problems: list, out: Path, settings: GenerateSettings, decontaminator=None
+) -> dict:
+    """Generate, verify, filter and append kept triples to ``out``; resumes from ``out``'s progress file.
+
+    ``problems``: objects with ``prompt`` and ``answer``. Returns the report (also in the progress file).
+    """
+    from tqdm.auto import tqdm
+
+    from reasonkit.rollout import SamplingSettings
+
+    progress_path = out.with_name(out.name + ".progress.json")
+    progress = json.loads(progress_path.read_text()) if progress_path.exists() else {"done": 0, "counts": {}}
+    counts = Counter(progress["counts"])
+    _drop_unfinished_rows(out, progress["done"])
+    verifier = reward_registry.get(settings.verifier)
+    with tqdm(total=len(problems), initial=progress["done"], desc="generate", unit="prompt") as bar:
+        for start in range(progress["done"], len(problems), settings.chunk_size):
+            chunk = list(enumerate(problems[start : start + settings.chunk_size], start))
+            if decontaminator is not None:
+                clean = [(i, p) for i, p in chunk if not decontaminator.contaminated(p.prompt)]
+                counts["prompts_contaminated"] += len(chunk) - len(clean)
+                chunk = clean
+            rows = _generate_chunk(
+                engine, tokenizer, fmt, chunk, settings, verifier, counts, SamplingSettings
+            )
+            with out.open("a") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+            progress = {"done": min(start + settings.chunk_size, len(problems)), "counts": dict(counts)}
+            progress_path.write_text(json.dumps(progress, indent=2))
+            bar.update(progress["done"] - bar.n)
+    return {
+        "prompts": len(problems),
+        **{k: counts.get(k, 0) for k in ["prompts_contaminated", *FILTERS, "prompts_kept"]},
+    }
+
+
+def _generate_chunk(engine, tokenizer, fmt, chunk, settings, verifier, counts, sampling_type) -> list[dict]:
+    if not chunk:
+        return []
+    n = settings.num_samples
+    sampling = sampling_type(
+        n=n,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens,
+        seed=settings.seed + chunk[0][0],  # a resumed chunk samples as it would have
+    )
+    rollouts = engine.generate([fmt.render(tokenizer, p.prompt) for _, p in chunk], sampling)
+    responses = [(THINK_OPEN if fmt.think_prefilled else "") + r.text for r in rollouts]
+    golds = [p.answer for _, p in chunk for _ in range(n)]
+    scores = verifier([p.prompt for _, p in chunk for _ in range(n)], responses, answer=golds)
+    rows = []
+    for j, (index, problem) in enumerate(chunk):
+        candidates = []
+        for r, text, score in zip(
+            rollouts[j * n : (j + 1) * n], responses[j * n : (j + 1) * n], scores[j * n : (j + 1) * n]
+        ):
+            parsed = parse_completion(text)
+            candidates.append(
+                Candidate(parsed.trace, parsed.answer, score == 1.0, r.truncated, len(r.completion_ids))
+            )
+        chosen, chunk_counts = select(candidates, settings.keep, settings.max_trace_tokens)
+        counts.update(chunk_counts)
+        counts["prompts_kept"] += bool(chosen)
+        rows += [
+            {
+                "prompt": problem.prompt,
+                "trace": c.trace,
+                "answer": c.answer,
+                "gold": problem.answer,
+                "prompt_index": index,
+                "num_tokens": c.num_tokens,
+            }
+            for c in chosen
+        ]
+    return rows
+
+
+def _drop_unfinished_rows(out: Path, done: int) -> None:
+    """Rows of a chunk that was being written when the run stopped (its progress was not recorded)."""
+    if not out.exists():
+        return
+    lines = out.read_text().splitlines()
+    finished = [line for line in lines if json.loads(line)["prompt_index"] < done]
+    if len(finished) != len(lines):
+        out.write_text("".join(line + "\n" for line in finished))
