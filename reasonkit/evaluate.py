@@ -53,17 +53,9 @@ def evaluate(
     )
     engine = TransformersEngine(model, tokenizer, batch_size=stage.batch_size)
     with tqdm(total=len(problems), desc=f"eval {label}", unit="problem") as bar:
-        rollouts = engine.generate(
-            [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=bar
+        rollouts, responses, scores = sample_and_judge(
+            engine, tokenizer, fmt, problems, sampling, verifier, with_traces=with_traces, progress=bar
         )
-    # The verifier reads the whole response: a prefilled <think> goes back in front, and a model trained
-    # on direct answers gets an empty think block, so its whole output is its answer.
-    prefix = THINK_OPEN if fmt.think_prefilled else "" if with_traces else THINK_OPEN + THINK_CLOSE
-    responses = [prefix + r.text for r in rollouts]
-    golds = [p.answer for p in problems for _ in range(n)]
-    scores = reward_registry.get(verifier)(
-        [p.prompt for p in problems for _ in range(n)], responses, answer=golds
-    )
     correct = [score == 1.0 for score in scores]
     answers = [parse_completion(text).answer for text in responses]
 
@@ -107,6 +99,24 @@ def evaluate(
             for level in levels
         }
     return result
+
+
+def sample_and_judge(
+    engine, tokenizer, fmt, problems, sampling, verifier: str, with_traces=True, progress=None
+):
+    """``sampling.n`` completions per problem, the whole responses the verifier read, and its scores."""
+    rollouts = engine.generate(
+        [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=progress
+    )
+    # The verifier reads the whole response: a prefilled <think> goes back in front, and a model trained
+    # on direct answers gets an empty think block, so its whole output is its answer.
+    prefix = THINK_OPEN if fmt.think_prefilled else "" if with_traces else THINK_OPEN + THINK_CLOSE
+    responses = [prefix + r.text for r in rollouts]
+    repeat = [p for p in problems for _ in range(sampling.n)]
+    scores = reward_registry.get(verifier)(
+        [p.prompt for p in repeat], responses, answer=[p.answer for p in repeat]
+    )
+    return rollouts, responses, scores
 
 
 def problem_metrics(samples: list[tuple[list, list[bool]]], stage: EvalStage) -> dict:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import rewards as reward_registry
-from reasonkit.format import THINK_OPEN, parse_completion
+from reasonkit.evaluate import sample_and_judge
+from reasonkit.format import parse_completion
+from reasonkit.rollout import SamplingSettings
 
 Keep = Literal["first", "all", "shortest"]
 FILTERS = ["sampled", "unreadable", "truncated", "over_budget", "wrong", "not_chosen", "kept"]
@@ -115,13 +116,10 @@ def generate_traces(
     """
     from tqdm.auto import tqdm
 
-    from reasonkit.rollout import SamplingSettings
-
     progress_path = out.with_name(out.name + ".progress.json")
     progress = json.loads(progress_path.read_text()) if progress_path.exists() else {"done": 0, "counts": {}}
     counts = Counter(progress["counts"])
     _drop_unfinished_rows(out, progress["done"])
-    verifier = reward_registry.get(settings.verifier)
     with tqdm(total=len(problems), initial=progress["done"], desc="generate", unit="prompt") as bar:
         for start in range(progress["done"], len(problems), settings.chunk_size):
             chunk = list(enumerate(problems[start : start + settings.chunk_size], start))
@@ -129,9 +127,7 @@ def generate_traces(
                 clean = [(i, p) for i, p in chunk if not decontaminator.contaminated(p.prompt)]
                 counts["prompts_contaminated"] += len(chunk) - len(clean)
                 chunk = clean
-            rows = _generate_chunk(
-                engine, tokenizer, fmt, chunk, settings, verifier, counts, SamplingSettings
-            )
+            rows = _generate_chunk(engine, tokenizer, fmt, chunk, settings, counts)
             with out.open("a") as f:
                 f.writelines(json.dumps(row) + "\n" for row in rows)
             progress = {"done": min(start + settings.chunk_size, len(problems)), "counts": dict(counts)}
@@ -143,21 +139,20 @@ def generate_traces(
     }
 
 
-def _generate_chunk(engine, tokenizer, fmt, chunk, settings, verifier, counts, sampling_type) -> list[dict]:
+def _generate_chunk(engine, tokenizer, fmt, chunk, settings, counts) -> list[dict]:
     if not chunk:
         return []
     n = settings.num_samples
-    sampling = sampling_type(
+    sampling = SamplingSettings(
         n=n,
         temperature=settings.temperature,
         top_p=settings.top_p,
         max_new_tokens=settings.max_new_tokens,
         seed=settings.seed + chunk[0][0],  # a resumed chunk samples as it would have
     )
-    rollouts = engine.generate([fmt.render(tokenizer, p.prompt) for _, p in chunk], sampling)
-    responses = [(THINK_OPEN if fmt.think_prefilled else "") + r.text for r in rollouts]
-    golds = [p.answer for _, p in chunk for _ in range(n)]
-    scores = verifier([p.prompt for _, p in chunk for _ in range(n)], responses, answer=golds)
+    rollouts, responses, scores = sample_and_judge(
+        engine, tokenizer, fmt, [p for _, p in chunk], sampling, settings.verifier
+    )
     rows = []
     for j, (index, problem) in enumerate(chunk):
         candidates = []
