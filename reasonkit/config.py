@@ -136,7 +136,7 @@ class BenchmarkSource:
 
     path: str
     name: str | None = None  # in the results; null: the file's stem
-    format: Literal["auto", "gsm8k", "math", "plain"] = "auto"
+    format: Literal["auto", "gsm8k", "math", "code", "plain"] = "auto"
     split: str = "test"  # hub datasets
     subset: str | None = None
     difficulty_column: str | None = None  # results per value of this column; null: `level` when present

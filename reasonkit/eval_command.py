@@ -13,9 +13,9 @@ def add_command(commands) -> None:
         action="append",
         required=True,
         metavar="PATH",
-        help="a local .jsonl/.json/.parquet/.csv or a hub id, gsm8k / math / plain shaped; repeat for several",
+        help="a local .jsonl/.json/.parquet/.csv or a hub id, gsm8k / math / code / plain shaped; repeat for several",
     )
-    cmd.add_argument("--format", default="auto", choices=["auto", "gsm8k", "math", "plain"])
+    cmd.add_argument("--format", default="auto", choices=["auto", "gsm8k", "math", "code", "plain"])
     cmd.add_argument("--split", default="test", help="hub datasets: the split")
     cmd.add_argument("--verifier", default="exact_answer", help="the reward that judges answers (e.g. math)")
     cmd.add_argument("--num-samples", type=int, default=1)

@@ -113,9 +113,11 @@ def sample_and_judge(
     prefix = THINK_OPEN if fmt.think_prefilled else "" if with_traces else THINK_OPEN + THINK_CLOSE
     responses = [prefix + r.text for r in rollouts]
     repeat = [p for p in problems for _ in range(sampling.n)]
-    scores = reward_registry.get(verifier)(
-        [p.prompt for p in repeat], responses, answer=[p.answer for p in repeat]
-    )
+    columns = {
+        name: [p.verifier_columns()[name] for p in repeat]
+        for name in (repeat[0].verifier_columns() if repeat else {})
+    }
+    scores = reward_registry.get(verifier)([p.prompt for p in repeat], responses, **columns)
     return rollouts, responses, scores
 
 

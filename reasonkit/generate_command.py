@@ -11,9 +11,9 @@ def add_command(commands) -> None:
     cmd.add_argument(
         "--prompts",
         required=True,
-        help="prompts with gold answers: gsm8k / math / plain shaped file or hub id",
+        help="prompts with gold answers: gsm8k / math / code / plain shaped file or hub id",
     )
-    cmd.add_argument("--format", default="auto", choices=["auto", "gsm8k", "math", "plain"])
+    cmd.add_argument("--format", default="auto", choices=["auto", "gsm8k", "math", "code", "plain"])
     cmd.add_argument("--split", default="train", help="hub datasets: the split")
     cmd.add_argument("--max-prompts", type=int)
     cmd.add_argument(

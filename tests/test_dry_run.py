@@ -12,7 +12,10 @@ REAL_RECIPES = {
         f"data.rl.path={SAMPLES}/math_rl.jsonl",
         f"stages.eval.benchmarks=[{{path: {SAMPLES}/math500_like.jsonl, name: math500, format: math}}]",
     ],
-    "recipes/grpo_code_qwen2.5_1.5b.yaml": [f"data.train.path={SAMPLES}/code_rl.jsonl"],
+    "recipes/grpo_code_qwen2.5_1.5b.yaml": [
+        f"data.train.path={SAMPLES}/code_rl.jsonl",
+        f"stages.eval.benchmarks=[{{path: {SAMPLES}/code_rl.jsonl, name: code, format: code}}]",
+    ],
     "recipes/distill_qwen2.5_1.5b_math.yaml": [
         f"data.train.path={SAMPLES}/math_traces.jsonl",
         f"data.test.path={SAMPLES}/math_rl.jsonl",

@@ -6,11 +6,13 @@ import math
 
 import pytest
 
+import rewards as reward_registry
 from reasonkit.config import BenchmarkSource, EvalStage, build_recipe
-from reasonkit.data import DataError
-from reasonkit.data.benchmarks import load_benchmark
+from reasonkit.data import DataError, PromptFormat
+from reasonkit.data.benchmarks import Problem, load_benchmark
 from reasonkit.eval_metrics import bootstrap_interval, majority_correct, pass_at_k
 from reasonkit.evaluate import problem_metrics
+from reasonkit.models import load_model, load_tokenizer
 from reasonkit.pipeline import run_recipe
 from tests.conftest import TINY_SIZES
 
@@ -72,6 +74,11 @@ def test_benchmark_shapes_are_read_by_their_columns(tmp_path):
         [{"problem": "P?", "solution": r"So $\boxed{\frac{1}{2}}$.", "level": "Level 2"}],
     )
     plain = write_jsonl(tmp_path / "plain.jsonl", [{"prompt": "X?", "answer": " 42 "}])
+    code = write_jsonl(
+        tmp_path / "code.jsonl", [{"prompt": "Echo.", "tests": [{"input": "a\n", "output": "a\n"}]}]
+    )
+    (problem,) = load_benchmark(BenchmarkSource(str(code)))
+    assert problem.answer is None and json.loads(problem.tests) == [{"input": "a\n", "output": "a\n"}]
     (problem,) = load_benchmark(BenchmarkSource(str(gsm8k)))
     assert (problem.prompt, problem.answer, problem.difficulty) == ("Q?", "1200", None)
     (problem,) = load_benchmark(BenchmarkSource(str(math_)))
@@ -154,3 +161,20 @@ def test_eval_command_writes_results_and_a_table(tiny_model_dir, tmp_path, capsy
 
     assert main([*common, "--num-samples", "2", "--k", "4", "--temperature", "1"]) == 2
     assert "raise num_samples to 4" in capsys.readouterr().err
+
+
+def test_code_problems_are_judged_by_their_tests(tiny_model_dir, tmp_path):
+    from reasonkit.evaluate import sample_and_judge
+    from reasonkit.rollout import SamplingSettings, TransformersEngine
+
+    tests = json.dumps([{"input": "2 3\n", "output": "5\n"}])
+    problems = [Problem("Add two numbers.", None, tests=tests)]
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    engine = TransformersEngine(load_model(str(tiny_model_dir)), tokenizer)
+    sampling = SamplingSettings(n=2, temperature=1.0, max_new_tokens=4, seed=0)
+    _, responses, scores = sample_and_judge(
+        engine, tokenizer, PromptFormat(think_prefilled=False), problems, sampling, "code_all"
+    )
+    assert len(responses) == 2 and scores == [0.0, 0.0]  # no code block: no test passes
+    right = "<think>add</think>```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    assert reward_registry.get("code_all")(["Add two numbers."], [right], tests=[tests]) == [1.0]

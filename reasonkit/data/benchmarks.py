@@ -2,6 +2,7 @@
 
 - ``gsm8k``: ``question``, and ``answer`` whose final answer follows ``####`` (``... #### 1,234``)
 - ``math``: ``problem``, and ``solution`` whose final answer is the last ``\\boxed{...}``
+- ``code``: ``prompt`` and ``tests`` (a JSON list of ``{"input", "output"}``, judged by the ``code`` rewards)
 - ``plain``: ``prompt`` and ``answer``
 
 ``auto`` picks the shape from the columns. A difficulty column (MATH's ``level`` by default) splits the
@@ -10,21 +11,37 @@ results by its values.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from reasonkit.config import BenchmarkSource, DatasetSource
 from reasonkit.data.traces import DataError, load_rows
 
-MISSING_ANSWER = {"gsm8k": "no `####` line", "math": "no \\boxed{...}", "plain": "an empty answer"}
-SHAPES = {"gsm8k": ("question", "answer"), "math": ("problem", "solution"), "plain": ("prompt", "answer")}
+MISSING_ANSWER = {
+    "gsm8k": "no `####` line",
+    "math": "no \\boxed{...}",
+    "code": "no tests",
+    "plain": "an empty answer",
+}
+SHAPES = {
+    "gsm8k": ("question", "answer"),
+    "math": ("problem", "solution"),
+    "code": ("prompt", "tests"),
+    "plain": ("prompt", "answer"),
+}
 
 
 @dataclass(frozen=True)
 class Problem:
     prompt: str
-    answer: str
+    answer: str | None  # None for code problems, judged by their tests
     difficulty: str | None = None
+    tests: str | None = None  # code problems: JSON list of {"input", "output"}
+
+    def verifier_columns(self) -> dict:
+        """What a reward verifier receives for this problem, by column name."""
+        return {"answer": self.answer} if self.tests is None else {"answer": self.answer, "tests": self.tests}
 
 
 def benchmark_name(source: BenchmarkSource) -> str:
@@ -47,13 +64,19 @@ def load_benchmark(source: BenchmarkSource) -> list[Problem]:
     difficulty_column = source.difficulty_column or ("level" if "level" in rows[0] else None)
     problems, unreadable = [], []
     for index, row in enumerate(rows):
-        answer = final_answer(shape, str(row[answer_column]))
+        gold = row[answer_column]
+        gold = json.dumps(gold) if isinstance(gold, list) else str(gold)
+        answer = (gold.strip() or None) if shape == "code" else final_answer(shape, gold)
         if answer is None:
             unreadable.append(index)
             continue
         difficulty = row.get(difficulty_column) if difficulty_column else None
+        difficulty = None if difficulty is None else str(difficulty)
+        prompt = str(row[prompt_column])
         problems.append(
-            Problem(str(row[prompt_column]), answer, None if difficulty is None else str(difficulty))
+            Problem(prompt, None, difficulty, tests=answer)
+            if shape == "code"
+            else Problem(prompt, answer, difficulty)
         )
     if unreadable:
         shown = ", ".join(map(str, unreadable[:10]))
