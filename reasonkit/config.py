@@ -342,13 +342,14 @@ def _check_recipe(recipe: Recipe) -> list[str]:
                 errors.append(
                     f"stages.{name}: an eval stage needs benchmarks, data.test or a built-in data.task"
                 )
-            errors += _check_eval(name, stage)
+            errors += check_eval_stage(name, stage)
         if not isinstance(stage, EvalStage):
             trained.append(name)
     return errors
 
 
-def _check_eval(name: str, stage: EvalStage) -> list[str]:
+def check_eval_stage(name: str, stage: EvalStage) -> list[str]:
+    """Eval settings that cannot work (also checked for `reasonkit eval`, which has no recipe)."""
     import rewards
 
     errors = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 from reasonkit.config import EvalStage, GRPOStage, Recipe, SFTStage
 
@@ -47,19 +46,18 @@ def _first_rows(recipe: Recipe, rows: int):
 
 
 def _check_stage(recipe: Recipe, data, name: str, stage) -> list[str]:
-    from reasonkit.data import load_examples, load_prompt_rows
+    from reasonkit.data import load_examples, load_prompt_rows, rl_split
 
     if isinstance(stage, SFTStage):
         examples, report = load_examples(data, "train", need_trace=stage.traces)
         return [f"train data: {len(examples)} of {report.rows} rows read follow the format contract"]
     if isinstance(stage, GRPOStage):
         from reasonkit.grpo.scoring import check_columns, load_rewards
-        from reasonkit.grpo.trainer import rl_split
 
         split = rl_split(data)
         prompt_rows = load_prompt_rows(data, split)
         weighted = load_rewards(stage.rewards)
-        check_columns(weighted, set(prompt_rows[0]) | {"completion_ids", "max_new_tokens"})
+        check_columns(weighted, set(prompt_rows[0]))
         names = ", ".join(f"{r.name} x{r.weight}" for r in weighted)
         return [
             f"{split} prompts: {len(prompt_rows)} rows read, with columns {sorted(prompt_rows[0])}",
@@ -84,13 +82,10 @@ def _objective(recipe: Recipe, name: str, stage) -> dict:
 
         return sft_objective(stage)
     if isinstance(stage, GRPOStage):
+        from reasonkit.grpo.objective import grpo_objective, uses_vllm
         from reasonkit.grpo.scoring import load_rewards
-        from reasonkit.grpo.trainer import GRPORun
-        from reasonkit.stage import StageContext
 
-        run = GRPORun(StageContext(recipe, name, Path(recipe.output_dir) / name, init_path=""), stage)
-        run.rewards = load_rewards(stage.rewards)
-        return run.objective()
+        return grpo_objective(stage, load_rewards(stage.rewards), uses_vllm(stage))
     assert isinstance(stage, EvalStage)
     return {
         key: value for key, value in dataclasses.asdict(stage).items() if key not in ("type", "benchmarks")

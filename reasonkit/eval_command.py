@@ -31,7 +31,7 @@ def add_command(commands) -> None:
 
 
 def run(args) -> int:
-    from reasonkit.config import BenchmarkSource, EvalStage, build_recipe
+    from reasonkit.config import BenchmarkSource, ConfigError, EvalStage, check_eval_stage
     from reasonkit.data.benchmarks import benchmark_name, load_benchmark
     from reasonkit.evaluate import evaluate_saved_model
     from reasonkit.metrics import format_table
@@ -46,18 +46,10 @@ def run(args) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         verifier=args.verifier,
-        models=["model"],
     )
-    # The same checks as a recipe's eval stage (k within num_samples, a known verifier, ...).
-    raw_stage = {k: v for k, v in vars(stage).items() if k != "benchmarks"}
-    build_recipe(
-        {
-            "output_dir": args.output,
-            "model": {"path": args.model},
-            "data": {"task": "arithmetic"},
-            "stages": {"eval": raw_stage},
-        }
-    )
+    problems = check_eval_stage("eval", stage)  # the checks a recipe's eval stage gets
+    if problems:
+        raise ConfigError("; ".join(problems))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

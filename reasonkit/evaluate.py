@@ -60,6 +60,7 @@ def evaluate(
     answers = [parse_completion(text).answer for text in responses]
 
     per_problem = [slice(i * n, (i + 1) * n) for i in range(len(problems))]
+    samples = [(answers[rows], correct[rows]) for rows in per_problem]  # per problem
     if samples_path:
         with samples_path.open("w") as out:
             for problem, rows in zip(problems, per_problem, strict=True):
@@ -77,7 +78,7 @@ def evaluate(
     result = {
         "n": len(problems),
         "num_samples": n,
-        **problem_metrics([(answers[r], correct[r]) for r in per_problem], stage),
+        **problem_metrics(samples, stage),
         "format_errors": sum(a is None for a in answers) / per_sample,
         "truncated": sum(r.truncated for r in rollouts) / per_sample,
         "mean_completion_tokens": sum(len(r.completion_ids) for r in rollouts) / per_sample,
@@ -88,12 +89,7 @@ def evaluate(
             level: {
                 "n": sum(p.difficulty == level for p in problems),
                 **problem_metrics(
-                    [
-                        (answers[r], correct[r])
-                        for p, r in zip(problems, per_problem, strict=True)
-                        if p.difficulty == level
-                    ],
-                    stage,
+                    [s for p, s in zip(problems, samples, strict=True) if p.difficulty == level], stage
                 ),
             }
             for level in levels
@@ -140,7 +136,7 @@ def problem_metrics(samples: list[tuple[list, list[bool]]], stage: EvalStage) ->
 
 def default_verifier(recipe: Recipe) -> str:
     """The reward a recipe's GRPO stage judges accuracy with, else exact_answer."""
-    from reasonkit.grpo.trainer import accuracy_verifier
+    from reasonkit.grpo.objective import accuracy_verifier
 
     for stage in recipe.stages.values():
         if isinstance(stage, GRPOStage):

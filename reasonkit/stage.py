@@ -23,8 +23,12 @@ class StageContext:
 
     @property
     def merged_dir(self) -> Path:
-        """Where a LoRA stage writes its merged full weights when asked (`lora.save_merged`)."""
-        return self.directory / "merged"
+        return merged_dir_of(self.model_dir)
+
+
+def merged_dir_of(model_dir: str | Path) -> Path:
+    """Where a LoRA stage whose adapter is in ``model_dir`` writes its merged full weights (`lora.save_merged`)."""
+    return Path(model_dir).parent / "merged"
 
 
 def save_stage_model(

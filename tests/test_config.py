@@ -144,7 +144,7 @@ def test_reward_arguments_are_checked_against_the_function(tmp_path):
 
 
 def test_accuracy_is_judged_like_the_answer_reward_the_stage_trains_with():
-    from reasonkit.grpo.trainer import accuracy_verifier
+    from reasonkit.grpo.objective import accuracy_verifier
 
     def stage(*rewards, **extra):
         return build_recipe({**MINIMAL, "stages": {"grpo": {"rewards": list(rewards), **extra}}}).stages[

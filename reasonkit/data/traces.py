@@ -52,6 +52,12 @@ def load_examples(data: DataConfig, split: str, *, need_trace: bool):
     return examples_from_rows(rows, source, need_trace=need_trace, on_invalid=data.on_invalid)
 
 
+def rl_split(data: DataConfig) -> str:
+    """GRPO prompts come from the `rl` split when the recipe has one: prompts the SFT stages never saw."""
+    task_has_rl = data.task == "arithmetic" and data.arithmetic.rl_size > 0
+    return "rl" if data.rl is not None or task_has_rl else "train"
+
+
 def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
     """Rows for RL: ``prompt`` plus every other column of the source, which rewards receive by name."""
     if data.task == "arithmetic":

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,9 +35,11 @@ from reasonkit.algorithms import (
     truncated_importance_weights,
 )
 from reasonkit.config import GRPOStage
-from reasonkit.data import DataError, load_prompt_rows, prompt_format
+from reasonkit.data import DataError, load_prompt_rows, prompt_format, rl_split
 from reasonkit.format import THINK_OPEN
+from reasonkit.grpo.batch import Batch, Progress, PromptSampler
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
+from reasonkit.grpo.objective import accuracy_verifier, grpo_objective, uses_vllm
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
 from reasonkit.grpo.scoring import RewardScorer, Scores, check_columns, load_rewards
 from reasonkit.launch import process_state
@@ -50,12 +51,11 @@ from reasonkit.models import (
     load_model,
     load_tokenizer,
     lora_config,
-    lora_summary,
     match_vocabulary,
 )
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.rollout.vllm_engine import VLLMEngine, vllm_available
-from reasonkit.stage import StageContext, save_stage_model
+from reasonkit.stage import StageContext, merged_dir_of, save_stage_model
 from rewards.pool import default_workers
 
 log = logging.getLogger(__name__)
@@ -65,77 +65,6 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a NaN loss); the message says what happened and what was kept."""
 
 
-class PromptSampler:
-    """Walks the prompt rows in a seeded random order, epoch after epoch. Its position is checkpointed."""
-
-    def __init__(self, num_rows: int, seed: int):
-        self.num_rows, self.seed = num_rows, seed
-        self.epoch, self.index = 0, 0
-
-    def next(self, count: int) -> list[int]:
-        picked = []
-        while len(picked) < count:
-            order = torch.randperm(
-                self.num_rows, generator=torch.Generator().manual_seed(self.seed + self.epoch)
-            )
-            take = order[self.index : self.index + count - len(picked)].tolist()
-            picked += take
-            self.index += len(take)
-            if self.index >= self.num_rows:
-                self.epoch, self.index = self.epoch + 1, 0
-        return picked
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.index = state["epoch"], state["index"]
-
-
-class Progress:
-    """The step counter, checkpointed with the rest of the state."""
-
-    def __init__(self):
-        self.step = 0
-
-    def state_dict(self) -> dict:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = state["step"]
-
-
-@dataclass
-class Batch:
-    """This process's completions that carry gradient this step (N of them)."""
-
-    sequences: list[tuple[list[int], list[int]]]  # (prompt_ids, completion_ids)
-    advantages: torch.Tensor  # [N]
-    micro_batches: list[list[int]]  # indices into sequences, each at most the token budget
-    # Over every process: the loss normalisers, and the micro-batch count each process runs (under
-    # ZeRO-3 every forward is collective; a process with fewer runs `filler` passes without gradient).
-    total_sequences: int
-    total_tokens: int
-    num_passes: int
-    filler: tuple[list[int], list[int]]
-    old_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: on-policy (μ = 1)
-    # Per sequence [C_i], only when the sampler is not the trainer (vLLM): the sampler's log-probs,
-    # the trainer's log-probs of the same (truncated) distribution, and min(π_trainer / π_sampler, cap).
-    rollout_logprobs: list[torch.Tensor] | None = None
-    trainer_logprobs: list[torch.Tensor] | None = None
-    importance_weights: list[torch.Tensor] | None = None
-    ref_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: β = 0
-
-    def passes(self):
-        """(indices, sequences) of each micro-batch, then fillers ((), [filler]) up to num_passes."""
-        for k in range(self.num_passes):
-            if k < len(self.micro_batches):
-                ids = self.micro_batches[k]
-                yield ids, [self.sequences[i] for i in ids]
-            else:
-                yield (), [self.filler]
-
-
 class GRPORun:
     def __init__(self, ctx: StageContext, stage: GRPOStage, resume: bool = False):
         self.ctx, self.stage, self.resume = ctx, stage, resume
@@ -143,7 +72,7 @@ class GRPORun:
         self.checkpoint_root = ctx.directory / "checkpoints"
         varlen = ctx.recipe.model.attn_implementation == "flash_attention_2"
         self.token_budget = stage.token_budget or (16384 if varlen else 1024)
-        self.uses_vllm = stage.engine == "vllm" or (stage.engine == "auto" and vllm_available())
+        self.uses_vllm = uses_vllm(stage)
 
     # ------------------------------------------------------------------ setup
 
@@ -205,7 +134,7 @@ class GRPORun:
         """vLLM loads full weights: a LoRA stage's `merged/` folder instead of its adapter."""
         if not is_adapter(path):
             return str(path)
-        merged = Path(path).parent / "merged"
+        merged = merged_dir_of(path)
         if not merged.is_dir():
             raise TrainingError(
                 f"stages.{self.ctx.name} starts from a LoRA adapter ({path}) and vLLM needs full weights: "
@@ -576,44 +505,7 @@ class GRPORun:
     # ------------------------------------------------------------------ checkpoints
 
     def objective(self) -> dict:
-        s = self.stage
-        std = {"group": "std of the group", "batch": "std of the batch", "none": "1 (Dr. GRPO)"}[
-            s.advantage_scale
-        ]
-        return {
-            "algorithm": "grpo",
-            "advantage": f"(r - mean of the group of {s.num_generations}) / ({std} + 1e-4), population std",
-            "loss": "-min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A) + beta * KL, per token",
-            "loss_aggregation": s.loss_aggregation,
-            "clip": {"epsilon_low": s.epsilon_low, "epsilon_high": s.epsilon_high},
-            "kl": {
-                "estimator": s.kl_estimator,
-                "beta": s.beta,
-                "reference": "the policy with LoRA adapters disabled"
-                if s.lora
-                else "frozen copy of the initial policy",
-            },
-            "num_iterations": s.num_iterations,
-            "lora": lora_summary(s.lora),
-            "correction": self._correction(),
-            "sampling": {
-                "temperature": s.temperature,
-                "top_p": s.top_p,
-                "top_k": s.top_k,
-                "max_new_tokens": s.max_new_tokens,
-            },
-            "rewards": [{"name": r.name, "weight": r.weight, "args": r.call.args} for r in self.rewards],
-            "zero_variance_groups": "skipped" if s.beta == 0 else "kept (KL gradient)",
-        }
-
-    def _correction(self) -> str:
-        if not self.uses_vllm:
-            return "none: the sampler is the policy itself"
-        if self.stage.importance_cap is None:
-            return "none (importance_cap: null)"
-        return (
-            f"truncated importance weights per {self.stage.importance_level}, cap {self.stage.importance_cap}"
-        )
+        return grpo_objective(self.stage, self.rewards, self.uses_vllm)
 
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG states and data position, so a resumed run continues exactly."""
@@ -676,23 +568,6 @@ class GRPORun:
                 first_accuracy=records[0]["accuracy"], last_accuracy=_mean([r["accuracy"] for r in window])
             )
         return summary
-
-
-def rl_split(data) -> str:
-    """GRPO prompts come from the `rl` split when the recipe has one: prompts the SFT stages never saw."""
-    task_has_rl = data.task == "arithmetic" and data.arithmetic.rl_size > 0
-    return "rl" if data.rl is not None or task_has_rl else "train"
-
-
-def accuracy_verifier(stage: GRPOStage) -> str:
-    """The reward that judges answers for the accuracy metric: the recipe's choice, else the one it trains with."""
-    if stage.accuracy_verifier:
-        return stage.accuracy_verifier
-    uses_math = any(
-        r.name == "math" or (r.name == "length_scaled" and r.args.get("verifier", "math") == "math")
-        for r in stage.rewards
-    )
-    return "math" if uses_math else "exact_answer"
 
 
 def _mean(values) -> float:

@@ -164,8 +164,7 @@ def test_unknown_reward_fails_at_validation():
 
 
 def test_grpo_prompts_come_from_the_rl_split_when_there_is_one(tmp_path):
-    from reasonkit.data import load_prompt_rows
-    from reasonkit.grpo.trainer import rl_split
+    from reasonkit.data import load_prompt_rows, rl_split
     from reasonkit.tasks import arithmetic_splits
 
     recipe = grpo_recipe(tmp_path)

@@ -1,0 +1,79 @@
+"""What a GRPO step draws and trains on: the prompt order and step counter (both checkpointed), and
+one process's batch of completions with everything computed for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+class PromptSampler:
+    """Walks the prompt rows in a seeded random order, epoch after epoch. Its position is checkpointed."""
+
+    def __init__(self, num_rows: int, seed: int):
+        self.num_rows, self.seed = num_rows, seed
+        self.epoch, self.index = 0, 0
+
+    def next(self, count: int) -> list[int]:
+        picked = []
+        while len(picked) < count:
+            order = torch.randperm(
+                self.num_rows, generator=torch.Generator().manual_seed(self.seed + self.epoch)
+            )
+            take = order[self.index : self.index + count - len(picked)].tolist()
+            picked += take
+            self.index += len(take)
+            if self.index >= self.num_rows:
+                self.epoch, self.index = self.epoch + 1, 0
+        return picked
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.index = state["epoch"], state["index"]
+
+
+class Progress:
+    """The step counter, checkpointed with the rest of the state."""
+
+    def __init__(self):
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+
+
+@dataclass
+class Batch:
+    """This process's completions that carry gradient this step (N of them)."""
+
+    sequences: list[tuple[list[int], list[int]]]  # (prompt_ids, completion_ids)
+    advantages: torch.Tensor  # [N]
+    micro_batches: list[list[int]]  # indices into sequences, each at most the token budget
+    # Over every process: the loss normalisers, and the micro-batch count each process runs (under
+    # ZeRO-3 every forward is collective; a process with fewer runs `filler` passes without gradient).
+    total_sequences: int
+    total_tokens: int
+    num_passes: int
+    filler: tuple[list[int], list[int]]
+    old_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: on-policy (μ = 1)
+    # Per sequence [C_i], only when the sampler is not the trainer (vLLM): the sampler's log-probs,
+    # the trainer's log-probs of the same (truncated) distribution, and min(π_trainer / π_sampler, cap).
+    rollout_logprobs: list[torch.Tensor] | None = None
+    trainer_logprobs: list[torch.Tensor] | None = None
+    importance_weights: list[torch.Tensor] | None = None
+    ref_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: β = 0
+
+    def passes(self):
+        """(indices, sequences) of each micro-batch, then fillers ((), [filler]) up to num_passes."""
+        for k in range(self.num_passes):
+            if k < len(self.micro_batches):
+                ids = self.micro_batches[k]
+                yield ids, [self.sequences[i] for i in ids]
+            else:
+                yield (), [self.filler]

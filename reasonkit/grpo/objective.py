@@ -1,0 +1,64 @@
+"""What a GRPO stage optimises, from its settings alone (no model, no accelerator): the objective that
+manifests record and `--dry-run` prints, the engine it samples with, and how its accuracy is judged."""
+
+from __future__ import annotations
+
+from reasonkit.config import GRPOStage
+from reasonkit.models import lora_summary
+from reasonkit.rollout.vllm_engine import vllm_available
+
+
+def uses_vllm(stage: GRPOStage) -> bool:
+    return stage.engine == "vllm" or (stage.engine == "auto" and vllm_available())
+
+
+def grpo_objective(stage: GRPOStage, rewards: list, sampled_by_vllm: bool) -> dict:
+    """``rewards``: the stage's WeightedRewards (names made unique, arguments bound)."""
+    s = stage
+    std = {"group": "std of the group", "batch": "std of the batch", "none": "1 (Dr. GRPO)"}[
+        s.advantage_scale
+    ]
+    return {
+        "algorithm": "grpo",
+        "advantage": f"(r - mean of the group of {s.num_generations}) / ({std} + 1e-4), population std",
+        "loss": "-min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A) + beta * KL, per token",
+        "loss_aggregation": s.loss_aggregation,
+        "clip": {"epsilon_low": s.epsilon_low, "epsilon_high": s.epsilon_high},
+        "kl": {
+            "estimator": s.kl_estimator,
+            "beta": s.beta,
+            "reference": "the policy with LoRA adapters disabled"
+            if s.lora
+            else "frozen copy of the initial policy",
+        },
+        "num_iterations": s.num_iterations,
+        "lora": lora_summary(s.lora),
+        "correction": _correction(s, sampled_by_vllm),
+        "sampling": {
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": s.top_k,
+            "max_new_tokens": s.max_new_tokens,
+        },
+        "rewards": [{"name": r.name, "weight": r.weight, "args": r.call.args} for r in rewards],
+        "zero_variance_groups": "skipped" if s.beta == 0 else "kept (KL gradient)",
+    }
+
+
+def _correction(stage: GRPOStage, sampled_by_vllm: bool) -> str:
+    if not sampled_by_vllm:
+        return "none: the sampler is the policy itself"
+    if stage.importance_cap is None:
+        return "none (importance_cap: null)"
+    return f"truncated importance weights per {stage.importance_level}, cap {stage.importance_cap}"
+
+
+def accuracy_verifier(stage: GRPOStage) -> str:
+    """The reward that judges answers for the accuracy metric: the recipe's choice, else the one it trains with."""
+    if stage.accuracy_verifier:
+        return stage.accuracy_verifier
+    uses_math = any(
+        r.name == "math" or (r.name == "length_scaled" and r.args.get("verifier", "math") == "math")
+        for r in stage.rewards
+    )
+    return "math" if uses_math else "exact_answer"
