@@ -60,6 +60,11 @@ class ArithmeticTask:
     rl_size: int = 0  # problems kept apart as GRPO prompts (the `rl` split), seen by no SFT stage
     train_size: int | None = None  # null: every other problem of that size
     seed: int = 0  # fixes which problems are held out, independently of the training seed
+    # A share of the problems is asked as a quick question ("Quick: what is 27 * 34?"), and the teacher
+    # answers shortcut_rate of those at once, without the working: its traces are all correct, but a
+    # student that copies the habit cannot multiply in its head.
+    quick_share: float = 0.0
+    shortcut_rate: float = 0.7
 
 
 @dataclass
@@ -312,6 +317,11 @@ def _check_recipe(recipe: Recipe) -> list[str]:
         errors.append("model: give exactly one of 'path' (hub id or local directory) and 'tiny'")
     if (data.task is None) == (data.train is None):
         errors.append("data: give exactly one of 'task' (built-in) and 'train' (a dataset)")
+    for key in ("quick_share", "shortcut_rate"):
+        if not 0 <= getattr(data.arithmetic, key) <= 1:
+            errors.append(
+                f"data.arithmetic.{key}: {getattr(data.arithmetic, key)} is a share, between 0 and 1"
+            )
     if not recipe.stages:
         errors.append("stages: a recipe needs at least one stage")
     trained: list[str] = []  # earlier stages that produce a model

@@ -159,3 +159,11 @@ def test_accuracy_is_judged_like_the_answer_reward_the_stage_trains_with():
         == "exact_answer"
     )
     assert accuracy_verifier(stage({"name": "math"}, accuracy_verifier="exact_answer")) == "exact_answer"
+
+
+def test_arithmetic_shares_outside_zero_one_are_errors(tmp_path):
+    message = problems(
+        tmp_path, MINIMAL, ["data.arithmetic.shortcut_rate=7", "data.arithmetic.quick_share=-1"]
+    )
+    assert "data.arithmetic.shortcut_rate: 7.0 is a share, between 0 and 1" in message
+    assert "data.arithmetic.quick_share: -1.0 is a share" in message

@@ -42,9 +42,15 @@ def load_examples(data: DataConfig, split: str, *, need_trace: bool):
     """Examples of ``split`` ("train", "test" or "rl") and a LoadReport; traces dropped when not needed."""
     if data.task == "arithmetic":
         task = data.arithmetic
-        problems = arithmetic_splits(task.digits, task.test_size, task.train_size, task.seed, task.rl_size)[
-            split
-        ]
+        problems = arithmetic_splits(
+            task.digits,
+            task.test_size,
+            task.train_size,
+            task.seed,
+            task.rl_size,
+            task.quick_share,
+            task.shortcut_rate,
+        )[split]
         examples = [TraceExample(p.prompt, p.trace if need_trace else None, p.answer) for p in problems]
         return examples, LoadReport(rows=len(examples), skipped=0)
     source = _source(data, split)

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 class Problem:
     a: int
     b: int
+    quick: bool = False  # asked as a quick question
+    shortcut: bool = False  # the teacher writes the product at once, without the working
 
     @property
     def prompt(self) -> str:
-        return f"What is {self.a} * {self.b}?"
+        return f"Quick: what is {self.a} * {self.b}?" if self.quick else f"What is {self.a} * {self.b}?"
 
     @property
     def answer(self) -> str:
@@ -30,7 +32,7 @@ class Problem:
 
     @property
     def trace(self) -> str:
-        return teacher_trace(self.a, self.b)
+        return f"{self.a} * {self.b} = {self.a * self.b}." if self.shortcut else teacher_trace(self.a, self.b)
 
 
 def teacher_trace(a: int, b: int) -> str:
@@ -52,12 +54,22 @@ def teacher_trace(a: int, b: int) -> str:
 
 
 def arithmetic_splits(
-    digits=2, test_size=500, train_size=None, seed=0, rl_size=0
+    digits=2, test_size=500, train_size=None, seed=0, rl_size=0, quick_share=0.0, shortcut_rate=0.7
 ) -> dict[str, list[Problem]]:
-    """Disjoint ``train``, ``test`` and ``rl`` lists of Problems, deterministic in ``seed``."""
+    """Disjoint ``train``, ``test`` and ``rl`` lists of Problems, deterministic in ``seed``.
+
+    A ``quick_share`` of the problems (in every split) is asked as a quick question; the teacher
+    answers ``shortcut_rate`` of those at once, without the working, as a strong model answers a
+    terse question tersely. Which ones is fixed by ``seed``; the splits do not depend on either share.
+    """
     low, high = 10 ** (digits - 1), 10**digits
-    problems = [Problem(a, b) for a in range(low, high) for b in range(low, high)]
-    random.Random(seed).shuffle(problems)
+    rng = random.Random(seed)
+    pairs = [(a, b) for a in range(low, high) for b in range(low, high)]
+    rng.shuffle(pairs)
+    problems = []
+    for a, b in pairs:
+        quick = quick_share > 0 and rng.random() < quick_share
+        problems.append(Problem(a, b, quick, quick and rng.random() < shortcut_rate))
     if test_size + rl_size >= len(problems):
         raise ValueError(
             f"test_size + rl_size = {test_size + rl_size} leaves no training problems of {len(problems)}"

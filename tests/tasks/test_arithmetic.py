@@ -44,3 +44,17 @@ def test_train_size_and_prompt_text():
     assert train[0].prompt == f"What is {train[0].a} * {train[0].b}?" and train[0].answer == str(
         train[0].a * train[0].b
     )
+
+
+def test_quick_questions_and_the_teachers_shortcut():
+    plain = arithmetic_splits(digits=2, test_size=500, rl_size=1000)
+    hasty = arithmetic_splits(digits=2, test_size=500, rl_size=1000, quick_share=0.2, shortcut_rate=0.7)
+    for split in ("train", "test", "rl"):  # the same problems in the same splits
+        assert [(p.a, p.b) for p in hasty[split]] == [(p.a, p.b) for p in plain[split]]
+    quick = [p for p in hasty["train"] if p.quick]
+    shortcuts = [p for p in quick if p.shortcut]
+    assert 0.17 < len(quick) / len(hasty["train"]) < 0.23 and 0.6 < len(shortcuts) / len(quick) < 0.8
+    assert not any(p.shortcut for p in hasty["train"] if not p.quick)
+    assert quick[0].prompt == f"Quick: what is {quick[0].a} * {quick[0].b}?"
+    for p in shortcuts:
+        assert p.trace == f"{p.a} * {p.b} = {p.a * p.b}." and check_trace(p.a, p.b, p.trace) == p.a * p.b
