@@ -22,12 +22,12 @@ def dry_run(recipe: Recipe, rows: int = SAMPLE_ROWS) -> int:
     for name, stage in recipe.stages.items():
         print(f"\n=== stage {name} ({stage.type}) ===")
         try:
-            for line in _check_stage(recipe, data, name, stage):
+            for line in _check_stage(recipe, data, rows, stage):
                 print(f"  ok: {line}")
         except Exception as exc:  # every problem is reported, then the next stage is checked
             failures += 1
             print(f"  FAILED: {exc}")
-        print("  objective: " + json.dumps(_objective(recipe, name, stage), indent=2).replace("\n", "\n  "))
+        print("  objective: " + json.dumps(_objective(stage), indent=2).replace("\n", "\n  "))
     print(
         f"\ndry run: {'all checks passed' if not failures else f'{failures} stage(s) failed'}; nothing was trained"
     )
@@ -45,7 +45,7 @@ def _first_rows(recipe: Recipe, rows: int):
     return dataclasses.replace(data, **cut)
 
 
-def _check_stage(recipe: Recipe, data, name: str, stage) -> list[str]:
+def _check_stage(recipe: Recipe, data, rows: int, stage) -> list[str]:
     from reasonkit.data import load_examples, load_prompt_rows, rl_split
 
     if isinstance(stage, SFTStage):
@@ -68,7 +68,7 @@ def _check_stage(recipe: Recipe, data, name: str, stage) -> list[str]:
 
     lines = [f"verifier: {stage.verifier or default_verifier(recipe)}"]
     for source in stage.benchmarks:
-        problems = load_benchmark(dataclasses.replace(source, max_rows=SAMPLE_ROWS))
+        problems = load_benchmark(dataclasses.replace(source, max_rows=rows))
         lines.append(f"benchmark {benchmark_name(source)}: {len(problems)} sample problems with gold answers")
     if not stage.benchmarks:
         examples, _ = load_examples(data, "test", need_trace=False)
@@ -76,7 +76,7 @@ def _check_stage(recipe: Recipe, data, name: str, stage) -> list[str]:
     return lines
 
 
-def _objective(recipe: Recipe, name: str, stage) -> dict:
+def _objective(stage) -> dict:
     if isinstance(stage, SFTStage):
         from reasonkit.sft import sft_objective
 

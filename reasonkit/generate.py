@@ -46,31 +46,32 @@ def select(
     counts = Counter(sampled=len(candidates))
     usable = []
     for c in candidates:
-        reason = (
-            "unreadable"
-            if c.trace is None or not c.answer
-            else "truncated"
-            if c.truncated
-            else "over_budget"
-            if max_tokens is not None and c.num_tokens > max_tokens
-            else "wrong"
-            if not c.correct
-            else None
-        )
-        if reason:
+        if reason := _rejected_by(c, max_tokens):
             counts[reason] += 1
         else:
             usable.append(c)
-    chosen = (
-        usable
-        if keep == "all"
-        else usable[:1]
-        if keep == "first"
-        else sorted(usable, key=lambda c: c.num_tokens)[:1]
-    )
+    if keep == "all":
+        chosen = usable
+    elif keep == "first":
+        chosen = usable[:1]
+    else:
+        chosen = sorted(usable, key=lambda c: c.num_tokens)[:1]
     counts["not_chosen"] += len(usable) - len(chosen)
     counts["kept"] += len(chosen)
     return chosen, counts
+
+
+def _rejected_by(c: Candidate, max_tokens: int | None) -> str | None:
+    """The first filter ``c`` fails, or None."""
+    if c.trace is None or not c.answer:
+        return "unreadable"
+    if c.truncated:
+        return "truncated"
+    if max_tokens is not None and c.num_tokens > max_tokens:
+        return "over_budget"
+    if not c.correct:
+        return "wrong"
+    return None
 
 
 def words(text: str) -> list[str]:

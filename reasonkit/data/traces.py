@@ -8,7 +8,7 @@ decides whether they stop the run (``on_invalid: error``, the default) or are sk
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reasonkit.config import DataConfig, DatasetSource
@@ -41,16 +41,8 @@ class LoadReport:
 def load_examples(data: DataConfig, split: str, *, need_trace: bool):
     """Examples of ``split`` ("train", "test" or "rl") and a LoadReport; traces dropped when not needed."""
     if data.task == "arithmetic":
-        task = data.arithmetic
-        problems = arithmetic_splits(
-            task.digits,
-            task.test_size,
-            task.train_size,
-            task.seed,
-            task.rl_size,
-            task.quick_share,
-            task.shortcut_rate,
-        )[split]
+        # ArithmeticTask's fields are arithmetic_splits' parameters, by name
+        problems = arithmetic_splits(**asdict(data.arithmetic))[split]
         examples = [TraceExample(p.prompt, p.trace if need_trace else None, p.answer) for p in problems]
         return examples, LoadReport(rows=len(examples), skipped=0)
     source = _source(data, split)
