@@ -116,8 +116,8 @@ class SFTStage:
     init: str = "model"  # "model" (the recipe's model) or the name of an earlier stage to continue from
     traces: bool = True  # false: train on direct answers (x -> y), the baseline without reasoning
     learning_rate: float = 4e-5
-    lr_scheduler: str = "cosine"
-    warmup_steps: int = 0
+    lr_scheduler: str = "cosine"  # a transformers scheduler name
+    warmup_steps: int = 0  # linear warm-up from 0, with every schedule (constant too)
     weight_decay: float = 0.0
     adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
@@ -204,27 +204,39 @@ class GRPOStage:
     )
     num_generations: int = 8  # G, completions per prompt
     max_steps: int = 100  # optimisation steps (one batch of B*G completions each, times num_iterations)
-    num_iterations: int = 1  # μ: optimisation passes over each batch (>1 computes old log-probs)
+    num_iterations: int = 1  # μ >= 1: optimisation passes over each batch (>1 computes old log-probs)
     learning_rate: float = 1e-6
     lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
-    warmup_steps: int = 0
+    warmup_steps: int = 0  # linear warm-up from 0, with every schedule (constant too)
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.99
     max_grad_norm: float = 1.0
-    beta: float = 0.04  # KL coefficient; 0 drops the reference model and skips zero-variance groups
+    beta: float = 0.04  # KL coefficient, >= 0; 0 drops the reference model
     lora: LoRASettings | None = (
         None  # null: full fine-tuning; with LoRA the KL reference is the adapter-free model
     )
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    # k3 (DeepSeekMath, TRL) or k2; what each optimises: reasonkit/algorithms/losses.py. k1 is refused:
+    # as a loss term its expected gradient is zero.
+    kl_estimator: str = "k3"
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2  # > epsilon_low: DAPO's clip-higher
     advantage_scale: Literal["group", "batch", "none"] = "group"  # none: Dr. GRPO (no std division)
     loss_aggregation: Literal["sequence_mean", "token_mean", "constant"] = "sequence_mean"
-    temperature: float = 1.0
+    temperature: float = 1.0  # > 0: the trainer's log-probs are of logits / temperature
     top_p: float = 1.0
     top_k: int = 0
     max_new_tokens: int = 256
+    # A completion a reward failed on (raised, timed out, crashed): "exclude" leaves it out of the loss
+    # and of its group's mean and std, as if never sampled (a slow but right answer is not punished);
+    # "zero" scores it 0 like any other.
+    on_reward_failure: Literal["exclude", "zero"] = "exclude"
+    # DAPO's overlong filtering: completions cut at max_new_tokens are left out of the loss (they still
+    # count in their group's mean and std).
+    mask_truncated: bool = False
+    # With beta = 0 a completion whose advantage is 0 has no gradient: skip its forward passes. An
+    # optimisation only: the losses are normalised over the whole batch, so the update is the same.
+    skip_zero_advantage: bool = True
     # Tokens (prompt + completion) per packed micro-batch forward. null: 16384 with flash_attention_2,
     # 1024 otherwise: without a varlen kernel, attention over a packed row costs the square of its length.
     token_budget: int | None = None
@@ -328,6 +340,11 @@ def _check_recipe(recipe: Recipe) -> list[str]:
     for name, stage in recipe.stages.items():
         if isinstance(stage, GRPOStage):
             errors += _check_grpo(name, stage)
+            if model.dtype == "float16":
+                errors.append(
+                    f"stages.{name}: model.dtype float16 cannot train GRPO (it needs loss scaling, which "
+                    "the GRPO loop does not do); use bfloat16"
+                )
         if isinstance(stage, (SFTStage, GRPOStage)) and stage.init != "model" and stage.init not in trained:
             errors.append(
                 f"stages.{name}.init: {stage.init!r} is not 'model' nor an earlier training stage ({trained})"
@@ -403,7 +420,38 @@ def _check_grpo(name: str, stage: GRPOStage) -> list[str]:
         errors.append(f"stages.{name}.num_generations: needs at least 2 completions per prompt to compare")
     if stage.epsilon_low < 0 or stage.epsilon_high < 0:
         errors.append(f"stages.{name}: epsilon_low and epsilon_high must be >= 0")
+    if stage.temperature <= 0:
+        errors.append(
+            f"stages.{name}.temperature: {stage.temperature}; GRPO samples, and its log-probs divide the "
+            "logits by the temperature: use a value > 0 (1.0 samples the model as it is)"
+        )
+    if stage.num_iterations < 1:
+        errors.append(
+            f"stages.{name}.num_iterations: {stage.num_iterations}; at least 1 pass over each batch"
+        )
+    if stage.importance_cap is not None and stage.importance_cap <= 0:
+        errors.append(
+            f"stages.{name}.importance_cap: {stage.importance_cap} would zero every token's loss; use a "
+            "value > 1 (2.0 is usual) or null to turn the correction off"
+        )
+    if stage.beta < 0:
+        errors.append(f"stages.{name}.beta: {stage.beta}; the KL coefficient is >= 0 (0 drops the KL term)")
+    errors += _check_kl_estimator(name, stage.kl_estimator)
     return errors
+
+
+def _check_kl_estimator(name: str, estimator: str) -> list[str]:
+    from reasonkit.algorithms import KL_ESTIMATORS
+
+    if estimator == "k1":
+        return [
+            f"stages.{name}.kl_estimator: k1 as a loss term has zero expected gradient (beta would do "
+            "nothing); use k3 (the gradient of KL(ref || policy), as DeepSeekMath and TRL) or k2 (of "
+            "KL(policy || ref))"
+        ]
+    if estimator not in KL_ESTIMATORS:
+        return [f"stages.{name}.kl_estimator: {estimator!r} is not one of {list(KL_ESTIMATORS)}"]
+    return []
 
 
 def _build(cls: Any, raw: Any, where: str, errors: list[str]) -> Any:

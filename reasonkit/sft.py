@@ -18,8 +18,11 @@ from trl import SFTConfig, SFTTrainer
 
 from reasonkit.config import SFTStage
 from reasonkit.data import DataError, load_examples, prompt_format, tokenize_for_sft
+from reasonkit.launch import forget_mixed_precision, uses_deepspeed
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer, lora_config, lora_summary
+from reasonkit.precision import launch_mixed_precision, load_dtype
+from reasonkit.schedule import scheduler_type
 from reasonkit.stage import StageContext, save_stage_model
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,9 @@ class SFTRun:
     def setup(self) -> None:
         model_cfg = self.ctx.recipe.model
         self.tokenizer = load_tokenizer(self.ctx.init_path)
-        self.model = load_model(self.ctx.init_path, model_cfg.dtype, model_cfg.attn_implementation)
+        # float32 master weights; the trainer computes in the recipe's dtype (autocast or DeepSpeed's bf16)
+        dtype = load_dtype(model_cfg.dtype, deepspeed=uses_deepspeed(), lora=self.stage.lora is not None)
+        self.model = load_model(self.ctx.init_path, dtype, model_cfg.attn_implementation)
         ensure_distinct_pad(self.tokenizer, self.model)
         self.fmt = prompt_format(self.tokenizer, model_cfg.think_prefill, with_traces=self.stage.traces)
         self.dataset = self._setup_dataset()
@@ -84,12 +89,13 @@ class SFTRun:
 
     def _setup_trainer(self) -> SFTTrainer:
         s = self.stage
+        forget_mixed_precision()  # the trainer's Accelerator takes the recipe's
         args = SFTConfig(
             output_dir=str(self.ctx.directory / "checkpoints"),
             per_device_train_batch_size=s.batch_size,
             gradient_accumulation_steps=s.gradient_accumulation_steps,
             learning_rate=s.learning_rate,
-            lr_scheduler_type=s.lr_scheduler,
+            lr_scheduler_type=scheduler_type(s.lr_scheduler, s.warmup_steps),
             warmup_steps=s.warmup_steps,
             weight_decay=s.weight_decay,
             adam_beta2=s.adam_beta2,
@@ -104,7 +110,10 @@ class SFTRun:
             save_steps=s.save_steps or 500,
             seed=self.seed,
             data_seed=self.seed,
-            bf16=self.ctx.recipe.model.dtype == "bfloat16",
+            # The recipe's dtype, whatever the launch said; fp16 with the trainer's loss scaling.
+            bf16=launch_mixed_precision(self.ctx.recipe.model.dtype) == "bf16",
+            fp16=self.ctx.recipe.model.dtype == "float16",
+            use_cpu=not torch.cuda.is_available(),  # else transformers refuses bf16 autocast on a CPU
             **_NO_RECOMPUTATION,
             report_to="none",  # metrics go through our MetricsLog (JSONL + TensorBoard)
             dataloader_num_workers=0,

@@ -167,3 +167,34 @@ def test_arithmetic_shares_outside_zero_one_are_errors(tmp_path):
     )
     assert "data.arithmetic.shortcut_rate: 7.0 is a share, between 0 and 1" in message
     assert "data.arithmetic.quick_share: -1.0 is a share" in message
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("temperature=0", r"temperature: 0.*use a value > 0"),
+        ("num_iterations=0", r"num_iterations: 0; at least 1"),
+        ("importance_cap=0", r"importance_cap: 0.*would zero every token's loss"),
+        ("beta=-0.1", r"beta: -0.1; the KL coefficient is >= 0"),
+        ("kl_estimator=k1", r"kl_estimator: k1 as a loss term has zero expected gradient.*use k3"),
+        ("kl_estimator=k4", r"kl_estimator: 'k4' is not one of \['k2', 'k3'\]"),
+    ],
+)
+def test_grpo_settings_that_cannot_train_are_refused(tmp_path, setting, message):
+    raw = {**MINIMAL, "stages": {"grpo": {"rewards": [{"name": "exact_answer"}]}}}
+    assert re.search(message, problems(tmp_path, raw, [f"stages.grpo.{setting}"]))
+
+
+def test_float16_grpo_is_refused(tmp_path):
+    raw = {**MINIMAL, "stages": {"grpo": {"rewards": [{"name": "exact_answer"}]}}}
+    assert "use bfloat16" in problems(tmp_path, raw, ["model.dtype=float16"])
+
+
+def test_the_recipe_dtype_decides_the_precision_and_a_launch_that_differs_is_warned_about(
+    monkeypatch, caplog
+):
+    from reasonkit.precision import launch_mixed_precision
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert launch_mixed_precision("bfloat16") == "bf16"
+    assert "the launch asked for mixed_precision 'no'" in caplog.text

@@ -141,3 +141,43 @@ def test_a_second_run_never_mixes_with_the_first(tmp_path, capsys):
     assert len(metrics.read_text().splitlines()) == len(first_run.splitlines())  # one run's records, not two
     assert main(["run", str(path), "--resume"]) == 0  # every stage done: skipped
     assert "done earlier, skipped" in capsys.readouterr().out
+
+
+def trained_weights(tmp_path, model_dir, dtype: str, **stage) -> tuple[SFTRun, dict]:
+    from reasonkit.launch import process_state
+
+    process_state()  # as the pipeline does before any stage
+    raw = sft_recipe(tmp_path, **stage)
+    recipe = build_recipe({**raw, "model": {"path": str(model_dir), "dtype": dtype}})
+    run = SFTRun(
+        StageContext(recipe, "sft", tmp_path / "sft", init_path=str(model_dir)), recipe.stages["sft"]
+    )
+    run.setup()
+    run.train()
+    return run, {n: p.detach().float().clone() for n, p in run.trainer.model.named_parameters()}
+
+
+def test_bfloat16_training_keeps_float32_master_weights_and_moves_them_as_float32_does(
+    tmp_path, tiny_model_dir
+):
+    """At lr 1e-6 AdamW steps are far below half a bf16 ulp of most weights: bf16 weights updated in
+    place would barely move. Trained in bf16 (autocast) on float32 weights, they move as in float32."""
+    settings = {"learning_rate": 1e-6, "lr_scheduler": "constant", "max_steps": 3}
+    initial = {
+        n: p.float() for n, p in AutoModelForCausalLM.from_pretrained(tiny_model_dir).named_parameters()
+    }
+    _, full = trained_weights(tmp_path / "float32", tiny_model_dir, "float32", **settings)
+    run, mixed = trained_weights(tmp_path / "bfloat16", tiny_model_dir, "bfloat16", **settings)
+    assert run.trainer.args.bf16 and all(p.dtype == torch.float32 for p in run.trainer.model.parameters())
+    full_step = torch.cat([(full[n] - initial[n]).flatten() for n in initial])
+    mixed_step = torch.cat([(mixed[n] - initial[n]).flatten() for n in initial])
+    assert (mixed_step != 0).float().mean() > 0.9 * (full_step != 0).float().mean() > 0.8
+    assert torch.nn.functional.cosine_similarity(full_step, mixed_step, dim=0) > 0.9
+
+
+def test_constant_schedule_warms_up(tmp_path, tiny_model_dir):
+    settings = {"lr_scheduler": "constant", "warmup_steps": 4, "max_steps": 6, "logging_steps": 1}
+    trained_weights(tmp_path, tiny_model_dir, "float32", **settings)
+    records = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["learning_rate"] for r in records if "learning_rate" in r]
+    assert rates[0] < rates[1] < rates[2] < rates[-1] == pytest.approx(3e-3)

@@ -8,15 +8,26 @@ from __future__ import annotations
 import torch
 
 
-def _group_std(grouped: torch.Tensor) -> torch.Tensor:  # [B, G] -> [B, 1]
-    return grouped.std(dim=1, keepdim=True, unbiased=False)
+def _masked_mean(values: torch.Tensor, weights: torch.Tensor, dim=None) -> torch.Tensor:
+    if dim is None:
+        return (values * weights).sum() / weights.sum().clamp(min=1)
+    return (values * weights).sum(dim=dim, keepdim=True) / weights.sum(dim=dim, keepdim=True).clamp(min=1)
 
 
-def _batch_std(grouped: torch.Tensor) -> torch.Tensor:  # [B, G] -> [1, 1]
-    return grouped.std(unbiased=False).reshape(1, 1)
+# Each scale takes the rewards and the valid mask as 0/1 weights, both [B, G]; stds are population stds.
 
 
-def _no_scale(grouped: torch.Tensor) -> torch.Tensor:
+def _group_std(grouped: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:  # -> [B, 1]
+    mean = _masked_mean(grouped, weights, dim=1)
+    return _masked_mean((grouped - mean).square(), weights, dim=1).sqrt()
+
+
+def _batch_std(grouped: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:  # -> [1, 1]
+    mean = _masked_mean(grouped, weights)
+    return _masked_mean((grouped - mean).square(), weights).sqrt().reshape(1, 1)
+
+
+def _no_scale(grouped: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return torch.ones(1, 1, dtype=grouped.dtype, device=grouped.device)
 
 
@@ -29,7 +40,11 @@ ADVANTAGE_SCALES = {
 
 
 def group_advantages(
-    rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
+    rewards: torch.Tensor,
+    group_size: int,
+    scale: str = "group",
+    eps: float = 1e-4,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``A_i = (r_i - mean_group) / (std + eps)`` for each completion; returns ``[B*G]``.
 
@@ -37,11 +52,20 @@ def group_advantages(
     normalised, not a sample from which a wider population's spread is estimated, and with G = 2 the
     sample std would inflate advantages by sqrt(2). A group whose rewards are all equal gets A = 0.
 
+    ``valid`` (``[B*G]`` bool) leaves completions out as if they had not been sampled: means and stds
+    are taken over the valid completions only, and an invalid one gets A = 0 (a reward that crashed
+    on a completion says nothing about it).
+
     >>> group_advantages(torch.tensor([1., 0., 1., 1.]), group_size=2)
     tensor([ 0.9998, -0.9998,  0.0000,  0.0000])
+    >>> group_advantages(torch.tensor([1., 0., 5.]), group_size=3, valid=torch.tensor([True, True, False]))
+    tensor([ 0.9998, -0.9998,  0.0000])
     """
     if rewards.ndim != 1 or rewards.numel() % group_size:
         raise ValueError(f"rewards must be [B*G] with G={group_size}; got shape {tuple(rewards.shape)}")
+    if valid is None:
+        valid = torch.ones_like(rewards, dtype=torch.bool)
     grouped = rewards.reshape(-1, group_size)  # [B, G]
-    centred = grouped - grouped.mean(dim=1, keepdim=True)
-    return (centred / (ADVANTAGE_SCALES[scale](grouped) + eps)).reshape(-1)
+    weights = valid.reshape(-1, group_size).to(rewards.dtype)  # [B, G]
+    centred = (grouped - _masked_mean(grouped, weights, dim=1)) * weights
+    return (centred / (ADVANTAGE_SCALES[scale](grouped, weights) + eps)).reshape(-1)

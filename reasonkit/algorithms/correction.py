@@ -41,14 +41,26 @@ def mismatch_by_length(
     max_length: int,
     buckets: int = 4,
 ) -> dict[str, float]:
-    """Mean |trainer − sampler| log-prob per token, overall and for completions in each length bucket."""
+    """Mean |trainer − sampler| log-prob per token, overall and for completions in each length bucket.
+
+    A sampled token outside the trainer's top-p/top-k set has trainer log-prob -inf (and importance
+    weight 0): it is counted apart, as ``mismatch/outside_trainer_support`` (share of tokens), and left
+    out of the gaps, which would otherwise be infinite.
+
+    >>> mismatch_by_length([torch.tensor([0.0, -float("inf")])], [torch.tensor([-0.5, -3.0])], max_length=4)
+    {'mismatch/abs_logprob_gap': 0.5, 'mismatch/outside_trainer_support': 0.5, 'mismatch/abs_logprob_gap_len_2-3': 0.5}
+    """
     stats, totals = {}, [[0.0, 0] for _ in range(buckets)]
+    outside = 0
     for trainer, sampler in zip(trainer_logprobs, sampler_logprobs):
         bucket = min(buckets - 1, len(trainer) * buckets // max(1, max_length))
-        totals[bucket][0] += (trainer - sampler).abs().sum().item()
-        totals[bucket][1] += len(trainer)
+        inside = torch.isfinite(trainer)
+        outside += int((~inside).sum())
+        totals[bucket][0] += (trainer - sampler)[inside].abs().sum().item()
+        totals[bucket][1] += int(inside.sum())
     all_gap, all_tokens = sum(t[0] for t in totals), sum(t[1] for t in totals)
     stats["mismatch/abs_logprob_gap"] = all_gap / max(1, all_tokens)
+    stats["mismatch/outside_trainer_support"] = outside / max(1, all_tokens + outside)
     for b, (gap, tokens) in enumerate(totals):
         if tokens:
             low, high = b * max_length // buckets, (b + 1) * max_length // buckets

@@ -30,10 +30,6 @@ def clipped_surrogate(
     return per_token_loss, clipped < unclipped
 
 
-def _k1(log_ratio: torch.Tensor) -> torch.Tensor:
-    return -log_ratio
-
-
 def _k2(log_ratio: torch.Tensor) -> torch.Tensor:
     return 0.5 * log_ratio**2
 
@@ -43,10 +39,15 @@ def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
 
 
 # Estimators of KL(π_θ ‖ π_ref) from samples of π_θ, as functions of log(π_ref / π_θ) per token.
+# As a loss term the samples are not differentiated (they came from the sampler), so what the
+# penalty optimises is the gradient of the estimate, not of the KL it estimates:
+#   k2: E[∇ ½ log² ratio] = E[log(π_θ/π_ref) ∇log π_θ], the gradient of KL(π_θ ‖ π_ref) itself.
+#   k3: E[∇ (ratio - log ratio - 1)] = -Σ π_ref ∇log π_θ, the gradient of KL(π_ref ‖ π_θ) (the other
+#       direction: mass-covering), which is what DeepSeekMath's GRPO and TRL use.
+# k1 (log(π_θ/π_ref), unbiased for the value) has no entry: E[∇log π_θ] = 0, so β would do nothing.
 KL_ESTIMATORS = {
-    "k1": _k1,  # log(π_θ/π_ref): unbiased, high variance, can be negative
-    "k2": _k2,  # ½ log² ratio: biased, low variance
-    "k3": _k3,  # exp(ref - pol) - (ref - pol) - 1: unbiased, always >= 0 (Schulman)
+    "k2": _k2,  # ½ log² ratio: biased for the value, low variance; gradient of KL(π_θ‖π_ref)
+    "k3": _k3,  # exp(ref - pol) - (ref - pol) - 1: unbiased, always >= 0 (Schulman); gradient of KL(π_ref‖π_θ)
 }
 
 

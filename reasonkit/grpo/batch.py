@@ -55,10 +55,13 @@ class Batch:
     sequences: list[tuple[list[int], list[int]]]  # (prompt_ids, completion_ids)
     advantages: torch.Tensor  # [N]
     micro_batches: list[list[int]]  # indices into sequences, each at most the token budget
-    # Over every process: the loss normalisers, and the micro-batch count each process runs (under
-    # ZeRO-3 every forward is collective; a process with fewer runs `filler` passes without gradient).
+    # Over every process: the loss normalisers (completions that train, and their tokens, skipped ones
+    # included), the tokens of the sequences that run (the metrics' denominator), and the micro-batch
+    # count each process runs (under ZeRO-3 every forward is collective; a process with fewer runs
+    # `filler` passes without gradient).
     total_sequences: int
     total_tokens: int
+    run_tokens: int
     num_passes: int
     filler: tuple[list[int], list[int]]
     old_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: on-policy (μ = 1)

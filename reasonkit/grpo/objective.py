@@ -23,6 +23,7 @@ def grpo_objective(stage: GRPOStage, rewards: list, sampled_by_vllm: bool) -> di
         "advantage": f"(r - mean of the group of {s.num_generations}) / ({std} + 1e-4), population std",
         "loss": "-min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A) + beta * KL, per token",
         "loss_aggregation": s.loss_aggregation,
+        "loss_normalised_over": "every completion of the batch that trains, skipped ones included",
         "clip": {"epsilon_low": s.epsilon_low, "epsilon_high": s.epsilon_high},
         "kl": {
             "estimator": s.kl_estimator,
@@ -41,7 +42,15 @@ def grpo_objective(stage: GRPOStage, rewards: list, sampled_by_vllm: bool) -> di
             "max_new_tokens": s.max_new_tokens,
         },
         "rewards": [{"name": r.name, "weight": r.weight, "args": r.call.args} for r in rewards],
-        "zero_variance_groups": "skipped" if s.beta == 0 else "kept (KL gradient)",
+        "reward_failures": "left out of the loss and of group statistics"
+        if s.on_reward_failure == "exclude"
+        else "scored 0",
+        "truncated_completions": "left out of the loss (overlong filtering)"
+        if s.mask_truncated
+        else "trained",
+        "zero_advantage_completions": "skipped (no gradient with beta = 0; normalisers unchanged)"
+        if s.beta == 0 and s.skip_zero_advantage
+        else "run",
     }
 
 

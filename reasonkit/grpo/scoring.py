@@ -32,8 +32,9 @@ class WeightedReward:
 class Scores:
     total: torch.Tensor  # [N] weighted sum over the rewards that apply (None skipped)
     by_reward: dict[str, list[float | None]]
-    failed: dict[str, int]  # per reward: samples it failed on (raised, hung, crashed) and were left out
+    failed: dict[str, int]  # per reward: samples it failed on (raised, hung, crashed), scored None
     unscored: int  # completions for which no reward applied (total 0)
+    failed_samples: torch.Tensor  # [N] bool: some reward failed on it, so its total is not to be trusted
 
 
 def load_rewards(specs) -> list[WeightedReward]:
@@ -95,4 +96,6 @@ class RewardScorer:
             ]
             unscored += not applied
             total.append(sum(applied))
-        return Scores(torch.tensor(total, dtype=torch.float32), by_reward, failed, unscored)
+        failed_samples = torch.zeros(len(completions), dtype=torch.bool)
+        failed_samples[[f.sample for f in failures]] = True
+        return Scores(torch.tensor(total, dtype=torch.float32), by_reward, failed, unscored, failed_samples)

@@ -6,8 +6,11 @@ recipe's reward functions) → advantages ``(r - mean_group) / (std + eps)`` →
 micro-batches of at most ``token_budget`` tokens → metrics → checkpoint every ``save_steps``.
 
 Per token: ``-min(ρA, clip(ρ, 1-ε_low, 1+ε_high)A) + β·KL_k3(π_θ‖π_ref)``, aggregated as configured
-(``sequence_mean`` by default: mean over each completion, then over completions). With β = 0, groups whose
-rewards are all equal have zero advantage everywhere and are skipped before any forward pass.
+(``sequence_mean`` by default: mean over each completion, then over completions), normalised over every
+completion of the batch that trains. Completions a reward failed on are left out (``on_reward_failure``),
+and with ``mask_truncated`` so are those cut at ``max_new_tokens``. With β = 0, completions whose
+advantage is 0 (all of a group whose rewards are equal) have no gradient and are skipped before any
+forward pass; the normalisers still count them, so the update is the one without skipping.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -42,7 +46,7 @@ from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt
 from reasonkit.grpo.objective import accuracy_verifier, grpo_objective, uses_vllm
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
 from reasonkit.grpo.scoring import RewardScorer, Scores, check_columns, load_rewards
-from reasonkit.launch import process_state
+from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
 from reasonkit.models import (
@@ -53,8 +57,10 @@ from reasonkit.models import (
     lora_config,
     match_vocabulary,
 )
+from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision, load_dtype
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.rollout.vllm_engine import VLLMEngine, vllm_available
+from reasonkit.schedule import scheduler_type
 from reasonkit.stage import StageContext, merged_dir_of, save_stage_model
 from rewards.pool import default_workers
 
@@ -78,7 +84,14 @@ class GRPORun:
 
     def setup(self) -> None:
         process_state()
-        self.accelerator = Accelerator()
+        forget_mixed_precision()
+        # The scheduler is stepped once per optimizer step. accelerate would step a prepared scheduler
+        # once per process for each call (it assumes each process's batch grew the global one), which
+        # runs the schedule W times too fast on W processes.
+        self.accelerator = Accelerator(
+            mixed_precision=launch_mixed_precision(self.ctx.recipe.model.dtype),
+            step_scheduler_with_optimizer=False,
+        )
         set_seed(self.seed, device_specific=True)  # seed + process index: each process samples its own
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         check_world(self.stage, self.ctx.name, self.world)
@@ -86,6 +99,7 @@ class GRPORun:
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
             self.deepspeed_config = self.accelerator.state.deepspeed_plugin.deepspeed_config
             fit_deepspeed_config(self.deepspeed_config, self.stage, self.ctx.name, self.world, self.uses_vllm)
+        self._setup_precision()
         self.rewards = load_rewards(self.stage.rewards)
         self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
         if not self.rows:
@@ -108,6 +122,15 @@ class GRPORun:
         if self.resume:
             self._load_latest_checkpoint()
             self._sync_engine()
+
+    def _setup_precision(self) -> None:
+        """float32 master weights and optimizer state; forward passes in the recipe's dtype (precision.py)."""
+        dtype, deepspeed = self.ctx.recipe.model.dtype, self.deepspeed_config is not None
+        self.load_dtype = load_dtype(dtype, deepspeed=deepspeed, lora=self.stage.lora is not None)
+        self.autocast_dtype = autocast_dtype(dtype, deepspeed=deepspeed)
+
+    def _autocast(self):
+        return autocast(self.accelerator.device, self.autocast_dtype)
 
     def _make_engine(self):
         s = self.stage
@@ -149,7 +172,7 @@ class GRPORun:
     def _setup_model(self) -> None:
         model_cfg = self.ctx.recipe.model
         self.tokenizer = load_tokenizer(self.ctx.init_path)
-        model = load_model(self.ctx.init_path, model_cfg.dtype, model_cfg.attn_implementation)
+        model = load_model(self.ctx.init_path, self.load_dtype, model_cfg.attn_implementation)
         ensure_distinct_pad(self.tokenizer, model)
         self.fmt = prompt_format(self.tokenizer, model_cfg.think_prefill)
         # The KL reference is the starting policy, frozen: with LoRA, the policy with its adapters
@@ -161,7 +184,7 @@ class GRPORun:
             model = get_peft_model(model, lora_config(self.stage.lora))
         elif self.stage.beta > 0:
             # Loaded again rather than deep-copied: DeepSpeed cannot shard a deep copy under ZeRO-3.
-            self.ref_model = load_model(self.ctx.init_path, model_cfg.dtype, model_cfg.attn_implementation)
+            self.ref_model = load_model(self.ctx.init_path, self.load_dtype, model_cfg.attn_implementation)
             match_vocabulary(self.tokenizer, self.ref_model)  # the pad row the policy may have been given
             self.ref_model.eval().requires_grad_(False)
         self.policy = model
@@ -189,7 +212,7 @@ class GRPORun:
             weight_decay=s.weight_decay,
         )
         scheduler = get_scheduler(
-            s.lr_scheduler,
+            scheduler_type(s.lr_scheduler, s.warmup_steps),
             optimizer,
             num_warmup_steps=s.warmup_steps,
             num_training_steps=s.max_steps * s.num_iterations,
@@ -258,7 +281,7 @@ class GRPORun:
             return
         from trl.models.utils import unwrap_model_for_generation
 
-        with unwrap_model_for_generation(self.policy, self.accelerator) as model:
+        with unwrap_model_for_generation(self.policy, self.accelerator) as model, self._autocast():
             self.engine.model = model
             yield
 
@@ -274,41 +297,39 @@ class GRPORun:
         columns["max_new_tokens"] = [s.max_new_tokens] * len(rollouts)
         group_prompts = [row["prompt"] for row in group_rows]
         scores = self._gather_scores(self.scorer.score(group_prompts, completions, columns))
-        advantages = group_advantages(scores.total, G, scale=s.advantage_scale)  # [B*G], the whole batch
-        grouped = scores.total.reshape(-1, G)
-        zero_variance = (grouped == grouped[:, :1]).all(dim=1)  # [B]
-        # Without a KL term, a group whose rewards are all equal has zero gradient: skip its forward passes.
-        keep = (
-            ~zero_variance.repeat_interleave(G)
-            if s.beta == 0
-            else torch.ones(len(advantages), dtype=torch.bool)
-        )
+        # From here on every tensor covers the whole batch, [B*G], in process order.
         lengths = torch.tensor(self._gather([len(r.completion_ids) for r in rollouts]), dtype=torch.float32)
+        truncated = torch.tensor(self._gather([r.truncated for r in rollouts]), dtype=torch.bool)
+        nothing = torch.zeros_like(truncated)
+        excluded = scores.failed_samples if s.on_reward_failure == "exclude" else nothing
+        advantages = group_advantages(scores.total, G, scale=s.advantage_scale, valid=~excluded)
+        trains = ~excluded & ~(truncated if s.mask_truncated else nothing)
+        # The loss is normalised over every completion that trains, so leaving out those without
+        # gradient (β = 0 and A = 0) changes no number, only saves their forward passes.
+        runs = trains & (advantages != 0) if s.beta == 0 and s.skip_zero_advantage else trains
+
         mine = slice(self.rank * len(rollouts), (self.rank + 1) * len(rollouts))
-        kept = keep[mine].nonzero().squeeze(1).tolist()
+        kept = runs[mine].nonzero().squeeze(1).tolist()
         sequences = [(rollouts[i].prompt_ids, rollouts[i].completion_ids) for i in kept]
         micro_batches = token_budget_batches([len(p) + len(c) for p, c in sequences], self.token_budget)
         batch = Batch(
             sequences,
             advantages[mine][kept],
             micro_batches,
-            total_sequences=int(keep.sum()),
-            total_tokens=int(lengths[keep].sum()),
+            total_sequences=int(trains.sum()),
+            total_tokens=int(lengths[trains].sum()),
+            run_tokens=int(lengths[runs].sum()),
             num_passes=max(self._gather([len(micro_batches)])),
             filler=(rollouts[0].prompt_ids, rollouts[0].completion_ids),
         )
         if self.uses_vllm:
             batch.rollout_logprobs = [torch.tensor(rollouts[i].rollout_logprobs) for i in kept]
+        train_stats = self._update(batch)
 
-        train_stats = {}
-        if batch.total_sequences:  # the same decision on every process
-            self._reference_and_old_logprobs(batch)
-            for _ in range(s.num_iterations):
-                train_stats = self._optimise(batch)
-            self._sync_engine()
+        grouped = advantages.reshape(-1, G)
         metrics = {
-            "reward/mean": scores.total.mean().item(),
-            "reward/std": scores.total.std(unbiased=False).item(),
+            "reward/mean": scores.total[~excluded].mean().item(),
+            "reward/std": scores.total[~excluded].std(unbiased=False).item(),
             **{f"reward/{name}/mean": _mean(values) for name, values in scores.by_reward.items()},
             **{
                 f"reward/{name}/none": values.count(None) / len(values)
@@ -316,18 +337,37 @@ class GRPORun:
             },
             **{f"reward/{name}/failed": count / len(advantages) for name, count in scores.failed.items()},
             "reward/unscored": scores.unscored / len(advantages),
+            "excluded": excluded.float().mean().item(),  # left out of the loss and of group statistics
             "completion_length": lengths.mean().item(),
-            "truncated": _mean(self._gather([float(r.truncated) for r in rollouts])),
-            "zero_variance_groups": zero_variance.float().mean().item(),
-            "skipped_groups": (1 - keep.float().mean().item()),
-            "learning_rate": self.scheduler.get_last_lr()[0],
+            "truncated": truncated.float().mean().item(),
+            "zero_variance_groups": (grouped == 0).all(dim=1).float().mean().item(),
+            "skipped": 1 - runs.float().mean().item(),  # completions whose forward passes did not run
             "tokens": lengths.sum().item() + sum(self._gather([len(r.prompt_ids) for r in rollouts])),
             **train_stats,
         }
         if "answer" in columns:
             correct = self.accuracy_verifier(group_prompts, completions, answer=columns["answer"])
-            metrics["accuracy"] = _mean(self._gather([float(score == 1.0) for score in correct]))
+            # A gold answer the verifier cannot read (None) says nothing about the completion.
+            judged = [None if score is None else float(score == 1.0) for score in correct]
+            metrics["accuracy"] = _mean(self._gather(judged))
         return metrics
+
+    def _update(self, batch: Batch) -> dict:
+        """μ optimisation passes over the batch (none when nothing in it has a gradient); their metrics."""
+        s = self.stage
+        if not batch.total_sequences or not batch.run_tokens:  # the same decision on every process
+            # No update, but the schedule keeps pace with the steps, as when every pass is taken.
+            learning_rate = self.scheduler.get_last_lr()[0]
+            with warnings.catch_warnings():  # torch warns of a scheduler step without an optimizer step
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(s.num_iterations):
+                    self.scheduler.step()
+            return {"learning_rate": learning_rate}
+        self._reference_and_old_logprobs(batch)
+        for _ in range(s.num_iterations):
+            train_stats = self._optimise(batch)
+        self._sync_engine()
+        return train_stats
 
     def _gather(self, values: list) -> list:
         """Every process's ``values``, concatenated in process order (= the batch's order)."""
@@ -341,6 +381,7 @@ class GRPORun:
             by_reward={name: self._gather(values) for name, values in scores.by_reward.items()},
             failed={name: sum(self._gather([count])) for name, count in scores.failed.items()},
             unscored=sum(self._gather([scores.unscored])),
+            failed_samples=torch.tensor(self._gather(scores.failed_samples.tolist()), dtype=torch.bool),
         )
 
     def _sum_over_processes(self, values: dict[str, float]) -> dict[str, float]:
@@ -356,7 +397,8 @@ class GRPORun:
         def logprobs_of(model):
             out = []
             for ids, sequences in batch.passes():
-                logprobs = packed_logprobs(model, sequences, self.stage.temperature).logprobs
+                with self._autocast():
+                    logprobs = packed_logprobs(model, sequences, self.stage.temperature).logprobs
                 out += logprobs if ids else []
             return out
 
@@ -392,13 +434,14 @@ class GRPORun:
             # outside no_sync, DeepSpeed reduces and steps at a backward marked as the boundary.
             self.accelerator.gradient_state._set_sync_gradients(last)
             with contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy):
-                out = packed_logprobs(
-                    self.policy,
-                    sequences,
-                    s.temperature,
-                    with_entropy=True,
-                    sampler_view=(s.top_p, s.top_k) if first_pass and ids else None,
-                )
+                with self._autocast():
+                    out = packed_logprobs(
+                        self.policy,
+                        sequences,
+                        s.temperature,
+                        with_entropy=True,
+                        sampler_view=(s.top_p, s.top_k) if first_pass and ids else None,
+                    )
                 if ids:
                     loss, stats = self._micro_batch_loss(batch, list(ids), out, first_pass)
                 else:  # a filler: the same collectives as a real micro-batch, no gradient
@@ -410,10 +453,12 @@ class GRPORun:
             for key, value in stats.items():
                 totals[key] += value
         grad_norm = self.accelerator.clip_grad_norm_(self.policy.parameters(), s.max_grad_norm)
+        learning_rate = self.scheduler.get_last_lr()[0]  # the rate this step uses
         self.optimizer.step()
         self.scheduler.step()
         totals = self._sum_over_processes(totals)
-        tokens = batch.total_tokens
+        # KL, clip fraction and entropy: means over the tokens that ran (with β = 0, not the skipped ones).
+        tokens = batch.run_tokens
         mismatch = {}
         if batch.rollout_logprobs is not None:
             mismatch = mismatch_by_length(
@@ -430,6 +475,7 @@ class GRPORun:
             "clip_fraction": totals["clip_fraction"] / tokens,
             "entropy": totals["entropy"] / tokens,
             "grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
+            "learning_rate": learning_rate,
             "micro_batches": batch.num_passes,
         }
 

@@ -51,3 +51,27 @@ def test_loop_equals_vectorised():
 def test_shape_errors():
     with pytest.raises(ValueError, match="G=3"):
         group_advantages(torch.ones(4), 3)
+
+
+def test_invalid_completions_are_left_out_of_their_group():
+    """A completion whose reward failed is treated as never sampled: the group's mean and std come from
+    the others (so a failure scored as 0 cannot pull them), and its own advantage is 0."""
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0, 2.0, 2.0, 2.0, 9.0])
+    valid = torch.tensor([True, True, True, False, True, True, True, False])
+    adv = group_advantages(rewards, 4, valid=valid, eps=0)
+    std = math.sqrt(2 / 9)  # of (1, 0, 1): mean 2/3
+    expected = [1 / 3 / std, -2 / 3 / std, 1 / 3 / std, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert torch.allclose(adv[:4], torch.tensor(expected[:4]))
+    assert group_advantages(rewards, 4, valid=valid)[4:].eq(0).all()  # valid ones all equal: zero variance
+    kept = torch.tensor([1.0, 0.0, 1.0, 2.0, 2.0, 2.0])  # the same valid rewards, batch std
+    batch = group_advantages(rewards, 4, scale="batch", valid=valid, eps=0)
+    assert torch.allclose(batch[:3], torch.tensor([1 / 3, -2 / 3, 1 / 3]) / kept.std(unbiased=False))
+
+
+def test_doctests():
+    import doctest
+
+    from reasonkit.algorithms import advantages, correction, losses
+
+    for module in (advantages, correction, losses):
+        assert doctest.testmod(module).failed == 0

@@ -32,3 +32,11 @@ def test_mismatch_is_reported_overall_and_by_length():
     assert math.isclose(stats["mismatch/abs_logprob_gap"], (0.2 + 2.4) / 10, rel_tol=1e-6)
     assert math.isclose(stats["mismatch/abs_logprob_gap_len_0-4"], 0.1, rel_tol=1e-6)
     assert math.isclose(stats["mismatch/abs_logprob_gap_len_4-8"], 0.3, rel_tol=1e-6)
+
+
+def test_tokens_outside_the_trainers_truncated_set_are_counted_apart_not_as_an_infinite_gap():
+    trainer = [torch.tensor([-0.1, -float("inf"), -0.2, -0.3])]
+    sampler = [torch.tensor([-0.2, -2.0, -0.2, -0.3])]
+    stats = mismatch_by_length(trainer, sampler, max_length=4, buckets=1)
+    assert math.isclose(stats["mismatch/abs_logprob_gap"], 0.1 / 3, rel_tol=1e-5)
+    assert stats["mismatch/outside_trainer_support"] == 0.25

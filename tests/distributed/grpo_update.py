@@ -1,11 +1,12 @@
-"""One GRPO update on fixed completions, under whatever `accelerate launch` started it.
+"""GRPO updates on fixed completions, under whatever `accelerate launch` started it.
 
-    python tests/distributed/grpo_update.py MODEL_DIR OUT_DIR [stage.key=value ...]
+    python tests/distributed/grpo_update.py MODEL_DIR OUT_DIR [key=value | model.key=value ...]
     accelerate launch --config_file recipes/accelerate/zero2.yaml --num_processes 2 ... (same arguments)
 
 The step's prompts and each prompt's completions are fixed (some right, some wrong), so every launch
 sees the same batch; each process takes its share of the prompts as the trainer does. Process 0
-writes OUT_DIR/result.pt: the update's metrics and the policy's weights after it, gathered.
+writes OUT_DIR/result.pt: each update's metrics and the policy's weights after the last, gathered.
+Tests also import it to run the same updates in their own process.
 """
 
 import os
@@ -39,7 +40,7 @@ COMPLETIONS = [
 ALL_RIGHT = ["<think>{a} * {b}</think>{ab}"] * len(COMPLETIONS)
 
 
-def fixed_rollouts(run, rows):
+def fixed_rollouts(run, rows, truncated: bool = False):
     from reasonkit.rollout import Rollout
 
     tok, rollouts = run.tokenizer, []
@@ -49,18 +50,17 @@ def fixed_rollouts(run, rows):
         for template in ALL_RIGHT if (a, b) == PROMPTS[-1] else COMPLETIONS:
             text = template.format(a=a, b=b, ab=a * b, wrong=a * b + 10)
             ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-            rollouts.append(Rollout(index, prompt_ids, ids, None, text, truncated=False))
+            rollouts.append(Rollout(index, prompt_ids, ids, None, text, truncated=truncated))
     return rollouts
 
 
-def main(model_dir: str, out_dir: str, overrides: list[str]) -> None:
-    skip_deepspeed_shm_build()
+def make_run(model_dir: str, out_dir: str, overrides: list[str]):
+    """The GRPO run, set up: ``stage.key=value`` overrides, or ``model.key=value`` for the model section."""
     from pathlib import Path
 
     import yaml
 
     from reasonkit.config import build_recipe
-    from reasonkit.grpo.distributed import prompt_shard
     from reasonkit.grpo.trainer import GRPORun
     from reasonkit.launch import process_state
     from reasonkit.stage import StageContext
@@ -76,30 +76,44 @@ def main(model_dir: str, out_dir: str, overrides: list[str]) -> None:
         "engine": "transformers",
         "reward_workers": 0,
     }
+    model = {"path": model_dir}
     for item in overrides:
         key, _, value = item.partition("=")
-        stage[key] = yaml.safe_load(value)
+        section, key = (model, key.removeprefix("model.")) if key.startswith("model.") else (stage, key)
+        section[key] = yaml.safe_load(value)
     recipe = build_recipe(
-        {
-            "output_dir": out_dir,
-            "model": {"path": model_dir},
-            "data": {"task": "arithmetic"},
-            "stages": {"grpo": stage},
-        }
+        {"output_dir": out_dir, "model": model, "data": {"task": "arithmetic"}, "stages": {"grpo": stage}}
     )
     state = process_state()
     ctx = StageContext(recipe, "grpo", Path(out_dir), model_dir, is_main_process=state.is_main_process)
     run = GRPORun(ctx, recipe.stages["grpo"])
     run.setup()
+    return run
+
+
+def this_process_rows(run) -> list[dict]:
+    from reasonkit.grpo.distributed import prompt_shard
+
     everyone = [{"prompt": f"What is {a} * {b}?", "answer": str(a * b), "a": a, "b": b} for a, b in PROMPTS]
-    rows = [everyone[i] for i in prompt_shard(list(range(len(everyone))), run.rank, run.world)]
-    metrics = run.learn(rows, fixed_rollouts(run, rows))
+    return [everyone[i] for i in prompt_shard(list(range(len(everyone))), run.rank, run.world)]
+
+
+def main(model_dir: str, out_dir: str, overrides: list[str]) -> None:
+    """``max_steps`` updates, each on the same fixed batch; process 0 saves every step's metrics and the
+    weights after the last (``truncated=true`` marks every completion as cut at max_new_tokens)."""
+    skip_deepspeed_shm_build()
+    from pathlib import Path
+
+    truncated = "truncated=true" in overrides
+    run = make_run(model_dir, out_dir, [o for o in overrides if o != "truncated=true"])
+    rows = this_process_rows(run)
+    steps = [run.learn(rows, fixed_rollouts(run, rows, truncated)) for _ in range(run.stage.max_steps)]
     weights = run.accelerator.get_state_dict(run.policy)
-    if state.is_main_process:
+    if run.accelerator.is_main_process:
         weights = {name: tensor.float().cpu() for name, tensor in weights.items()}
-        torch.save({"metrics": metrics, "weights": weights}, Path(out_dir) / "result.pt")
+        torch.save({"metrics": steps[-1], "steps": steps, "weights": weights}, Path(out_dir) / "result.pt")
     run.scorer.close()
-    state.wait_for_everyone()
+    run.accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":

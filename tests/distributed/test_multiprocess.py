@@ -95,6 +95,30 @@ def test_two_processes_make_the_update_of_one(config, one_process, tiny_model_di
     assert_same_update(expected, got, initial)
 
 
+@pytest.mark.parametrize("schedule, config", [("linear", "ddp"), ("cosine", "zero2")])
+def test_learning_rate_schedule_on_two_processes_is_the_one_of_one(
+    schedule, config, tiny_model_dir, tmp_path
+):
+    """Three steps of two optimizer steps each (num_iterations 2), warm-up over the first two: the rate
+    each step logs is the one it used, follows transformers' schedule, and is the same on 2 processes."""
+    from transformers import get_scheduler
+
+    settings = (f"lr_scheduler={schedule}", "warmup_steps=2", "max_steps=3")
+    one = update(tiny_model_dir, tmp_path / "one", *settings)
+    two = update(tiny_model_dir, tmp_path / "two", *settings, config=config)
+    optimizer = torch.optim.SGD([torch.zeros(1)], lr=LEARNING_RATE)
+    reference = get_scheduler(schedule, optimizer, num_warmup_steps=2, num_training_steps=6)
+    rates = []
+    for _ in range(6):
+        rates.append(reference.get_last_lr()[0])
+        optimizer.step()
+        reference.step()
+    expected = rates[1::2]  # the second optimizer step of each batch
+    assert [step["learning_rate"] for step in one["steps"]] == pytest.approx(expected)
+    assert [step["learning_rate"] for step in two["steps"]] == pytest.approx(expected)
+    assert_same_update(one, two, load_file(Path(tiny_model_dir) / "model.safetensors"))
+
+
 def test_uneven_micro_batches_across_zero3_processes_make_the_update_of_one(tiny_model_dir, tmp_path):
     """beta = 0 skips the all-right group, so one process has 2 groups and the other 1; a small token
     budget splits them into different numbers of micro-batches (the other process runs fillers)."""

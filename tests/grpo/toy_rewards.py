@@ -18,3 +18,11 @@ def needs_tests(prompts, completions, tests, **kwargs):
 
 def returns_nan(prompts, completions, **kwargs):
     return [math.nan for _ in completions]
+
+
+def raises_unless_worked(prompts, completions, **kwargs):
+    """1.0 for a completion that shows the multiplication and answers (``<think>12 * 34</think>...``);
+    raises on anything else, like a verifier that crashes on unexpected output."""
+    import re
+
+    return [1.0 if re.fullmatch(r"<think>\d+ \* \d+</think>\d+", c) else 1 / 0 for c in completions]
