@@ -119,6 +119,24 @@ def test_learning_rate_schedule_on_two_processes_is_the_one_of_one(
     assert_same_update(one, two, load_file(Path(tiny_model_dir) / "model.safetensors"))
 
 
+def test_bfloat16_under_zero2_keeps_float32_master_weights(tiny_model_dir, tmp_path):
+    """DeepSpeed holds bf16 weights: an update below half a bf16 ulp shows in them only where the
+    float32 master weights it keeps cross a rounding boundary. So the bf16 weights after two steps at
+    lr 1e-5 change about as often as the float32 run's weights rounded to bf16 do; pure bf16 AdamW
+    (no master weights) would leave nearly all of them as they were."""
+    settings = ("learning_rate=1e-5", "beta=0")
+    full = update(tiny_model_dir, tmp_path / "float32", *settings)
+    mixed = update(tiny_model_dir, tmp_path / "zero2", *settings, "model.dtype=bfloat16", config="zero2")
+    initial = load_file(Path(tiny_model_dir) / "model.safetensors")
+
+    def changed_in_bf16(weights):
+        changed = [(weights[n].bfloat16() != initial[n].bfloat16()).flatten() for n in initial]
+        return torch.cat(changed).float().mean().item()
+
+    assert changed_in_bf16(full["weights"]) > 0.1
+    assert changed_in_bf16(mixed["weights"]) == pytest.approx(changed_in_bf16(full["weights"]), rel=0.3)
+
+
 def test_uneven_micro_batches_across_zero3_processes_make_the_update_of_one(tiny_model_dir, tmp_path):
     """beta = 0 skips the all-right group, so one process has 2 groups and the other 1; a small token
     budget splits them into different numbers of micro-batches (the other process runs fillers)."""

@@ -87,3 +87,21 @@ def test_accuracy_leaves_out_answers_the_verifier_cannot_read(tiny_model_dir, tm
     run.scorer.close()
     # The other groups: 2 of 4 right, 2 of 4 right, 4 of 4 right.
     assert metrics["accuracy"] == pytest.approx(8 / 12)
+
+
+def test_lora_in_bfloat16_trains_float32_adapters_on_a_frozen_bfloat16_base(tiny_model_dir, tmp_path):
+    run = grpo_update.make_run(
+        str(tiny_model_dir), str(tmp_path), ["model.dtype=bfloat16", "lora={r: 4, alpha: 8}", "learning_rate=1e-6"]
+    )
+    params = dict(run.accelerator.unwrap_model(run.policy).named_parameters())
+    adapters = {n: p for n, p in params.items() if p.requires_grad}
+    assert adapters and all("lora_" in n and p.dtype == torch.float32 for n, p in adapters.items())
+    assert all(p.dtype == torch.bfloat16 for n, p in params.items() if n not in adapters)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    rows = grpo_update.this_process_rows(run)
+    metrics = run.learn(rows, grpo_update.fixed_rollouts(run, rows))
+    run.scorer.close()
+    assert metrics["kl"] > 0  # the reference (adapters off) computes in the same precision as the policy
+    lora_a = [n for n in adapters if "lora_A" in n]  # B starts at 0: A gets no gradient on step one
+    assert all(not torch.equal(params[n], before[n]) for n in adapters if n not in lora_a)
+    assert all(torch.equal(p, before[n]) for n, p in params.items() if n not in adapters)
