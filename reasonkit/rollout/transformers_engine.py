@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+from transformers import GenerationConfig
 
 from reasonkit.rollout.base import Rollout, SamplingSettings
 
@@ -25,32 +28,44 @@ class TransformersEngine:
         was_training = self.model.training
         self.model.eval()
         rollouts: list[Rollout] = []
-        for start in range(0, len(prompt_texts), self.batch_size):
-            batch = prompt_texts[start : start + self.batch_size]
-            rollouts += self._generate_batch(batch, start, sampling, with_logprobs)
-            if progress is not None:
-                progress.update(len(batch))
+        with _checkpoint_generation_config_ignored(self.model):
+            for start in range(0, len(prompt_texts), self.batch_size):
+                batch = prompt_texts[start : start + self.batch_size]
+                rollouts += self._generate_batch(batch, start, sampling, with_logprobs)
+                if progress is not None:
+                    progress.update(len(batch))
         self.model.train(was_training)
         return rollouts
+
+    def _generation_config(self, sampling: SamplingSettings, with_logprobs: bool) -> GenerationConfig:
+        """The recipe's sampling settings and nothing else."""
+        greedy = sampling.temperature == 0
+        # Each warper is given its value: one left unset would take transformers' global default (top_k
+        # would be 50). Greedy decoding applies no warper.
+        warpers = (
+            {}
+            if greedy
+            else {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k}
+        )
+        return GenerationConfig(
+            do_sample=not greedy,
+            **warpers,
+            num_return_sequences=sampling.n,
+            max_new_tokens=sampling.max_new_tokens,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+            return_dict_in_generate=True,
+            output_scores=with_logprobs,
+        )
 
     def _generate_batch(self, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
         tok = self.tokenizer
         encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
             self.model.device
         )
-        greedy = sampling.temperature == 0
         out = self.model.generate(
             **encoded,
-            do_sample=not greedy,
-            temperature=None if greedy else sampling.temperature,
-            top_p=None if greedy else sampling.top_p,
-            top_k=None if greedy or sampling.top_k == 0 else sampling.top_k,
-            num_return_sequences=sampling.n,
-            max_new_tokens=sampling.max_new_tokens,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            return_dict_in_generate=True,
-            output_scores=with_logprobs,
+            generation_config=self._generation_config(sampling, with_logprobs),
             # The model here is whole (gathered under ZeRO-3), so processes need not decode in lockstep,
             # which transformers would otherwise do whenever DeepSpeed ZeRO-3 is registered.
             synced_gpus=False,
@@ -58,9 +73,8 @@ class TransformersEngine:
         prompt_len = encoded["input_ids"].shape[1]
         new_tokens = out.sequences[:, prompt_len:]  # [P*n, new]
         logprobs = None
-        if (
-            with_logprobs
-        ):  # scores are the processed (temperature / top-p) distributions that were sampled from
+        if with_logprobs:
+            # scores are the processed (temperature / top-p / top-k) distributions that were sampled from
             scores = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # [P*n, new, V]
             logprobs = scores.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
         rollouts = []
@@ -81,3 +95,19 @@ class TransformersEngine:
                 )
             )
         return rollouts
+
+
+@contextlib.contextmanager
+def _checkpoint_generation_config_ignored(model):
+    """Blank the model's own generation config for the duration: ``generate`` fills every field left unset
+    (None) in the config it is given from ``model.generation_config``, which is the checkpoint's
+    generation_config.json, so its repetition_penalty, bad_words_ids, min_new_tokens, ... would apply, and
+    a None cannot unset them. The trainer's log-probs assume plain temperature/top-p/top-k sampling."""
+    # peft's generate copies the wrapper's generation_config (the base model's) onto the base model.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    own = base.generation_config
+    base.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        base.generation_config = own

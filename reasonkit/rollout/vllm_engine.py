@@ -67,6 +67,9 @@ class VLLMEngine:
             max_model_len=max_model_len,
             enable_sleep_mode=self.sleep_mode,
             logprobs_mode="processed_logprobs",
+            # vLLM's neutral sampling defaults, not the checkpoint's generation_config.json ("auto" applies
+            # its repetition_penalty, temperature, ... to requests sent without SamplingParams).
+            generation_config="vllm",
             **memory,
         )
         self.asleep = False

@@ -43,3 +43,17 @@ def test_same_seed_same_samples_and_greedy_is_deterministic(tiny_model_dir, tiny
         greedy[0].completion_ids
         == engine.generate(prompt, SamplingSettings(n=1, temperature=0.0, max_new_tokens=5))[0].completion_ids
     )
+
+
+def test_samples_the_recipes_settings_not_the_checkpoints(opinionated_model_dir, tiny_tokenizer):
+    # The checkpoint's repetition_penalty, no_repeat_ngram_size and min_new_tokens must not apply: what
+    # was sampled from is the plain temperature-scaled distribution the trainer computes.
+    model = load_model(str(opinionated_model_dir))
+    engine = TransformersEngine(model, tiny_tokenizer)
+    prompts = ["<|user|>What is 12 * 34?<|end|><|assistant|>", "<|user|>What is 5 * 6?<|end|><|assistant|>"]
+    sampling = SamplingSettings(n=4, temperature=0.7, max_new_tokens=8, seed=0)
+    rollouts = engine.generate(prompts, sampling, with_logprobs=True)
+    trainer = packed_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], temperature=0.7)
+    for r, lp in zip(rollouts, trainer.logprobs):
+        assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-4), (r.rollout_logprobs, lp)
+    assert model.generation_config.repetition_penalty == 1.3  # the model's own config is left as loaded

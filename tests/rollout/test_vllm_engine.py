@@ -81,6 +81,20 @@ def test_lora_policy_reaches_the_engine_merged_and_stays_unmerged(engine, tiny_m
         assert greedy(TransformersEngine(policy, tiny_tokenizer)) == before
 
 
+def test_both_engines_sample_the_recipes_settings_not_the_checkpoints(opinionated_model_dir, tiny_tokenizer):
+    from reasonkit.rollout.vllm_engine import VLLMEngine
+
+    engine_ = VLLMEngine(
+        str(opinionated_model_dir), tiny_tokenizer, dtype="float32", seed=0, kv_cache_gb=0.25
+    )
+    model = load_model(str(opinionated_model_dir))
+    assert greedy(engine_) == greedy(TransformersEngine(model, tiny_tokenizer))
+    rollouts = engine_.generate(PROMPTS, SamplingSettings(n=4, temperature=0.7, max_new_tokens=8, seed=0))
+    trainer = packed_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 0.7)
+    for r, lp in zip(rollouts, trainer.logprobs):
+        assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-3), (r.rollout_logprobs, lp)
+
+
 def test_grpo_runs_on_vllm_and_logs_the_sampler_trainer_gap(tmp_path):
     from reasonkit.pipeline import run_recipe
     from tests.grpo.test_trainer import grpo_recipe
