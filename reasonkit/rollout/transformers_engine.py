@@ -7,7 +7,7 @@ import contextlib
 import torch
 from transformers import GenerationConfig
 
-from reasonkit.rollout.base import Rollout, SamplingSettings
+from reasonkit.rollout.base import Rollout, SamplingSettings, end_at_first_stop, stop_token_ids
 
 
 class TransformersEngine:
@@ -17,6 +17,7 @@ class TransformersEngine:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size  # prompts per generate call
+        self.stop_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
 
     @torch.no_grad()
     def generate(
@@ -52,7 +53,7 @@ class TransformersEngine:
             **warpers,
             num_return_sequences=sampling.n,
             max_new_tokens=sampling.max_new_tokens,
-            eos_token_id=self.tokenizer.eos_token_id,
+            eos_token_id=self.stop_token_ids,
             pad_token_id=self.tokenizer.pad_token_id,
             return_dict_in_generate=True,
             output_scores=with_logprobs,
@@ -80,18 +81,17 @@ class TransformersEngine:
         rollouts = []
         for row in range(new_tokens.shape[0]):
             prompt_row = row // sampling.n
-            ids = new_tokens[row].tolist()
-            length = ids.index(tok.eos_token_id) + 1 if tok.eos_token_id in ids else len(ids)
-            ids = ids[:length]
+            ids, truncated = end_at_first_stop(new_tokens[row].tolist(), self.stop_token_ids)
             prompt_mask = encoded["attention_mask"][prompt_row].bool()
             rollouts.append(
                 Rollout(
                     prompt_index=first_index + prompt_row,
                     prompt_ids=encoded["input_ids"][prompt_row][prompt_mask].tolist(),
                     completion_ids=ids,
-                    rollout_logprobs=logprobs[row, :length].tolist() if logprobs is not None else None,
-                    text=tok.decode(ids, skip_special_tokens=True),
-                    truncated=tok.eos_token_id not in ids,
+                    rollout_logprobs=logprobs[row, : len(ids)].tolist() if logprobs is not None else None,
+                    # as vLLM's text: without the stop token, which need not be a special token
+                    text=tok.decode(ids if truncated else ids[:-1], skip_special_tokens=True),
+                    truncated=truncated,
                 )
             )
         return rollouts

