@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reasonkit.grpo.packing import packed_logprobs
-from reasonkit.models import load_model
+from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.rollout.base import end_at_first_stop
 from reasonkit.rollout.vllm_engine import vllm_available
@@ -109,6 +109,20 @@ def test_both_engines_sample_the_recipes_settings_and_stop_at_the_checkpoints_eo
     trainer = packed_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 0.7)
     for r, lp in zip(rollouts, trainer.logprobs):
         assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-3), (r.rollout_logprobs, lp)
+
+
+def test_a_model_given_a_pad_token_still_syncs_into_the_engine(llama3_style_model_dir):
+    from reasonkit.rollout.vllm_engine import VLLMEngine
+
+    tokenizer, policy = load_tokenizer(str(llama3_style_model_dir)), load_model(str(llama3_style_model_dir))
+    ensure_distinct_pad(tokenizer, policy)  # the tokenizer has none, as Llama 3's
+    engine_ = VLLMEngine(str(llama3_style_model_dir), tokenizer, dtype="float32", seed=0, kv_cache_gb=0.25)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    engine_.sync_weights(policy)
+    assert greedy(engine_) == greedy(TransformersEngine(policy, tokenizer))
 
 
 def test_grpo_runs_on_vllm_and_logs_the_sampler_trainer_gap(tmp_path):
