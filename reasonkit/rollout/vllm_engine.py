@@ -14,6 +14,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
+
+import numpy as np
+import torch
 
 from reasonkit.rollout.base import Rollout, SamplingSettings, end_at_first_stop, stop_token_ids
 
@@ -39,6 +43,8 @@ class VLLMEngine:
         tensor_parallel_size: int = 1,
         max_model_len: int | None = None,
     ):
+        """``seed`` seeds vLLM's own random state. Give each process its own (the trainer's seed plus the
+        process index), or engines in different processes draw the same sampling noise."""
         # In-process engine core: the multi-process default takes ~40 s to start and cannot take
         # weights from this process's tensors.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -59,19 +65,20 @@ class VLLMEngine:
             if kv_cache_gb is not None
             else {"gpu_memory_utilization": gpu_memory_utilization}
         )
-        self.llm = LLM(
-            model=model_path,
-            dtype=dtype,  # "auto" would run a float32 checkpoint in bf16 and widen the mismatch
-            seed=seed,
-            tensor_parallel_size=tensor_parallel_size,
-            max_model_len=max_model_len,
-            enable_sleep_mode=self.sleep_mode,
-            logprobs_mode="processed_logprobs",
-            # vLLM's neutral sampling defaults, not the checkpoint's generation_config.json ("auto" applies
-            # its repetition_penalty, temperature, ... to requests sent without SamplingParams).
-            generation_config="vllm",
-            **memory,
-        )
+        with _global_rng_kept():
+            self.llm = LLM(
+                model=model_path,
+                dtype=dtype,  # "auto" would run a float32 checkpoint in bf16 and widen the mismatch
+                seed=seed,
+                tensor_parallel_size=tensor_parallel_size,
+                max_model_len=max_model_len,
+                enable_sleep_mode=self.sleep_mode,
+                logprobs_mode="processed_logprobs",
+                # vLLM's neutral sampling defaults, not the checkpoint's generation_config.json ("auto"
+                # applies its repetition_penalty, temperature, ... to requests sent without SamplingParams).
+                generation_config="vllm",
+                **memory,
+            )
         self.asleep = False
         # vLLM adds the EOS ids of the checkpoint's generation config to every request's stop ids itself
         # (SamplingParams.update_from_generation_config): they are named here so both engines agree.
@@ -146,6 +153,21 @@ class VLLMEngine:
         if self.sleep_mode and not self.asleep:
             self.llm.sleep(level=1)
             self.asleep = True
+
+
+@contextlib.contextmanager
+def _global_rng_kept():
+    """Restore the process's Python, NumPy and torch random state (CPU and this process's accelerator)
+    afterwards: starting an engine seeds them all with the engine's seed (vLLM's ``set_random_seed``,
+    called by its worker at start-up and again after warm-up), which would override the caller's seeding."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def _weights(model):

