@@ -131,17 +131,16 @@ class VLLMEngine:
     def sync_weights(self, model) -> None:
         """Load the policy's current weights into the engine, then drop prefix-cached KV.
 
-        A LoRA (peft) policy is pushed with its adapters merged in, under the base model's names, and
-        unmerged afterwards. A ZeRO-3 sharded policy is gathered and pushed one module at a time, so the
-        whole model is never materialised next to the engine's copy.
+        A LoRA (peft) policy is pushed with its adapters merged in, under the base model's names; its own
+        weights are left untouched. A ZeRO-3 sharded policy is gathered and pushed one module at a time, so
+        the whole model is never materialised next to the engine's copy.
         """
         self._wake_up()
-        with _adapters_merged(model):
-            # One reload (vLLM re-processes every layer per reload), fed lazily: in-process, vLLM pulls
-            # the weights from this generator as it loads them.
-            self.llm.collective_rpc(
-                "reload_weights", kwargs={"weights_iterator": _weights(model), "is_checkpoint_format": True}
-            )
+        # One reload (vLLM re-processes every layer per reload), fed lazily: in-process, vLLM pulls the
+        # weights from this generator as it loads them.
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": _weights(model), "is_checkpoint_format": True}
+        )
         self.llm.reset_prefix_cache()  # stays awake: generation comes next
 
     def _wake_up(self) -> None:
@@ -171,31 +170,57 @@ def _global_rng_kept():
 
 
 def _weights(model):
-    """(name, tensor) as the base model names them. Under ZeRO-3, one module's parameters are gathered
-    from their shards at a time and copied out, so the whole model never exists twice at once."""
-    if not any(hasattr(p, "ds_id") for p in model.parameters()):  # ds_id marks a ZeRO-3 shard
-        yield from ((_base_name(n), t.detach()) for n, t in model.state_dict().items() if "lora_" not in n)
-        return
+    """(name, tensor) as the base model names them, one module at a time.
+
+    A LoRA layer yields its base weight plus its adapters' deltas, computed out of place: merging adapters
+    into the frozen base and out again at every push is lossy in bf16, the base drifts, and it is also the
+    KL reference. Under ZeRO-3, each module's parameters are gathered from their shards and copied out, so
+    the whole model never exists twice at once.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    sharded = any(hasattr(p, "ds_id") for p in model.parameters())  # ds_id marks a ZeRO-3 shard
+    lora_layer = None  # the name of the last LoRA layer seen: its submodules are pushed with it
+    for module_name, module in model.named_modules():
+        if lora_layer is not None and module_name.startswith(lora_layer + "."):
+            continue
+        if isinstance(module, LoraLayer):
+            lora_layer = module_name
+            with _gathered(list(module.parameters()), sharded):
+                tensors = _merged_lora(module)
+        else:
+            params = list(module.named_parameters(recurse=False))
+            if not params:
+                continue
+            with _gathered([p for _, p in params], sharded):
+                tensors = [(name, p.detach().clone() if sharded else p.detach()) for name, p in params]
+        yield from ((_base_name(f"{module_name}.{name}"), tensor) for name, tensor in tensors)
+
+
+def _merged_lora(layer) -> list[tuple[str, torch.Tensor]]:
+    """A LoRA layer's weight with its active adapters added (peft's ``get_delta_weight``: B @ A times the
+    scaling, transposed for fan_in_fan_out), summed in float32 and rounded once to the base dtype."""
+    base = layer.get_base_layer()
+    adapters = [a for a in layer.active_adapters if a in layer.lora_A and a not in layer.merged_adapters]
+    unsupported = [a for a in adapters if a in layer.lora_variant or layer.lora_bias[a]]
+    if unsupported:
+        raise NotImplementedError(f"pushing LoRA variants (DoRA, ...) or lora_bias to vLLM: {unsupported}")
+    # a copy: under ZeRO-3 the gathered weight is released when the gather ends
+    weight = base.weight.detach().to(torch.float32, copy=True)
+    for adapter in adapters:
+        weight += layer.get_delta_weight(adapter).float()
+    tensors = [("weight", weight.to(base.weight.dtype))]
+    if base.bias is not None:
+        tensors.append(("bias", base.bias.detach().clone()))
+    return tensors
+
+
+def _gathered(params, sharded: bool):
+    if not sharded:
+        return contextlib.nullcontext()
     import deepspeed
 
-    for module_name, module in model.named_modules():
-        params = list(module.named_parameters(recurse=False))
-        if params:
-            with deepspeed.zero.GatheredParameters([p for _, p in params]):
-                copies = [(_base_name(f"{module_name}.{n}"), p.detach().clone()) for n, p in params]
-            yield from copies
-
-
-@contextlib.contextmanager
-def _adapters_merged(model):
-    if not hasattr(model, "merge_adapter"):  # not a peft model
-        yield
-        return
-    model.merge_adapter()
-    try:
-        yield
-    finally:
-        model.unmerge_adapter()
+    return deepspeed.zero.GatheredParameters(params)
 
 
 def _base_name(name: str) -> str:
