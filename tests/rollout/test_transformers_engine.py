@@ -1,8 +1,11 @@
+import pytest
 import torch
+from peft import get_peft_model
 from transformers import GenerationConfig
 
+from reasonkit.config import LoRASettings
 from reasonkit.grpo.packing import packed_logprobs
-from reasonkit.models import load_model
+from reasonkit.models import load_model, lora_config
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.rollout.base import end_at_first_stop
 from tests.rollout.conftest import PROMPTS, plain_greedy
@@ -48,10 +51,13 @@ def test_same_seed_same_samples_and_greedy_is_deterministic(tiny_model_dir, tiny
     )
 
 
-def test_samples_the_recipes_settings_not_the_checkpoints(opinionated_model_dir, tiny_tokenizer):
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_samples_the_recipes_settings_not_the_checkpoints(opinionated_model_dir, tiny_tokenizer, lora):
     # The checkpoint's repetition_penalty, no_repeat_ngram_size and min_new_tokens must not apply: what
     # was sampled from is the plain temperature-scaled distribution the trainer computes.
     model = load_model(str(opinionated_model_dir))
+    if lora:  # peft's generate hands the base model a generation config of its own
+        model = get_peft_model(model, lora_config(LoRASettings(r=4)))
     engine = TransformersEngine(model, tiny_tokenizer)
     sampling = SamplingSettings(n=4, temperature=0.7, max_new_tokens=8, seed=0)
     rollouts = engine.generate(PROMPTS, sampling, with_logprobs=True)
