@@ -1,4 +1,8 @@
-"""Generation with transformers' ``generate``: the CPU default and the fallback when vLLM is absent."""
+"""Generation with transformers' ``generate``: the CPU default and the fallback when vLLM is absent.
+
+It samples with the recipe's settings only (none of the checkpoint's generation config applies) and stops
+at the same token ids as the vLLM engine (``stop_token_ids``).
+"""
 
 from __future__ import annotations
 
@@ -100,9 +104,10 @@ class TransformersEngine:
 @contextlib.contextmanager
 def _checkpoint_generation_config_ignored(model):
     """Blank the model's own generation config for the duration: ``generate`` fills every field left unset
-    (None) in the config it is given from ``model.generation_config``, which is the checkpoint's
-    generation_config.json, so its repetition_penalty, bad_words_ids, min_new_tokens, ... would apply, and
-    a None cannot unset them. The trainer's log-probs assume plain temperature/top-p/top-k sampling."""
+    (None) in the config it is given from ``model.generation_config`` (transformers' generation/utils.py,
+    ``_prepare_generation_config``), which is the checkpoint's generation_config.json, so its
+    repetition_penalty, bad_words_ids, min_new_tokens, ... would apply, and a None cannot unset them.
+    The trainer's log-probs assume plain temperature/top-p/top-k sampling."""
     # peft's generate copies the wrapper's generation_config (the base model's) onto the base model.
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     own = base.generation_config

@@ -6,7 +6,8 @@ computed with the old weights). Where the platform supports sleep mode (GPU), th
 memory between generations so training can use it; elsewhere it says so once and keeps it.
 
 Log-probs come back "processed": those of the distribution actually sampled from (after temperature
-and top-k/top-p), which is what the trainer compares its own log-probs against.
+and top-k/top-p), which is what the trainer compares its own log-probs against. As in the transformers
+engine, nothing of the checkpoint's generation config applies but its EOS ids (``stop_token_ids``).
 """
 
 from __future__ import annotations
