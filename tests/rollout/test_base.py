@@ -1,0 +1,7 @@
+import doctest
+
+import reasonkit.rollout.base as base
+
+
+def test_doctests():
+    assert doctest.testmod(base).failed == 0
