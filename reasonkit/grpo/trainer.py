@@ -147,7 +147,7 @@ class GRPORun:
             self._full_weights(self.ctx.init_path),
             self.tokenizer,
             dtype=self.ctx.recipe.model.dtype,
-            seed=self.seed,
+            seed=self.seed + self.rank,  # each process samples its own noise
             gpu_memory_utilization=s.vllm.gpu_memory_utilization,
             kv_cache_gb=s.vllm.kv_cache_gb,
             tensor_parallel_size=s.vllm.tensor_parallel_size,

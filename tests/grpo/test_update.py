@@ -91,7 +91,9 @@ def test_accuracy_leaves_out_answers_the_verifier_cannot_read(tiny_model_dir, tm
 
 def test_lora_in_bfloat16_trains_float32_adapters_on_a_frozen_bfloat16_base(tiny_model_dir, tmp_path):
     run = grpo_update.make_run(
-        str(tiny_model_dir), str(tmp_path), ["model.dtype=bfloat16", "lora={r: 4, alpha: 8}", "learning_rate=1e-6"]
+        str(tiny_model_dir),
+        str(tmp_path),
+        ["model.dtype=bfloat16", "lora={r: 4, alpha: 8}", "learning_rate=1e-6"],
     )
     params = dict(run.accelerator.unwrap_model(run.policy).named_parameters())
     adapters = {n: p for n, p in params.items() if p.requires_grad}
