@@ -44,7 +44,7 @@ from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
 from reasonkit.grpo.scoring import RewardScorer, Scores, check_columns, load_rewards
 from reasonkit.launch import process_state
 from reasonkit.manifest import write_manifest
-from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
+from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, reward_logs, truncate_jsonl
 from reasonkit.models import (
     ensure_distinct_pad,
     is_adapter,
@@ -56,6 +56,7 @@ from reasonkit.models import (
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.rollout.vllm_engine import VLLMEngine, vllm_available
 from reasonkit.stage import StageContext, merged_dir_of, save_stage_model
+from rewards.convention import TrainerState
 from rewards.pool import default_workers
 
 log = logging.getLogger(__name__)
@@ -272,8 +273,16 @@ class GRPORun:
         columns = {k: [row[k] for row in group_rows] for k in group_rows[0] if k != "prompt"}
         columns["completion_ids"] = [r.completion_ids for r in rollouts]
         columns["max_new_tokens"] = [s.max_new_tokens] * len(rollouts)
+        columns["trainer_state"] = TrainerState(  # TRL's, one for the batch
+            self.progress.step, s.max_steps, self.progress.step * s.prompts_per_step / len(self.rows)
+        )
         group_prompts = [row["prompt"] for row in group_rows]
         scores = self._gather_scores(self.scorer.score(group_prompts, completions, columns))
+        logged, completions_table = reward_logs(
+            self.scorer.pool.logs, self._gather, group_prompts, completions
+        )
+        if self.metrics_log and completions_table:  # a reward logged columns with log_extra
+            self.metrics_log.log_completions(self.progress.step + 1, completions_table)
         advantages = group_advantages(scores.total, G, scale=s.advantage_scale)  # [B*G], the whole batch
         grouped = scores.total.reshape(-1, G)
         zero_variance = (grouped == grouped[:, :1]).all(dim=1)  # [B]
@@ -322,6 +331,7 @@ class GRPORun:
             "skipped_groups": (1 - keep.float().mean().item()),
             "learning_rate": self.scheduler.get_last_lr()[0],
             "tokens": lengths.sum().item() + sum(self._gather([len(r.prompt_ids) for r in rollouts])),
+            **logged,  # what rewards logged with log_metric
             **train_stats,
         }
         if "answer" in columns:
