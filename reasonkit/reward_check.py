@@ -72,16 +72,14 @@ def run(args: argparse.Namespace) -> int:
     except (rewards.RewardNotFound, rewards.registry.RewardArgumentError, ValueError) as exc:
         print(f"reasonkit: error: {exc}", file=sys.stderr)
         return 2
-    rows = battery(checks, _data_rows(args, checks, rewards.required_columns(reward)) if args.data else [])
+    data_rows = _data_rows(args, checks, rewards.required_columns(reward)) if args.data else []
+    rows = battery(checks, data_rows)
+    # One shape for the whole battery, decided as training on the same data would decide it.
+    shape, why = shape_for(reward, args.completions, data_rows[0]["prompt"] if data_rows else "")
     verdicts = run_check(
-        args.spec,
-        rows,
-        workers=default_workers(),
-        timeout=args.timeout,
-        args=reward_args,
-        completions=args.completions,
+        args.spec, rows, workers=default_workers(), timeout=args.timeout, args=reward_args, completions=shape
     )
-    print(report(args.spec, checks, rows, verdicts, _shapes(reward, args.completions, rows)))
+    print(report(args.spec, checks, rows, verdicts, f"{shape} ({why})"))
     return 1 if any(v.kind in ("hole", "refused reference") for v in verdicts) else 0
 
 
@@ -95,12 +93,6 @@ def _reward_args(items: list[str]) -> dict:
             raise ValueError(f"--arg {item!r} is not of the form KEY=VALUE")
         parsed[key] = yaml.safe_load(value)
     return parsed
-
-
-def _shapes(reward, requested: str, rows) -> str:
-    """Which shape of completions the reward got, and why (for each kind of prompt in the rows)."""
-    decided = {shape_for(reward, requested, row.prompt) for row in rows}
-    return "; ".join(f"{shape} ({why})" for shape, why in sorted(decided))
 
 
 def _data_rows(args, checks: str, reward_columns: list[str]) -> list[dict]:
