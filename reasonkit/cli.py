@@ -9,10 +9,9 @@ import sys
 
 from reasonkit.config import ConfigError, load_recipe
 
-DESCRIPTION = (
-    "Post-train language models to reason: distillation on thinking traces, GRPO with verifiable "
-    "rewards, evaluation. Training commands also run under accelerate launch -m reasonkit ..."
-)
+DESCRIPTION = """Post-train language models to reason: distillation on thinking traces, GRPO with
+verifiable rewards, evaluation. Training commands also run under accelerate:
+accelerate launch -m reasonkit run RECIPE"""
 EXAMPLES = """examples:
   reasonkit run recipes/demo/arithmetic.yaml
   reasonkit run RECIPE --dry-run
