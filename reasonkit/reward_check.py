@@ -62,7 +62,7 @@ def add_commands(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.rewards_command == "list":
         for name in rewards.known():
-            summary = " ".join((rewards.get(name).__doc__ or "").split("\n\n")[0].split())
+            summary = " ".join((rewards.get(name).__doc__ or "").split("\n\n")[0].split()).replace("``", "")
             print(f"{name:14} [{rewards.registry.what_it_checks(name)}] {summary}")
         return 0
     try:
