@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[dev,deepspeed]' $(VLLM)
+	$(BIN)/pip install --quiet -e '.[dev,deepspeed,wandb]' $(VLLM)
 	$(if $(VLLM),$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec triton)
 	touch $@
 

@@ -1,4 +1,4 @@
-"""``reasonkit <command>``. Training commands also run under ``accelerate launch -m reasonkit ...``."""
+"""The ``reasonkit`` command line: one subcommand per task, each with its own ``--help``."""
 
 from __future__ import annotations
 
@@ -9,15 +9,32 @@ import sys
 
 from reasonkit.config import ConfigError, load_recipe
 
+DESCRIPTION = """Post-train language models to reason: distillation on thinking traces, GRPO with
+verifiable rewards, evaluation. Training commands also run under accelerate:
+accelerate launch -m reasonkit run RECIPE"""
+EXAMPLES = """examples:
+  reasonkit run recipes/demo/arithmetic.yaml
+  reasonkit run RECIPE --dry-run
+  accelerate launch --config_file recipes/accelerate/zero2.yaml -m reasonkit run RECIPE
+  reasonkit rewards check trl.rewards:accuracy_reward --data rows.jsonl
+  reasonkit eval runs/demo/grpo/model --benchmark test.jsonl --verifier math
+
+Each command has its own help: reasonkit COMMAND --help"""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reasonkit", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="reasonkit",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     for name, help_text in [
         ("run", "run a recipe's stages in order"),
         ("validate", "check a recipe without running it"),
     ]:
-        sub = commands.add_parser(name, help=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("recipe", help="path to the recipe YAML")
         sub.add_argument(
             "overrides", nargs="*", help="key.path=value overrides, e.g. stages.sft.learning_rate=1e-5"
@@ -83,14 +100,25 @@ def _run(recipe, args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from reasonkit.data.chat import FormatError
     from reasonkit.data.traces import DataError
+    from reasonkit.evaluate import VerifierError
     from reasonkit.grpo.scoring import RewardError
     from reasonkit.grpo.trainer import TrainingError
+    from reasonkit.metrics import TrackerMissing
     from reasonkit.models import ModelLoadError
     from reasonkit.pipeline import RunDirectoryError, run_recipe
 
     try:
         run_recipe(recipe, resume=args.resume, overwrite=args.overwrite)
-    except (DataError, FormatError, ModelLoadError, RewardError, RunDirectoryError, TrainingError) as exc:
+    except (
+        DataError,
+        FormatError,
+        ModelLoadError,
+        RewardError,
+        RunDirectoryError,
+        TrackerMissing,
+        TrainingError,
+        VerifierError,
+    ) as exc:
         print(f"reasonkit: error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -99,12 +127,13 @@ def _run(recipe, args) -> int:
 def _without_recipe(args) -> int:
     from reasonkit import eval_command, generate_command
     from reasonkit.data.traces import DataError
+    from reasonkit.evaluate import VerifierError
     from reasonkit.models import ModelLoadError
 
     command = eval_command if args.command == "eval" else generate_command
     try:
         return command.run(args)
-    except (ConfigError, DataError, ModelLoadError) as exc:
+    except (ConfigError, DataError, ModelLoadError, VerifierError) as exc:
         print(f"reasonkit: error: {exc}", file=sys.stderr)
         return 2
 

@@ -160,6 +160,9 @@ class EvalStage:
     # The reward that judges an answer correct (score 1.0); null: the one the recipe's GRPO stage
     # judges accuracy with (math when it trains with math), else exact_answer.
     verifier: str | None = None
+    # How the verifier reads completions: auto (its annotation, else text: benchmark prompts are strings),
+    # text, or conversational (messages, as TRL's and open-r1's rewards read them).
+    verifier_completions: Literal["auto", "text", "conversational"] = "auto"
     num_samples: int = 1  # n completions per problem: pass@1 is averaged over them
     k: list[int] = field(default_factory=lambda: [1])  # pass@k and maj@k for each k <= num_samples
     confidence: float = 0.95  # of the bootstrap intervals (over problems)
@@ -177,7 +180,11 @@ class RewardSpec:
         str  # a registry name (`reasonkit rewards list`), package.module:function or path/to/file.py:function
     )
     weight: float = 1.0
-    args: dict[str, Any] = field(default_factory=dict)  # keyword arguments bound to the function
+    # Keyword arguments bound to the function, or passed to it when it is a factory (TRL's get_* rewards).
+    args: dict[str, Any] = field(default_factory=dict)
+    # How completions reach it: text, or conversational (messages, as TRL's and open-r1's rewards read them);
+    # auto: as its `completions` annotation says, else conversational when the prompts are message lists.
+    completions: Literal["auto", "text", "conversational"] = "auto"
 
 
 @dataclass
@@ -269,7 +276,10 @@ class Recipe:
     data: DataConfig
     stages: dict[str, Stage]
     seed: int = 0
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard", "jsonl"])
+    # Where metrics go besides curves.png; wandb: one run per stage, with the recipe, objective and summary.
+    report_to: list[Literal["tensorboard", "jsonl", "wandb"]] = field(
+        default_factory=lambda: ["tensorboard", "jsonl"]
+    )
 
 
 # --------------------------------------------------------------------------- loading
@@ -416,6 +426,11 @@ def _check_grpo(name: str, stage: GRPOStage) -> list[str]:
         for key in spec.args:
             if key not in valid:
                 errors.append(_unknown_key(f"stages.{name}.rewards[{i}].args", key, valid))
+        missing = rewards.registry.missing_factory_args(fn, spec.args)
+        if missing:
+            errors.append(
+                f"stages.{name}.rewards[{i}].args: {spec.name} is a reward factory; give it {missing}"
+            )
     if stage.num_generations < 2:
         errors.append(f"stages.{name}.num_generations: needs at least 2 completions per prompt to compare")
     if stage.epsilon_low < 0 or stage.epsilon_high < 0:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 
 from reasonkit.config import EvalStage, GRPOStage, Recipe, SFTStage
+from reasonkit.metrics import TrackerMissing, check_trackers
 
 SAMPLE_ROWS = 8
 
@@ -19,6 +20,12 @@ def dry_run(recipe: Recipe, rows: int = SAMPLE_ROWS) -> int:
     """Print each stage's checks and objective; 0 when every check passed, 1 otherwise."""
     data = _first_rows(recipe, rows)
     failures = 0
+    try:
+        check_trackers(recipe.report_to)
+        print(f"ok: report_to {', '.join(recipe.report_to)}")
+    except TrackerMissing as exc:
+        failures += 1
+        print(f"FAILED: {exc}")
     for name, stage in recipe.stages.items():
         print(f"\n=== stage {name} ({stage.type}) ===")
         try:
@@ -27,7 +34,7 @@ def dry_run(recipe: Recipe, rows: int = SAMPLE_ROWS) -> int:
         except Exception as exc:  # every problem is reported, then the next stage is checked
             failures += 1
             print(f"  FAILED: {exc}")
-        print("  objective: " + json.dumps(_objective(stage), indent=2).replace("\n", "\n  "))
+        print("  objective: " + json.dumps(stage_objective(stage), indent=2).replace("\n", "\n  "))
     print(
         f"\ndry run: {'all checks passed' if not failures else f'{failures} stage(s) failed'}; nothing was trained"
     )
@@ -76,7 +83,8 @@ def _check_stage(recipe: Recipe, data, rows: int, stage) -> list[str]:
     return lines
 
 
-def _objective(stage) -> dict:
+def stage_objective(stage) -> dict:
+    """What a stage optimises (training stages) or how it evaluates (eval), resolved from its settings."""
     if isinstance(stage, SFTStage):
         from reasonkit.sft import sft_objective
 

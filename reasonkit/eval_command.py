@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rewards.convention import SHAPES
+
 
 def add_command(commands) -> None:
-    cmd = commands.add_parser("eval", help="pass@k / maj@k of a saved model on benchmarks")
+    summary = "pass@k / maj@k of a saved model on benchmarks, with confidence intervals"
+    cmd = commands.add_parser("eval", help=summary, description=summary)
     cmd.add_argument("model", help="a saved model directory (a stage's model/, or any transformers model)")
     cmd.add_argument(
         "--benchmark",
@@ -15,19 +18,50 @@ def add_command(commands) -> None:
         metavar="PATH",
         help="a local .jsonl/.json/.parquet/.csv or a hub id, gsm8k / math / code / plain shaped; repeat for several",
     )
-    cmd.add_argument("--format", default="auto", choices=["auto", "gsm8k", "math", "code", "plain"])
-    cmd.add_argument("--split", default="test", help="hub datasets: the split")
-    cmd.add_argument("--verifier", default="exact_answer", help="the reward that judges answers (e.g. math)")
-    cmd.add_argument("--num-samples", type=int, default=1)
-    cmd.add_argument("--k", type=int, nargs="+", default=[1], help="pass@k and maj@k for each k")
-    cmd.add_argument("--temperature", type=float, default=0.0)
-    cmd.add_argument("--top-p", type=float, default=1.0)
-    cmd.add_argument("--max-new-tokens", type=int, default=1024)
-    cmd.add_argument("--max-problems", type=int)
-    cmd.add_argument("--batch-size", type=int, default=64)
-    cmd.add_argument("--seed", type=int, default=0)
-    cmd.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    cmd.add_argument("--output", default="eval-results", help="folder for the results and per-sample files")
+    cmd.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "gsm8k", "math", "code", "plain"],
+        help="the benchmarks' shape (default: told apart by their columns)",
+    )
+    cmd.add_argument("--split", default="test", help="hub datasets: the split (default test)")
+    cmd.add_argument(
+        "--verifier",
+        default="exact_answer",
+        metavar="SPEC",
+        help="the reward that judges answers: a built-in (math), package.module:function or file.py:function "
+        "(default exact_answer)",
+    )
+    cmd.add_argument(
+        "--completions",
+        default="auto",
+        choices=SHAPES,
+        help="give the verifier text or conversational (message list) completions; auto: its annotation, "
+        "else text (default auto)",
+    )
+    cmd.add_argument(
+        "--num-samples", type=int, default=1, metavar="N", help="completions per problem (default 1)"
+    )
+    cmd.add_argument(
+        "--k", type=int, nargs="+", default=[1], metavar="K", help="pass@k and maj@k for each k (default 1)"
+    )
+    cmd.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 is greedy (default 0)")
+    cmd.add_argument("--top-p", type=float, default=1.0, metavar="P", help="(default 1.0)")
+    cmd.add_argument("--max-new-tokens", type=int, default=1024, metavar="N", help="(default 1024)")
+    cmd.add_argument("--max-problems", type=int, metavar="N", help="evaluate the first N problems only")
+    cmd.add_argument(
+        "--batch-size", type=int, default=64, metavar="N", help="prompts per generate call (default 64)"
+    )
+    cmd.add_argument("--seed", type=int, default=0, help="(default 0)")
+    cmd.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="(default float32)"
+    )
+    cmd.add_argument(
+        "--output",
+        default="eval-results",
+        metavar="DIR",
+        help="folder for the results and per-sample files (default eval-results)",
+    )
 
 
 def run(args) -> int:
@@ -46,6 +80,7 @@ def run(args) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         verifier=args.verifier,
+        verifier_completions=args.completions,
     )
     problems = check_eval_stage("eval", stage)  # the checks a recipe's eval stage gets
     if problems:

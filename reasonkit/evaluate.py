@@ -2,7 +2,8 @@
 intervals over problems, per benchmark and per difficulty level.
 
 An answer is correct when the reward verifier (the same function GRPO trains with) scores it 1.0; no
-second parser. The decoding settings are written next to the figures they produced, and every
+second parser. The verifier is called as in training (``rewards.convention``): with every column of the
+benchmark, and completions as text or messages by the same rules. The decoding settings are written next to the figures they produced, and every
 completion with its answer and score goes to a per-sample JSONL.
 """
 
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 
 import rewards as reward_registry
 from reasonkit.config import EvalStage, GRPOStage, Recipe
-from reasonkit.data import PromptFormat, load_examples
+from reasonkit.data import DataError, PromptFormat, load_examples
 from reasonkit.data.benchmarks import Problem, benchmark_name, load_benchmark
 from reasonkit.eval_metrics import bootstrap_interval, majority_correct, mean, pass_at_k
 from reasonkit.format import THINK_CLOSE, THINK_OPEN, parse_completion
@@ -24,8 +25,13 @@ from reasonkit.manifest import read_manifest
 from reasonkit.models import load_model, load_tokenizer, whole_weights
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.stage import StageContext
+from rewards.convention import call_reward, describe_error
 
 RECIPE_TEST = "test"  # the benchmark name of the recipe's own held-out data
+
+
+class VerifierError(RuntimeError):
+    """The verifier raised; the message names it and says what it was given."""
 
 
 def evaluate(
@@ -43,6 +49,7 @@ def evaluate(
     """Generate ``num_samples`` completions per problem, judge them, and return the metrics."""
     if stage.max_problems is not None:
         problems = problems[: stage.max_problems]
+    check_verifier_columns(verifier, problems)
     n = stage.num_samples
     sampling = SamplingSettings(
         n=n,
@@ -54,7 +61,15 @@ def evaluate(
     engine = TransformersEngine(model, tokenizer, batch_size=stage.batch_size)
     with tqdm(total=len(problems), desc=f"eval {label}", unit="problem") as bar:
         rollouts, responses, scores = sample_and_judge(
-            engine, tokenizer, fmt, problems, sampling, verifier, with_traces=with_traces, progress=bar
+            engine,
+            tokenizer,
+            fmt,
+            problems,
+            sampling,
+            verifier,
+            with_traces=with_traces,
+            progress=bar,
+            completions=stage.verifier_completions,
         )
     correct = [score == 1.0 for score in scores]
     answers = [parse_completion(text).answer for text in responses]
@@ -97,10 +112,32 @@ def evaluate(
     return result
 
 
+def check_verifier_columns(verifier: str, problems: list[Problem]) -> None:
+    """Fail before generating when the verifier needs a column the problems lack, naming those they have."""
+    have = set(problems[0].verifier_columns()) if problems else set()
+    needed = reward_registry.required_columns(reward_registry.registry.build(verifier))
+    missing = [c for c in needed if c not in have]
+    if missing:
+        raise DataError(
+            f"verifier {verifier!r} needs column(s) {missing}; the problems have {sorted(have)}. "
+            "Rename the column in the data or choose another verifier."
+        )
+
+
 def sample_and_judge(
-    engine, tokenizer, fmt, problems, sampling, verifier: str, with_traces=True, progress=None
+    engine,
+    tokenizer,
+    fmt,
+    problems,
+    sampling,
+    verifier: str,
+    with_traces=True,
+    progress=None,
+    completions: str = "auto",
 ):
-    """``sampling.n`` completions per problem, the whole responses the verifier read, and its scores."""
+    """``sampling.n`` completions per problem, the whole responses the verifier read, and its scores.
+
+    ``completions``: the shape the verifier reads them in (``rewards.convention.SHAPES``)."""
     rollouts = engine.generate(
         [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=progress
     )
@@ -113,7 +150,16 @@ def sample_and_judge(
         name: [p.verifier_columns()[name] for p in repeat]
         for name in (repeat[0].verifier_columns() if repeat else {})
     }
-    scores = reward_registry.get(verifier)([p.prompt for p in repeat], responses, **columns)
+    try:
+        scores = call_reward(
+            reward_registry.registry.build(verifier),
+            [p.prompt for p in repeat],
+            responses,
+            columns,
+            shape=completions,
+        )
+    except Exception as exc:
+        raise VerifierError(f"verifier {verifier!r} raised {describe_error(exc)}") from exc
     return rollouts, responses, scores
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reasonkit.evaluate import sample_and_judge
+from reasonkit.evaluate import check_verifier_columns, sample_and_judge
 from reasonkit.format import parse_completion
 from reasonkit.rollout import SamplingSettings
 
@@ -100,6 +100,8 @@ class GenerateSettings:
     num_samples: int = 4
     keep: Keep = "first"
     verifier: str = "exact_answer"
+    # The shape the verifier reads completions in (rewards.convention.SHAPES): auto, text or conversational.
+    verifier_completions: str = "auto"
     temperature: float = 0.7
     top_p: float = 1.0
     max_new_tokens: int = 4096
@@ -117,6 +119,7 @@ def generate_traces(
     """
     from tqdm.auto import tqdm
 
+    check_verifier_columns(settings.verifier, problems)
     progress_path = out.with_name(out.name + ".progress.json")
     progress = json.loads(progress_path.read_text()) if progress_path.exists() else {"done": 0, "counts": {}}
     counts = Counter(progress["counts"])
@@ -152,7 +155,13 @@ def _generate_chunk(engine, tokenizer, fmt, chunk, settings, counts) -> list[dic
         seed=settings.seed + chunk[0][0],  # a resumed chunk samples as it would have
     )
     rollouts, responses, scores = sample_and_judge(
-        engine, tokenizer, fmt, [p for _, p in chunk], sampling, settings.verifier
+        engine,
+        tokenizer,
+        fmt,
+        [p for _, p in chunk],
+        sampling,
+        settings.verifier,
+        completions=settings.verifier_completions,
     )
     rows = []
     for j, (index, problem) in enumerate(chunk):

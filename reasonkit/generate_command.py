@@ -4,47 +4,92 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rewards.convention import SHAPES
+
 
 def add_command(commands) -> None:
-    cmd = commands.add_parser("generate", help="sample, verify and keep teacher traces for distillation")
+    summary = "sample, verify and keep teacher traces for distillation"
+    cmd = commands.add_parser("generate", help=summary, description=summary)
     cmd.add_argument("teacher", help="the teacher model: a hub id or a local directory")
     cmd.add_argument(
         "--prompts",
         required=True,
+        metavar="PATH",
         help="prompts with gold answers: gsm8k / math / code / plain shaped file or hub id",
     )
-    cmd.add_argument("--format", default="auto", choices=["auto", "gsm8k", "math", "code", "plain"])
-    cmd.add_argument("--split", default="train", help="hub datasets: the split")
-    cmd.add_argument("--max-prompts", type=int)
     cmd.add_argument(
-        "--output", required=True, help="the JSONL to write (prompt, trace, answer); resumed if present"
+        "--format",
+        default="auto",
+        choices=["auto", "gsm8k", "math", "code", "plain"],
+        help="the prompts' shape (default: told apart by their columns)",
     )
-    cmd.add_argument("--num-samples", type=int, default=4, help="completions per prompt")
+    cmd.add_argument("--split", default="train", help="hub datasets: the split (default train)")
+    cmd.add_argument("--max-prompts", type=int, metavar="N", help="use the first N prompts only")
     cmd.add_argument(
-        "--keep", default="first", choices=["first", "all", "shortest"], help="which correct ones"
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="the JSONL to write (prompt, trace, answer); resumed if present",
     )
     cmd.add_argument(
-        "--verifier", default="exact_answer", help="the reward that judges an answer (e.g. math)"
+        "--num-samples", type=int, default=4, metavar="N", help="completions per prompt (default 4)"
     )
-    cmd.add_argument("--max-trace-tokens", type=int, help="drop completions longer than this")
+    cmd.add_argument(
+        "--keep",
+        default="first",
+        choices=["first", "all", "shortest"],
+        help="which correct ones to keep per prompt (default first)",
+    )
+    cmd.add_argument(
+        "--verifier",
+        default="exact_answer",
+        metavar="SPEC",
+        help="the reward that judges an answer: a built-in (math), package.module:function or "
+        "file.py:function (default exact_answer)",
+    )
+    cmd.add_argument(
+        "--completions",
+        default="auto",
+        choices=SHAPES,
+        help="give the verifier text or conversational (message list) completions; auto: its annotation, "
+        "else text (default auto)",
+    )
+    cmd.add_argument(
+        "--max-trace-tokens", type=int, metavar="N", help="drop completions longer than N tokens"
+    )
     cmd.add_argument(
         "--decontaminate",
         action="append",
         default=[],
         metavar="EVAL_FILE",
-        help="drop prompts sharing an n-gram with it",
+        help="drop prompts sharing an n-gram with it; repeat for several",
     )
-    cmd.add_argument("--ngram", type=int, default=13)
-    cmd.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers"])
-    cmd.add_argument("--temperature", type=float, default=0.7)
-    cmd.add_argument("--top-p", type=float, default=1.0)
-    cmd.add_argument("--max-new-tokens", type=int, default=4096)
-    cmd.add_argument("--chunk-size", type=int, default=64, help="prompts per chunk (the unit of resumption)")
+    cmd.add_argument(
+        "--ngram", type=int, default=13, metavar="N", help="n-gram length for --decontaminate (default 13)"
+    )
+    cmd.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "vllm", "transformers"],
+        help="auto: vLLM when installed (default auto)",
+    )
+    cmd.add_argument("--temperature", type=float, default=0.7, metavar="T", help="(default 0.7)")
+    cmd.add_argument("--top-p", type=float, default=1.0, metavar="P", help="(default 1.0)")
+    cmd.add_argument("--max-new-tokens", type=int, default=4096, metavar="N", help="(default 4096)")
+    cmd.add_argument(
+        "--chunk-size",
+        type=int,
+        default=64,
+        metavar="N",
+        help="prompts per chunk, the unit of resumption (default 64)",
+    )
     cmd.add_argument(
         "--think-prefill", action="store_true", help="open <think> in the prompt for the teacher"
     )
-    cmd.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
-    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument(
+        "--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"], help="(default bfloat16)"
+    )
+    cmd.add_argument("--seed", type=int, default=0, help="(default 0)")
 
 
 def run(args) -> int:
@@ -82,6 +127,7 @@ def run(args) -> int:
         num_samples=args.num_samples,
         keep=args.keep,
         verifier=args.verifier,
+        verifier_completions=args.completions,
         temperature=args.temperature,
         top_p=args.top_p,
         max_new_tokens=args.max_new_tokens,

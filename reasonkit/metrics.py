@@ -1,10 +1,93 @@
-"""What a user sees: metrics to JSONL (and TensorBoard), a plot of the curves, a summary table."""
+"""What a user sees: metrics to JSONL (and TensorBoard, W&B), a plot of the curves, a summary table.
+
+``report_to`` names where each stage's metrics go: ``jsonl`` (``metrics.jsonl``), ``tensorboard``
+(``tensorboard/``) and ``wandb``: one W&B run per stage, opened by the pipeline (``tracked_stage``) with
+the resolved recipe and the stage's objective as its config, the stage's metrics as its history and the
+stage's summary as its summary. W&B reads its usual environment (``WANDB_PROJECT``, default
+``reasonkit``; ``WANDB_MODE=offline`` writes the run under ``<output_dir>/wandb/`` without a network).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import math
+import os
 from pathlib import Path
+
+# report_to names that need a package of their own, and the extra that installs it.
+TRACKER_PACKAGES = {"wandb": "wandb"}
+
+
+class TrackerMissing(RuntimeError):
+    """``report_to`` names a tracker whose package is not installed; the message says what to install."""
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """Fail before anything runs when a tracker in ``report_to`` cannot be imported."""
+    for name in report_to:
+        package = TRACKER_PACKAGES.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise TrackerMissing(
+                f"report_to: {name} needs the {package} package, which is not installed: "
+                f"pip install 'reasonkit[{name}]' (or pip install {package}), or remove {name} from report_to"
+            )
+
+
+class WandbRun:
+    """One W&B run: a stage's metrics, its config (recipe, objective) and its summary."""
+
+    def __init__(
+        self, directory: str | Path, *, name: str, group: str | None, job_type: str | None, config: dict
+    ):
+        import wandb
+
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT") or "reasonkit",
+            name=name,
+            group=group,
+            job_type=job_type,
+            dir=str(directory),
+            config=config,
+        )
+
+    def log(self, step: int, metrics: dict) -> None:
+        self.run.log({k: v for k, v in metrics.items() if _is_number(v)}, step=step)
+
+    def summarize(self, summary: dict) -> None:
+        self.run.summary.update(summary)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)
+
+
+# The run of the stage being trained, which the stage's MetricsLog reports to (set by tracked_stage).
+_stage_runs: list[WandbRun] = []
+
+
+@contextlib.contextmanager
+def tracked_stage(
+    report_to: list[str], directory: str | Path, *, name: str, group: str, job_type: str, config: dict
+):
+    """The stage's tracker run for its ``MetricsLog`` to report to; yields it, or None when ``report_to``
+    names no tracker. The run is finished on the way out (marked failed when the stage raised)."""
+    if "wandb" not in report_to:
+        yield None
+        return
+    check_trackers(report_to)
+    run = WandbRun(directory, name=name, group=group, job_type=job_type, config=config)
+    _stage_runs.append(run)
+    try:
+        yield run
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    else:
+        run.finish()
+    finally:
+        _stage_runs.remove(run)
 
 
 class JsonlWriter:
@@ -20,16 +103,26 @@ class JsonlWriter:
 
 
 class MetricsLog:
-    """Each logged step goes to ``metrics.jsonl`` and, when asked for, to TensorBoard under ``tensorboard/``."""
+    """Each logged step goes to ``metrics.jsonl`` and, when asked for, to TensorBoard under ``tensorboard/``
+    and to the stage's W&B run (the pipeline's, or one of its own when a trainer runs without it)."""
 
     def __init__(self, directory: str | Path, report_to: list[str]):
         directory = Path(directory)
+        self.directory = directory
         self.jsonl = JsonlWriter(directory / "metrics.jsonl") if "jsonl" in report_to else None
         self.tensorboard = None
         if "tensorboard" in report_to:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tensorboard = SummaryWriter(log_dir=str(directory / "tensorboard"))
+        self.wandb, self._own_wandb = None, False
+        if "wandb" in report_to:
+            if _stage_runs:
+                self.wandb = _stage_runs[-1]
+            else:
+                check_trackers(report_to)
+                self.wandb = WandbRun(directory, name=directory.name, group=None, job_type=None, config={})
+                self._own_wandb = True
 
     def log(self, step: int, metrics: dict) -> None:
         if self.jsonl:
@@ -39,10 +132,37 @@ class MetricsLog:
                 if _is_number(value):
                     self.tensorboard.add_scalar(key, value, step)
             self.tensorboard.flush()
+        if self.wandb:
+            self.wandb.log(step, metrics)
+
+    def log_completions(self, step: int, table: dict[str, list]) -> None:
+        """One batch's completions with the columns rewards logged about them (``log_extra``), as one line
+        of ``completions.jsonl``: ``{"step": ..., "prompt": [...], "completion": [...], "<reward>/<column>": [...]}``."""
+        JsonlWriter(self.directory / "completions.jsonl").write({"step": step, **table})
 
     def close(self) -> None:
         if self.tensorboard:
             self.tensorboard.close()
+        if self._own_wandb:
+            self.wandb.finish()
+
+
+def reward_logs(logs, gather, prompts: list, completions: list[str]) -> tuple[dict[str, float], dict | None]:
+    """What the rewards logged while scoring a batch (``rewards.pool.BatchLogs``), over every process.
+
+    Returns the metrics (``reward/<reward>/<name>``: the mean of what ``log_metric`` got) and, when a
+    reward logged columns with ``log_extra``, the batch as a table for ``MetricsLog.log_completions``
+    (else None). ``gather(list) -> list`` concatenates over processes: call this on every process.
+    """
+    total = logs.gathered(gather)
+    if not total.extra:
+        return total.metric_means(), None
+    table = {
+        "prompt": gather(list(prompts)),
+        "completion": gather(list(completions)),
+        **total.extra_columns(),
+    }
+    return total.metric_means(), table
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

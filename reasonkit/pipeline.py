@@ -3,7 +3,9 @@
 Writes into the recipe's output directory: ``recipe.yaml`` (resolved), one folder per stage, and
 ``summary.json`` (every stage's metrics and the wall time), rewritten after each stage so a run
 stopped part-way keeps what it finished. With ``resume``, finished stages (those with a ``done.json``)
-are skipped and an unfinished one continues from its latest checkpoint.
+are skipped and an unfinished one continues from its latest checkpoint. With a tracker in
+``report_to`` (wandb), each stage runs inside its own tracker run: the resolved recipe and the stage's
+objective as its config, the stage's metrics as they are logged, and its summary at the end.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from reasonkit.config import EvalStage, GRPOStage, Recipe, SFTStage, to_dict
 from reasonkit.data import load_examples
 from reasonkit.evaluate import RECIPE_TEST
 from reasonkit.format import format_completion
-from reasonkit.metrics import format_table
+from reasonkit.metrics import check_trackers, format_table, tracked_stage
 from reasonkit.stage import StageContext
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
 
     state = process_state()
     started = time.time()
+    check_trackers(recipe.report_to)  # a missing package stops the run here, before any work
     out = Path(recipe.output_dir)
     base_model = recipe.model.path or str(out / "base_model")
     if state.is_main_process:
@@ -62,13 +65,16 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
             continue
         print(f"\n=== stage {name} ({stage.type}) ===", flush=True)
         stage_started = time.time()
-        metrics = run_stage(ctx, stage, outputs, base_model, resume)
-        state.wait_for_everyone()
-        summary["stages"][name] = {
-            "type": stage.type,
-            **metrics,
-            "wall_seconds": round(time.time() - stage_started, 1),
-        }
+        with _tracker_run(recipe, name, stage, out, state.is_main_process) as tracker:
+            metrics = run_stage(ctx, stage, outputs, base_model, resume)
+            state.wait_for_everyone()
+            summary["stages"][name] = {
+                "type": stage.type,
+                **metrics,
+                "wall_seconds": round(time.time() - stage_started, 1),
+            }
+            if tracker:
+                tracker.summarize(summary["stages"][name])
         summary["wall_seconds"] = round(time.time() - started, 1)
         if state.is_main_process:
             done.write_text(json.dumps(summary["stages"][name], indent=2))
@@ -77,6 +83,19 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
     if state.is_main_process:
         print_summary(summary)
     return summary
+
+
+def _tracker_run(recipe: Recipe, name: str, stage, out: Path, is_main_process: bool):
+    """The stage's run in the recipe's trackers (main process only), config: the recipe and the objective."""
+    from reasonkit.dry_run import stage_objective
+
+    report_to = recipe.report_to if is_main_process else []
+    config = (
+        {"recipe": to_dict(recipe), "stage": name, "objective": stage_objective(stage)} if report_to else {}
+    )
+    return tracked_stage(
+        report_to, out, name=f"{out.name}/{name}", group=out.name, job_type=stage.type, config=config
+    )
 
 
 def prepare_output_dir(out: Path, recipe: Recipe, resume: bool, overwrite: bool) -> None:

@@ -7,62 +7,111 @@ import sys
 
 import rewards
 from rewards.check import Verdict, battery, run_check
+from rewards.convention import SHAPES, prompt_text, shape_for
 from rewards.pool import default_workers
 
 
 def add_commands(commands) -> None:
-    parser = commands.add_parser(
-        "rewards", help="list rewards, or probe one for holes before training with it"
-    )
-    sub = parser.add_subparsers(dest="rewards_command", required=True)
-    sub.add_parser("list", help="the built-in rewards and what each judges")
+    summary = "list the built-in rewards, or probe one for holes before training with it"
+    parser = commands.add_parser("rewards", help=summary, description=summary)
+    sub = parser.add_subparsers(dest="rewards_command", required=True, metavar="{list,check}")
+    summary = "the built-in rewards and what each judges"
+    sub.add_parser("list", help=summary, description=summary)
+    summary = "score adversarial completions with a reward; exits 1 when it rewards one it should not"
     check = sub.add_parser(
         "check",
-        help="score adversarial completions with a reward; exits 1 when it rewards one it should not",
+        help=summary,
+        description=summary
+        + ". Completions are text or messages by the rules the trainer follows (see the README, Rewards).",
     )
     check.add_argument("spec", help="registry name, package.module:function or path/to/file.py:function")
     check.add_argument(
-        "--data", help="also probe with these rows (jsonl/json/parquet/csv or hub id) and their gold"
+        "--data",
+        metavar="FILE",
+        help="also probe with these rows (jsonl/json/parquet/csv or hub id): prompt + answer or solution, "
+        "or prompt + tests [+ solution]; every column reaches the reward",
     )
-    check.add_argument("--max-rows", type=int, default=50, help="rows of --data to use (default 50)")
+    check.add_argument(
+        "--max-rows", type=int, default=50, metavar="N", help="rows of --data to use (default 50)"
+    )
     check.add_argument(
         "--checks",
         choices=rewards.registry.CHECKS,
-        help="which battery to run (default: what the reward is registered to judge, else read from its columns)",
+        help="which battery to run (default: what the reward is registered to judge, else read from its parameters)",
     )
-    check.add_argument("--timeout", type=float, default=60.0, help="seconds per completion (default 60)")
+    check.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument for the reward (bound to it) or its factory (e.g. max_completion_len=256); "
+        "the value is read as YAML; repeat for several",
+    )
+    check.add_argument(
+        "--completions",
+        choices=SHAPES,
+        default="auto",
+        help="give the reward text or conversational (message list) completions; auto: its annotation, "
+        "else the prompts' shape (default auto)",
+    )
+    check.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="seconds per completion (default 60)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.rewards_command == "list":
         for name in rewards.known():
-            summary = " ".join((rewards.get(name).__doc__ or "").split("\n\n")[0].split())
+            summary = " ".join((rewards.get(name).__doc__ or "").split("\n\n")[0].split()).replace("``", "")
             print(f"{name:14} [{rewards.registry.what_it_checks(name)}] {summary}")
         return 0
     try:
-        checks = args.checks or rewards.registry.what_it_checks(args.spec)
-    except rewards.RewardNotFound as exc:
+        reward_args = _reward_args(args.arg)
+        reward = rewards.registry.build(args.spec, reward_args)
+        checks = args.checks or rewards.registry.what_it_checks(args.spec, reward_args)
+    except (rewards.RewardNotFound, rewards.registry.RewardArgumentError, ValueError) as exc:
         print(f"reasonkit: error: {exc}", file=sys.stderr)
         return 2
-    rows = battery(checks, _data_rows(args, checks) if args.data else [])
-    verdicts = run_check(args.spec, rows, workers=default_workers(), timeout=args.timeout)
-    print(report(args.spec, checks, rows, verdicts))
+    data_rows = _data_rows(args, checks, rewards.required_columns(reward)) if args.data else []
+    rows = battery(checks, data_rows)
+    # One shape for the whole battery, decided as training on the same data would decide it.
+    shape, why = shape_for(reward, args.completions, data_rows[0]["prompt"] if data_rows else "")
+    verdicts = run_check(
+        args.spec, rows, workers=default_workers(), timeout=args.timeout, args=reward_args, completions=shape
+    )
+    print(report(args.spec, checks, rows, verdicts, f"{shape} ({why})"))
     return 1 if any(v.kind in ("hole", "refused reference") for v in verdicts) else 0
 
 
-def _data_rows(args, checks: str) -> list[dict]:
+def _reward_args(items: list[str]) -> dict:
+    import yaml
+
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--arg {item!r} is not of the form KEY=VALUE")
+        parsed[key] = yaml.safe_load(value)
+    return parsed
+
+
+def _data_rows(args, checks: str, reward_columns: list[str]) -> list[dict]:
     from reasonkit.config import DatasetSource
     from reasonkit.data.traces import DataError, load_rows
 
-    needed = {"answer": ["prompt", "answer"], "tests": ["prompt", "tests"]}.get(checks, [])
     rows = load_rows(DatasetSource(path=args.data, max_rows=args.max_rows))
-    missing = [c for c in needed if rows and c not in rows[0]]
+    if not rows:
+        return rows
+    needed = ["prompt", *reward_columns] + (["tests"] if checks == "tests" else [])
+    missing = [c for c in dict.fromkeys(needed) if c not in rows[0]]
+    if checks == "answer" and not any(c in rows[0] for c in rewards.registry.ANSWER_COLUMNS):
+        missing.append("answer (or solution)")
     if missing:
         raise DataError(f"{args.data} has no column(s) {missing} (it has {sorted(rows[0])})")
     return rows
 
 
-def report(spec: str, checks: str, rows, verdicts: list[Verdict]) -> str:
+def report(spec: str, checks: str, rows, verdicts: list[Verdict], shapes: str = "") -> str:
     from reasonkit.metrics import format_table
 
     by_case: dict[str, list[Verdict]] = {}
@@ -85,12 +134,13 @@ def report(spec: str, checks: str, rows, verdicts: list[Verdict]) -> str:
     holes = [v for v in verdicts if v.kind == "hole"]
     refused = [v for v in verdicts if v.kind.startswith("refused")]
     lines = [
-        f"reward {spec!r}: {checks} battery, {len(rows)} rows, {len(verdicts)} completions",
+        f"reward {spec!r}: {checks} battery, {len(rows)} rows, {len(verdicts)} completions"
+        + (f"; completions given as {shapes}" if shapes else ""),
         format_table(table, ["case", "should", "scores", "verdict"]),
     ]
     for v in holes + refused:
         lines.append(
-            f"{v.kind.upper()}: row {v.row} (prompt {rows[v.row].prompt[:80]!r}), {v.case.name}: scored "
+            f"{v.kind.upper()}: row {v.row} (prompt {prompt_text(rows[v.row].prompt)[:80]!r}), {v.case.name}: scored "
             f"{v.score} against the reference's {v.reference_score}; completion {v.case.completion[:120]!r}"
             + (f"; the reward {v.failure}" if v.failure else "")
         )

@@ -18,7 +18,7 @@ from trl import SFTConfig, SFTTrainer
 
 from reasonkit.config import SFTStage
 from reasonkit.data import DataError, load_examples, prompt_format, tokenize_for_sft
-from reasonkit.launch import forget_mixed_precision, uses_deepspeed
+from reasonkit.launch import forget_mixed_precision, process_state, uses_deepspeed
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer, lora_config, lora_summary
 from reasonkit.precision import launch_mixed_precision, load_dtype
@@ -53,6 +53,7 @@ class SFTRun:
         self.metrics = {}
 
     def setup(self) -> None:
+        process_state()  # the launch's processes, which TRL's trainer is told to use
         model_cfg = self.ctx.recipe.model
         self.tokenizer = load_tokenizer(self.ctx.init_path)
         # float32 master weights; the trainer computes in the recipe's dtype (autocast or DeepSpeed's bf16)

@@ -19,10 +19,11 @@ def main(fd: int) -> None:
     conn.send(("ready", None))
     while True:
         try:
-            name, prompt, completion, columns = conn.recv()
+            name, prompt, completion, columns, trainer_state = conn.recv()
         except EOFError:  # the trainer closed the pool or died
             return
-        conn.send(try_call_one(functions[name], prompt, completion, columns))
+        shape = calls[name].completions
+        conn.send(try_call_one(functions[name], prompt, completion, columns, 0, shape, trainer_state))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
 """Probe a reward with completions that should not be rewarded, before anyone trains against it.
 
 For every row (built-in problems, plus the user's own rows with their gold answers) the battery holds
-a reference completion (correct and well formed), other forms that should score as well as the
-reference, and adversarial completions that should score below it: empty, the answer only inside the
+a reference completion (correct and well formed), other correct forms (the answer boxed in a sentence,
+...), and adversarial completions that should score below them: empty, the answer only inside the
 think block, the answer followed by junk, several answers, the prompt echoed, a huge output, the gold
 answer spammed, code printing only the first test's output, and so on. Which battery a reward gets
-follows what it judges (``registry.what_it_checks``).
+follows what it judges (``registry.what_it_checks``). The row's reference score is the best score of
+its correct forms: a reward that wants the answer boxed is measured by its boxed form.
 
-- a **hole**: an adversarial completion scores at least as high as the reference;
-- **refused**: the reference scores None (e.g. a gold answer the verifier cannot parse), or another
-  correct form scores no higher than the best adversarial one (reported; only a refused reference
+- a **hole**: an adversarial completion scores at least as high as the reference score;
+- **refused**: the reference completion scores None (e.g. a gold answer the verifier cannot parse), or
+  a correct form scores no higher than the best adversarial one (reported; only a refused reference
   fails the check: a strict reward may refuse forms its contract does not allow).
+
+The rewards are called as in training (``rewards.convention``): with every column of the user's rows,
+and completions as text or messages by the same rules (built-in rows have string prompts).
 
 Lengths are counted in UTF-8 bytes here (there is no tokenizer), against ``CHECK_MAX_TOKENS``.
 """
@@ -21,6 +25,7 @@ import math
 from dataclasses import dataclass
 
 from reasonkit.format import format_completion
+from rewards.convention import prompt_text
 from rewards.pool import RewardCall, RewardPool
 
 CHECK_MAX_TOKENS = 256
@@ -37,8 +42,8 @@ class Case:
 
 @dataclass
 class Row:
-    prompt: str
-    columns: dict  # the dataset columns the reward reads (answer, tests)
+    prompt: str | list  # a string, or a list of messages
+    columns: dict  # the dataset columns the reward receives (answer, solution, tests, the user's others)
     cases: list[Case]  # the first is the reference: correct and well formed
 
     @property
@@ -60,12 +65,14 @@ def answered(answer: str, trace: str = REASONING) -> str:
     return format_completion(trace, answer)
 
 
-def answer_row(prompt: str, gold: str) -> Row:
-    """Cases for a reward that checks a final answer against ``gold``."""
+def answer_row(prompt, gold: str, columns: dict | None = None) -> Row:
+    """Cases for a reward that checks a final answer against ``gold``; ``columns``: what the reward
+    receives (default: ``gold`` as both ``answer`` and ``solution``)."""
     wrong = str(int(gold) + 1) if gold.lstrip("-").isdigit() else f"{gold} + 1"
+    text = prompt_text(prompt)
     return Row(
         prompt,
-        {"answer": gold},
+        {"answer": gold, "solution": gold} if columns is None else columns,
         [
             Case("reference: the gold answer after the think block", answered(gold), "accept"),
             Case("boxed, in a sentence", answered(f"The answer is $\\boxed{{{gold}}}$."), "accept"),
@@ -87,7 +94,7 @@ def answer_row(prompt: str, gold: str) -> Row:
             Case("two boxed answers", answered(f"\\boxed{{{wrong}}} \\boxed{{{gold}}}"), "reject"),
             Case("the gold answer spammed", answered(" ".join([gold] * 50)), "reject"),
             Case("the gold answer spammed, comma separated", answered(", ".join([gold] * 50)), "reject"),
-            Case("the prompt echoed back", answered(prompt, prompt), "reject"),
+            Case("the prompt echoed back", answered(text, text), "reject"),
             Case("a huge output after the answer", answered(f"{gold}\n" + "x" * HUGE), "reject"),
             Case("two think blocks", f"<think>{REASONING}</think><think>more</think>{gold}", "reject"),
             Case("text before the think block", f"{gold}<think>{REASONING}</think>{gold}", "reject"),
@@ -96,8 +103,9 @@ def answer_row(prompt: str, gold: str) -> Row:
     )
 
 
-def tests_row(prompt: str, tests: list[dict], solution: str | None) -> Row:
-    """Cases for a reward that runs a program against stdin/stdout ``tests``."""
+def tests_row(prompt, tests: list[dict], solution: str | None, columns: dict | None = None) -> Row:
+    """Cases for a reward that runs a program against stdin/stdout ``tests``; ``columns``: what the
+    reward receives (default: the tests)."""
 
     def fenced(program: str, before: str = "", after: str = "") -> str:
         return answered(f"{before}```python\n{program}```{after}")
@@ -131,10 +139,12 @@ def tests_row(prompt: str, tests: list[dict], solution: str | None) -> Row:
         ),
         Case("an infinite loop", fenced("while True:\n    pass\n"), "reject"),
         Case("prints nothing", fenced("pass\n"), "reject"),
-        Case("the prompt echoed back", answered(prompt, prompt), "reject"),
+        Case("the prompt echoed back", answered(prompt_text(prompt), prompt_text(prompt)), "reject"),
         Case("a huge output", fenced(f"print({first!r} * {HUGE})\n"), "reject"),
     ]
-    return Row(prompt, {"tests": tests}, [c for c in cases if c.should != "skip"])
+    return Row(
+        prompt, {"tests": tests} if columns is None else columns, [c for c in cases if c.should != "skip"]
+    )
 
 
 def format_row() -> Row:
@@ -190,11 +200,33 @@ BUILTIN_PROGRAMS = [
 ]
 
 
+def gold_answer(row: dict) -> str | None:
+    """A user's row's gold final answer: its ``answer``, else the last ``\\boxed{}`` of its ``solution``
+    (open-r1's data), else the whole solution.
+
+    >>> gold_answer({"answer": 9}), gold_answer({"solution": "So $\\\\boxed{9}$."}), gold_answer({"solution": "9"})
+    ('9', '9', '9')
+    """
+    if row.get("answer") is not None:
+        return str(row["answer"]).strip()
+    if row.get("solution") is None:
+        return None
+    from rewards.math_answer import boxed_contents
+
+    boxed = boxed_contents(str(row["solution"]))
+    return (boxed[-1] if boxed else str(row["solution"])).strip()
+
+
 def battery(checks: str, data_rows: list[dict] = ()) -> list[Row]:
-    """The rows to probe a reward with: built-in ones, then the user's (prompt + answer/tests[/solution])."""
+    """The rows to probe a reward with: built-in ones, then the user's (prompt + answer or solution, or
+    prompt + tests [+ solution]), each passing every column of its row to the reward."""
+
+    def columns(r: dict) -> dict:
+        return {k: v for k, v in r.items() if k != "prompt"}
+
     if checks == "answer":
         return [answer_row(p, g) for p, g in BUILTIN_ANSWERS] + [
-            answer_row(r["prompt"], str(r["answer"])) for r in data_rows
+            answer_row(r["prompt"], gold_answer(r), columns(r)) for r in data_rows if gold_answer(r)
         ]
     if checks == "tests":
         from rewards.code import tests_of
@@ -203,39 +235,43 @@ def battery(checks: str, data_rows: list[dict] = ()) -> list[Row]:
         for r in data_rows:
             tests = tests_of(r["tests"])
             if tests is not None:
-                rows.append(tests_row(r["prompt"], tests, r.get("solution")))
+                rows.append(tests_row(r["prompt"], tests, r.get("solution"), columns(r)))
         return rows
     return [format_row()] if checks == "format" else [length_row()]
 
 
 def run_check(
-    spec: str, rows: list[Row], workers: int, timeout: float, args: dict | None = None
+    spec: str,
+    rows: list[Row],
+    workers: int,
+    timeout: float,
+    args: dict | None = None,
+    completions: str = "auto",
 ) -> list[Verdict]:
-    """Score every case of every row with the reward and judge each against its row's reference."""
+    """Score every case of every row with the reward and judge each against its row's reference score."""
     samples = [(i, case) for i, row in enumerate(rows) for case in row.cases]
-    completions = [case.completion for _, case in samples]
+    completions_text = [case.completion for _, case in samples]
     columns = {
         key: [rows[i].columns.get(key) for i, _ in samples] for key in {k for r in rows for k in r.columns}
     }
-    columns["completion_ids"] = [list(c.encode()) for c in completions]
+    columns["completion_ids"] = [list(c.encode()) for c in completions_text]
     columns["max_new_tokens"] = [CHECK_MAX_TOKENS] * len(samples)
-    with RewardPool({"reward": RewardCall(spec, args or {})}, workers=workers, timeout=timeout) as pool:
-        scores, failures = pool.score([rows[i].prompt for i, _ in samples], completions, columns)
+    call = RewardCall(spec, args or {}, completions)
+    with RewardPool({"reward": call}, workers=workers, timeout=timeout) as pool:
+        scores, failures = pool.score([rows[i].prompt for i, _ in samples], completions_text, columns)
     scores = scores["reward"]
     why = {f.sample: f.reason for f in failures}
-    reference_scores, best_hack = {}, {}
+    best_correct, best_hack = {}, {}
     for (i, case), score in zip(samples, scores):
-        if case is rows[i].reference:
-            reference_scores[i] = score
-        elif case.should == "reject" and score is not None:
-            best_hack[i] = max(score, best_hack.get(i, score))
+        best = best_correct if case.should == "accept" else best_hack
+        if score is not None:
+            best[i] = max(score, best.get(i, score))
     verdicts = []
     for n, ((i, case), score) in enumerate(zip(samples, scores)):
-        ref = reference_scores.get(
-            i, 1.0
-        )  # rows without a reference (user code without a solution): the best
-        if case is rows[i].reference:
-            kind = "refused reference" if score is None else "ok"
+        # Rows without a reference (user code without a solution) are measured against the best score.
+        ref = best_correct.get(i) if rows[i].reference else 1.0
+        if case is rows[i].reference and score is None:
+            kind = "refused reference"
         elif case.should == "accept":
             kind = "refused" if score is None or score <= best_hack.get(i, -math.inf) else "ok"
         else:

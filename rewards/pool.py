@@ -10,6 +10,9 @@ A hung or crashed worker is killed with its whole process group and replaced. A 
 ``BREAKER`` times in a row within one batch is given up for the rest of that batch (its remaining
 samples are failures too), so a reward that always hangs costs a few time limits, not one per sample.
 
+Each call follows ``rewards.convention`` (the shape of prompts and completions, ``trainer_state``,
+``log_metric``, ``log_extra``); what the rewards log is in ``RewardPool.logs`` after each batch.
+
 ``workers=0`` calls the rewards in this process instead: no time limit, for debugging.
 """
 
@@ -22,10 +25,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from functools import partial
 from multiprocessing.connection import Connection, wait
+
+from rewards.convention import RewardLog, TrainerState, call_reward, describe_error
 
 STARTUP_SECONDS = 60
 BREAKER = 4  # time-outs in a row after which a reward is given up for the rest of the batch
@@ -33,16 +37,17 @@ BREAKER = 4  # time-outs in a row after which a reward is given up for the rest 
 
 @dataclass(frozen=True)
 class RewardCall:
-    """Which reward to call: a registry name or spec, with keyword arguments bound to it."""
+    """Which reward to call: a registry name or spec, the ``args`` its recipe entry gives (bound to it, or
+    passed to its factory), and the shape it reads completions in (``rewards.convention.SHAPES``)."""
 
     spec: str
     args: dict = field(default_factory=dict)
+    completions: str = "auto"
 
     def resolve(self):
-        from rewards.registry import get
+        from rewards.registry import build
 
-        fn = get(self.spec)
-        return partial(fn, **self.args) if self.args else fn
+        return build(self.spec, self.args)
 
 
 @dataclass(frozen=True)
@@ -54,18 +59,82 @@ class Failure:
     def describe(self, prompts, completions) -> str:
         return (
             f"reward {self.reward!r} {self.reason} on sample {self.sample} "
-            f"(prompt {prompts[self.sample][:200]!r}, completion {completions[self.sample][:200]!r})"
+            f"(prompt {str(prompts[self.sample])[:200]!r}, completion {completions[self.sample][:200]!r})"
         )
+
+
+@dataclass
+class BatchLogs:
+    """What the rewards logged while scoring one batch, by reward name.
+
+    ``metrics[reward][name]``: every value ``log_metric`` got (one call per completion, so a reward that
+    logs its batch's mean logs one value per completion); ``extra[reward][column]``: one value per
+    completion of the batch (None where the reward logged none for it).
+    """
+
+    size: int = 0
+    metrics: dict[str, dict[str, list[float]]] = field(default_factory=lambda: defaultdict(dict))
+    extra: dict[str, dict[str, list]] = field(default_factory=lambda: defaultdict(dict))
+
+    def add(self, reward: str, sample: int, logged: tuple[dict, dict]) -> None:
+        metrics, extra = logged
+        for name, values in metrics.items():
+            self.metrics[reward].setdefault(name, []).extend(values)
+        for column, values in extra.items():
+            slot = self.extra[reward].setdefault(column, [None] * self.size)
+            slot[sample] = values[0] if len(values) == 1 else values
+
+    def gathered(self, gather) -> BatchLogs:
+        """The logs of every process, batch order kept. ``gather(list) -> list`` concatenates over
+        processes and must be called the same number of times on each: the keys are gathered first."""
+        total = BatchLogs(size=len(gather([None] * self.size)))
+        for reward, name in sorted(set(gather(sorted((r, n) for r, m in self.metrics.items() for n in m)))):
+            total.metrics[reward][name] = gather(self.metrics.get(reward, {}).get(name, []))
+        for reward, column in sorted(set(gather(sorted((r, c) for r, e in self.extra.items() for c in e)))):
+            total.extra[reward][column] = gather(self.extra.get(reward, {}).get(column, [None] * self.size))
+        return total
+
+    def metric_means(self) -> dict[str, float]:
+        """``reward/<reward>/<name>``: the mean of what ``log_metric`` got this batch."""
+        return {
+            f"reward/{reward}/{name}": sum(values) / len(values)
+            for reward, by_name in self.metrics.items()
+            for name, values in by_name.items()
+            if values
+        }
+
+    def extra_columns(self) -> dict[str, list]:
+        """``<reward>/<column>``: what ``log_extra`` got, one value per completion."""
+        return {
+            f"{reward}/{column}": values
+            for reward, by_column in self.extra.items()
+            for column, values in by_column.items()
+        }
 
 
 class UnusableValue(TypeError):
     """A reward returned something other than one float or None for the completion."""
 
 
-def call_one(fn, prompt: str, completion: str, columns: dict, sample_index: int = 0) -> float | None:
+def call_one(
+    fn,
+    prompt,
+    completion: str,
+    columns: dict,
+    sample_index: int = 0,
+    shape: str = "auto",
+    trainer_state: TrainerState | None = None,
+    log: RewardLog | None = None,
+) -> float | None:
     """Call a TRL-convention reward on one completion and check what it returns."""
-    values = fn(
-        prompts=[prompt], completions=[completion], **{k: [v[sample_index]] for k, v in columns.items()}
+    values = call_reward(
+        fn,
+        [prompt],
+        [completion],
+        {k: [v[sample_index]] for k, v in columns.items()},
+        shape=shape,
+        trainer_state=trainer_state,
+        log=log,
     )
     if not isinstance(values, (list, tuple)) or len(values) != 1:
         raise UnusableValue(
@@ -79,15 +148,27 @@ def call_one(fn, prompt: str, completion: str, columns: dict, sample_index: int 
 
 
 def try_call_one(
-    fn, prompt: str, completion: str, columns: dict, sample_index: int = 0
-) -> tuple[str, object]:
-    """``("ok", score)``, or ``("error", what went wrong)`` when the reward raised or returned junk."""
+    fn,
+    prompt,
+    completion: str,
+    columns: dict,
+    sample_index: int = 0,
+    shape: str = "auto",
+    trainer_state: TrainerState | None = None,
+) -> tuple[str, object, tuple[dict, dict]]:
+    """``("ok", score, logged)``, or ``("error", what went wrong, logged)`` when the reward raised or
+    returned junk; ``logged``: what it logged (``RewardLog.plain``)."""
+    log = RewardLog()
     try:
-        return "ok", call_one(fn, prompt, completion, columns, sample_index)
+        return (
+            "ok",
+            call_one(fn, prompt, completion, columns, sample_index, shape, trainer_state, log),
+            log.plain(),
+        )
     except UnusableValue as exc:
-        return "error", str(exc)
+        return "error", str(exc), log.plain()
     except Exception as exc:
-        return "error", f"raised {type(exc).__name__}: {exc}"
+        return "error", f"raised {describe_error(exc)}", log.plain()
 
 
 class _Worker:
@@ -132,6 +213,7 @@ class RewardPool:
         self.calls, self.timeout = calls, timeout
         self.functions = {name: call.resolve() for name, call in calls.items()}  # fails early, here
         self._workers = [_Worker(calls) for _ in range(workers)]
+        self.logs = BatchLogs()  # what the rewards logged while scoring the last batch
 
     def __enter__(self):
         return self
@@ -145,15 +227,25 @@ class RewardPool:
         self._workers = []
 
     def score(
-        self, prompts: list[str], completions: list[str], columns: dict[str, list]
+        self, prompts: list, completions: list[str], columns: dict[str, list]
     ) -> tuple[dict[str, list[float | None]], list[Failure]]:
-        """Every reward on every completion: values (None where the reward does not apply or failed)."""
+        """Every reward on every completion: values (None where the reward does not apply or failed).
+
+        ``columns``: one value per completion, except ``trainer_state`` (one for the batch).
+        """
+        columns = dict(columns)
+        trainer_state = columns.pop("trainer_state", None)
         scores = {name: [None] * len(completions) for name in self.calls}
         failures: list[Failure] = []
+        self.logs = BatchLogs(size=len(completions))
         if not self._workers:
             for name, fn in self.functions.items():
                 for i in range(len(completions)):
-                    status, value = try_call_one(fn, prompts[i], completions[i], columns, i)
+                    shape = self.calls[name].completions
+                    status, value, logged = try_call_one(
+                        fn, prompts[i], completions[i], columns, i, shape, trainer_state
+                    )
+                    self.logs.add(name, i, logged)
                     if status == "ok":
                         scores[name][i] = value
                     else:
@@ -164,7 +256,8 @@ class RewardPool:
         timeouts_in_a_row = dict.fromkeys(self.calls, 0)
         given_up: set[str] = set()
 
-        def record(name, i, outcome, value):
+        def record(name, i, outcome, value, logged=({}, {})):
+            self.logs.add(name, i, logged)
             if outcome == "ok":
                 scores[name][i] = value
             else:
@@ -182,7 +275,7 @@ class RewardPool:
                         failures.append(Failure(name, i, f"skipped: timed out {BREAKER} times in a row"))
                         continue
                     row = {k: [v[i]] for k, v in columns.items()}
-                    worker.conn.send((name, prompts[i], completions[i], row))
+                    worker.conn.send((name, prompts[i], completions[i], row, trainer_state))
                     worker.task = (name, i, time.monotonic() + self.timeout)
             busy = [w for w in self._workers if w.task]
             if not busy:
@@ -196,12 +289,13 @@ class RewardPool:
                 name, i, deadline = worker.task
                 if worker.conn in ready:
                     try:
-                        outcome, value = worker.conn.recv()
+                        outcome, value, logged = worker.conn.recv()
                     except (EOFError, OSError):
                         exit_code = worker.process.wait()
                         outcome, value = "error", f"crashed its worker process (exit code {exit_code})"
+                        logged = ({}, {})
                         self._replace(slot)
-                    record(name, i, outcome, value)
+                    record(name, i, outcome, value, logged)
                     worker.task = None
                 elif time.monotonic() >= deadline:
                     self._replace(slot)

@@ -6,13 +6,14 @@
 - ``plain``: ``prompt`` and ``answer``
 
 ``auto`` picks the shape from the columns. A difficulty column (MATH's ``level`` by default) splits the
-results by its values.
+results by its values. Every column of a row reaches the verifier under its own name (MATH's
+``solution``, what TRL's ``accuracy_reward`` reads), with ``answer`` the gold final answer read out.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonkit.config import BenchmarkSource, DatasetSource
@@ -38,10 +39,15 @@ class Problem:
     answer: str | None  # None for code problems, judged by their tests
     difficulty: str | None = None
     tests: str | None = None  # code problems: JSON list of {"input", "output"}
+    columns: dict = field(default_factory=dict, compare=False)  # the benchmark row as read
 
     def verifier_columns(self) -> dict:
-        """What a reward verifier receives for this problem, by column name."""
-        return {"answer": self.answer} if self.tests is None else {"answer": self.answer, "tests": self.tests}
+        """What a reward verifier receives for this problem, by column name: the row's columns, with
+        ``answer`` the gold final answer (and ``tests`` the code tests) as read out of them."""
+        read_out = (
+            {"answer": self.answer} if self.tests is None else {"answer": self.answer, "tests": self.tests}
+        )
+        return {**{k: v for k, v in self.columns.items() if k != "prompt"}, **read_out}
 
 
 def benchmark_name(source: BenchmarkSource) -> str:
@@ -74,9 +80,9 @@ def load_benchmark(source: BenchmarkSource) -> list[Problem]:
         difficulty = None if difficulty is None else str(difficulty)
         prompt = str(row[prompt_column])
         problems.append(
-            Problem(prompt, None, difficulty, tests=answer)
+            Problem(prompt, None, difficulty, tests=answer, columns=row)
             if shape == "code"
-            else Problem(prompt, answer, difficulty)
+            else Problem(prompt, answer, difficulty, columns=row)
         )
     if unreadable:
         shown = ", ".join(map(str, unreadable[:10]))

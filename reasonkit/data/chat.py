@@ -22,10 +22,10 @@ class PromptFormat:
 
     think_prefilled: bool
 
-    def render(self, tokenizer, prompt: str) -> str:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-        )
+    def render(self, tokenizer, prompt: str | list[dict]) -> str:
+        """``prompt``: a string (one user message) or a list of messages (system prompt, earlier turns)."""
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         if self.think_prefilled and not prompt_opens_think(text):
             text += THINK_OPEN
         return text

@@ -57,7 +57,12 @@ def rl_split(data: DataConfig) -> str:
 
 
 def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
-    """Rows for RL: ``prompt`` plus every other column of the source, which rewards receive by name."""
+    """Rows for RL: ``prompt`` plus every other column of the source, which rewards receive by name.
+
+    The prompt is a string or, as in TRL's conversational datasets, a list of messages (a system prompt,
+    earlier turns, the user's question), rendered by the chat template as it is. Columns keep their own
+    names; the recipe's mapped columns also arrive under the names rewards read (``prompt``, ``answer``).
+    """
     if data.task == "arithmetic":
         examples, _ = load_examples(data, split, need_trace=False)
         return [{"prompt": ex.prompt, "answer": ex.answer} for ex in examples]
@@ -71,12 +76,24 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
     kept, bad_rows = [], []
     for index, row in enumerate(rows):
         prompt = row.get(source.prompt_column)
-        if not isinstance(prompt, str) or not prompt.strip():
+        if not _usable_prompt(prompt):
             bad_rows.append((index, "empty prompt"))
             continue
-        kept.append({**row, "prompt": prompt})
+        mapped = {"prompt": prompt}
+        if source.answer_column != "answer" and source.answer_column in row:
+            mapped["answer"] = row[source.answer_column]
+        kept.append({**row, **mapped})
     _report_unusable(source, bad_rows, len(rows), data.on_invalid)
     return kept
+
+
+def _usable_prompt(prompt) -> bool:
+    """A non-empty string, or messages (dicts with a role) of which one user message has content."""
+    if isinstance(prompt, str):
+        return bool(prompt.strip())
+    if not isinstance(prompt, list) or not all(isinstance(m, dict) and "role" in m for m in prompt):
+        return False
+    return any(m["role"] == "user" and str(m.get("content") or "").strip() for m in prompt)
 
 
 def _source(data: DataConfig, split: str) -> DatasetSource:

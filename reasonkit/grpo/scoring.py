@@ -25,7 +25,7 @@ class WeightedReward:
 
     @property
     def fn(self):
-        return reward_registry.get(self.call.spec)
+        return self.call.resolve()  # args bound, or the reward its factory makes
 
 
 @dataclass
@@ -42,7 +42,8 @@ def load_rewards(specs) -> list[WeightedReward]:
     for spec in specs:
         seen[spec.name] = seen.get(spec.name, 0) + 1
         name = spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}"
-        weighted.append(WeightedReward(name, RewardCall(spec.name, dict(spec.args)), spec.weight))
+        call = RewardCall(spec.name, dict(spec.args), spec.completions)
+        weighted.append(WeightedReward(name, call, spec.weight))
     return weighted
 
 

@@ -48,7 +48,7 @@ from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
 from reasonkit.grpo.scoring import RewardScorer, Scores, check_columns, load_rewards
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
-from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
+from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, reward_logs, truncate_jsonl
 from reasonkit.models import (
     ensure_distinct_pad,
     is_adapter,
@@ -62,6 +62,7 @@ from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.rollout.vllm_engine import VLLMEngine, vllm_available
 from reasonkit.schedule import scheduler_type
 from reasonkit.stage import StageContext, merged_dir_of, save_stage_model
+from rewards.convention import TrainerState
 from rewards.pool import default_workers
 
 log = logging.getLogger(__name__)
@@ -295,8 +296,16 @@ class GRPORun:
         columns = {k: [row[k] for row in group_rows] for k in group_rows[0] if k != "prompt"}
         columns["completion_ids"] = [r.completion_ids for r in rollouts]
         columns["max_new_tokens"] = [s.max_new_tokens] * len(rollouts)
+        columns["trainer_state"] = TrainerState(  # TRL's, one for the batch
+            self.progress.step, s.max_steps, self.progress.step * s.prompts_per_step / len(self.rows)
+        )
         group_prompts = [row["prompt"] for row in group_rows]
         scores = self._gather_scores(self.scorer.score(group_prompts, completions, columns))
+        logged, completions_table = reward_logs(
+            self.scorer.pool.logs, self._gather, group_prompts, completions
+        )
+        if self.metrics_log and completions_table:  # a reward logged columns with log_extra
+            self.metrics_log.log_completions(self.progress.step + 1, completions_table)
         # From here on every tensor covers the whole batch, [B*G], in process order.
         lengths = torch.tensor(self._gather([len(r.completion_ids) for r in rollouts]), dtype=torch.float32)
         truncated = torch.tensor(self._gather([r.truncated for r in rollouts]), dtype=torch.bool)
@@ -343,6 +352,7 @@ class GRPORun:
             "zero_variance_groups": (grouped == 0).all(dim=1).float().mean().item(),
             "skipped": 1 - runs.float().mean().item(),  # completions whose forward passes did not run
             "tokens": lengths.sum().item() + sum(self._gather([len(r.prompt_ids) for r in rollouts])),
+            **logged,  # what rewards logged with log_metric
             **train_stats,
         }
         if "answer" in columns:

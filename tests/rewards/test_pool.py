@@ -119,3 +119,54 @@ def test_works_from_any_main_module_even_stdin(tmp_path):
         [sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path, timeout=60
     )
     assert out.stdout.strip() == "({'e': [1.0, 0.0, 1.0]}, [])", out.stderr[-2000:]
+
+
+def test_reward_logs_of_several_processes_are_put_together_in_batch_order(tmp_path):
+    """Each process scores its share of the batch; what the rewards logged is gathered like the scores,
+    even where a reward logged on one process only (every process makes the same gather calls)."""
+    import threading
+
+    from reasonkit.metrics import reward_logs
+
+    reward = tmp_path / "logging.py"
+    reward.write_text(
+        "def logs(prompts, completions, log_metric, log_extra, trainer_state, **kw):\n"
+        "    if completions[0] != 'quiet':\n"
+        "        log_metric('chars', len(completions[0]))\n"
+        "        log_extra('first', [completions[0][0]])\n"
+        "    return [float(trainer_state.global_step)]\n"
+    )
+    shares = [["ab", "abcd"], ["quiet", "quiet"]]  # the second process's rewards log nothing
+    slots, barrier, results = [None, None], threading.Barrier(2), [None, None]
+
+    def gather(rank):
+        def all_processes(values):
+            slots[rank] = list(values)
+            barrier.wait()
+            joined = slots[0] + slots[1]
+            barrier.wait()
+            return joined
+
+        return all_processes
+
+    def process(rank):
+        from rewards.convention import TrainerState
+
+        with RewardPool({"r": RewardCall(f"{reward}:logs")}, workers=0, timeout=5) as p:
+            scores, _ = p.score(["p"] * 2, shares[rank], {"trainer_state": TrainerState(global_step=3)})
+            results[rank] = scores, reward_logs(p.logs, gather(rank), ["p"] * 2, shares[rank])
+
+    threads = [threading.Thread(target=process, args=(rank,)) for rank in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    for scores, (metrics, table) in results:
+        assert scores == {"r": [3.0, 3.0]}
+        assert metrics == {"reward/r/chars": 3.0}  # the mean of 2 and 4, over both processes
+        assert table["r/first"] == ["a", "a", None, None] and table["completion"] == [
+            "ab",
+            "abcd",
+            "quiet",
+            "quiet",
+        ]
