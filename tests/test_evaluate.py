@@ -135,7 +135,11 @@ def test_eval_stage_on_benchmark_files_records_decoding_verifier_and_levels(tmp_
     assert result["by_difficulty"]["Level 0"]["n"] == 6
     saved = json.loads((tmp_path / "run" / "eval" / "model.mathlike.results.json").read_text())
     assert saved["verifier"] == "math"
-    assert saved["decoding"] | {} == saved["decoding"] and saved["decoding"]["temperature"] == 1.0
+    decoding = {
+        key: saved["decoding"][key]
+        for key in ("temperature", "top_p", "max_new_tokens", "num_samples", "seed")
+    }
+    assert decoding == {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 6, "num_samples": 2, "seed": 0}
     assert {"pass@1", "pass@2", "maj@2"} <= set(saved)
     lines = (tmp_path / "run" / "eval" / "model.mathlike.samples.jsonl").read_text().splitlines()
     first = json.loads(lines[0])

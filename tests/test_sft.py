@@ -92,10 +92,14 @@ def test_cli_smoke_run_trains_saves_and_reloads(tmp_path, capsys):
 
     summary = json.loads((out / "summary.json").read_text())
     result = summary["stages"]["eval"]["models"]["sft"]["test"]
-    assert result["n"] == 20 and 0.0 <= result["accuracy"] <= 1.0 and summary["wall_seconds"] > 0
+    assert result["n"] == 20 and summary["wall_seconds"] > 0
     assert (out / "sft" / "curves.png").stat().st_size > 0
     assert any((out / "sft" / "tensorboard").iterdir())
-    assert len((out / "eval" / "sft.test.samples.jsonl").read_text().splitlines()) == 20
+    samples = [
+        json.loads(line) for line in (out / "eval" / "sft.test.samples.jsonl").read_text().splitlines()
+    ]
+    assert len(samples) == 20  # the summary's accuracy is the share of samples judged right
+    assert result["accuracy"] == pytest.approx(sum(s["correct"][0] for s in samples) / 20)
     sampled = summary["stages"]["eval_sampled"]["models"]["sft"]["test"]
     assert sampled["num_samples"] == 3 and sampled["n"] == 20
     for metric in ("pass@1", "pass@3", "maj@1", "maj@3"):

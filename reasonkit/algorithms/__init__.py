@@ -13,8 +13,11 @@ from reasonkit.algorithms.correction import (
 from reasonkit.algorithms.losses import (
     KL_ESTIMATORS,
     LOSS_AGGREGATIONS,
+    GRPOLossOutputs,
+    GRPOLossSettings,
     aggregate_loss,
     clipped_surrogate,
+    grpo_loss,
     kl_penalty,
 )
 
@@ -23,9 +26,12 @@ __all__ = [
     "IMPORTANCE_LEVELS",
     "KL_ESTIMATORS",
     "LOSS_AGGREGATIONS",
+    "GRPOLossOutputs",
+    "GRPOLossSettings",
     "aggregate_loss",
     "clipped_surrogate",
     "group_advantages",
+    "grpo_loss",
     "kl_penalty",
     "mismatch_by_length",
     "truncated_importance_weights",

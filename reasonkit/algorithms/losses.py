@@ -6,6 +6,8 @@ of 1 on real completion tokens. Log-probs are of the sampled tokens.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -99,3 +101,70 @@ def aggregate_loss(
     num_tokens = num_tokens if num_tokens is not None else max(1, int(mask.sum().item()))
     max_length = max_length if max_length is not None else per_token_loss.shape[1]
     return LOSS_AGGREGATIONS[mode](per_token_loss, mask, num_sequences, num_tokens, max_length)
+
+
+@dataclass(frozen=True)
+class GRPOLossSettings:
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2  # > epsilon_low: DAPO's clip-higher
+    beta: float = 0.0  # KL coefficient
+    kl_estimator: str = "k3"  # a KL_ESTIMATORS name
+    aggregation: str = "sequence_mean"  # a LOSS_AGGREGATIONS name
+    max_length: int | None = None  # the max completion length, for the constant (Dr. GRPO) normaliser
+
+
+@dataclass
+class GRPOLossOutputs:
+    loss: torch.Tensor  # scalar, with grad
+    kl_sum: torch.Tensor  # scalar: the KL estimate summed over completion tokens (0 without a reference)
+    clipped_tokens: torch.Tensor  # scalar: completion tokens whose gradient the clip removed
+
+
+def grpo_loss(
+    policy_logprobs: torch.Tensor,  # [N, T], with grad
+    response_mask: torch.Tensor,  # [N, T], 1 on completion tokens
+    advantages: torch.Tensor,  # [N]
+    settings: GRPOLossSettings,
+    *,
+    old_logprobs: torch.Tensor | None = None,  # [N, T]; None: on-policy, the policy's own (detached)
+    ref_logprobs: torch.Tensor | None = None,  # [N, T]; None: no KL term
+    importance_weights: torch.Tensor | None = None,  # [N, T]; None: the sampler is the trainer
+    num_sequences: int | None = None,
+    num_tokens: int | None = None,
+) -> GRPOLossOutputs:
+    """The GRPO objective, per token then aggregated:
+
+    ``w · -min(ρA, clip(ρ, 1-ε_low, 1+ε_high)A) + β·KL(π_θ‖π_ref)``, ρ = exp(policy − old),
+
+    where ``w = min(π_trainer / π_sampler, cap)`` corrects for a sampler whose probabilities differ
+    from the trainer's (``correction.truncated_importance_weights``; computed by the caller once per
+    batch, from the trainer's view of the sampler's truncated distribution), and the KL estimate is
+    ``settings.kl_estimator`` (see ``KL_ESTIMATORS`` for what each one's gradient follows). The sum is
+    aggregated by ``settings.aggregation`` with the whole batch's counts (``aggregate_loss``), so the
+    losses of a batch's micro-batches add up to the batch's loss.
+
+    >>> zero = torch.zeros(1, 2)
+    >>> out = grpo_loss(zero, torch.ones(1, 2), torch.tensor([1.0]), GRPOLossSettings())
+    >>> out.loss, out.kl_sum, out.clipped_tokens
+    (tensor(-1.), tensor(0.), tensor(0.))
+    """
+    old = old_logprobs if old_logprobs is not None else policy_logprobs.detach()
+    per_token_loss, clipped = clipped_surrogate(
+        policy_logprobs, old, advantages, settings.epsilon_low, settings.epsilon_high
+    )
+    if importance_weights is not None:
+        per_token_loss = per_token_loss * importance_weights
+    kl_sum = torch.zeros((), device=policy_logprobs.device)
+    if ref_logprobs is not None:
+        kl = kl_penalty(policy_logprobs, ref_logprobs, settings.kl_estimator)
+        per_token_loss = per_token_loss + settings.beta * kl
+        kl_sum = (kl.detach() * response_mask).sum()
+    loss = aggregate_loss(
+        per_token_loss,
+        response_mask,
+        settings.aggregation,
+        num_sequences=num_sequences,
+        num_tokens=num_tokens,
+        max_length=settings.max_length,
+    )
+    return GRPOLossOutputs(loss, kl_sum, (clipped.float() * response_mask).sum())

@@ -31,10 +31,9 @@ from transformers import get_scheduler
 
 import rewards as reward_registry
 from reasonkit.algorithms import (
-    aggregate_loss,
-    clipped_surrogate,
+    GRPOLossSettings,
     group_advantages,
-    kl_penalty,
+    grpo_loss,
     mismatch_by_length,
     truncated_importance_weights,
 )
@@ -80,6 +79,14 @@ class GRPORun:
         varlen = ctx.recipe.model.attn_implementation == "flash_attention_2"
         self.token_budget = stage.token_budget or (16384 if varlen else 1024)
         self.uses_vllm = uses_vllm(stage)
+        self.loss_settings = GRPOLossSettings(
+            epsilon_low=stage.epsilon_low,
+            epsilon_high=stage.epsilon_high,
+            beta=stage.beta,
+            kl_estimator=stage.kl_estimator,
+            aggregation=stage.loss_aggregation,
+            max_length=stage.max_new_tokens,
+        )
 
     # ------------------------------------------------------------------ setup
 
@@ -491,47 +498,37 @@ class GRPORun:
 
     def _micro_batch_loss(self, batch: Batch, ids: list[int], out, first_pass: bool):
         """This micro-batch's share of the whole batch's loss, and its sums for the metrics."""
-        s = self.stage
         policy_logprobs = pad_sequence(out.logprobs, batch_first=True)  # [n, T]
         response_mask = pad_sequence([torch.ones_like(lp) for lp in out.logprobs], batch_first=True)
-        old_logprobs = (
-            pad_sequence([batch.old_logprobs[i] for i in ids], batch_first=True)
-            if batch.old_logprobs is not None
-            else policy_logprobs.detach()
-        )
-        per_token_loss, clipped = clipped_surrogate(
-            policy_logprobs,
-            old_logprobs,
-            batch.advantages[ids].to(policy_logprobs.device),
-            s.epsilon_low,
-            s.epsilon_high,
-        )
         if first_pass:
             self._weigh_against_sampler(batch, ids, out.sampler_logprobs, response_mask)
-        if batch.importance_weights is not None and s.importance_cap is not None:
-            weights = pad_sequence([batch.importance_weights[i] for i in ids], batch_first=True)
-            per_token_loss = per_token_loss * weights.to(per_token_loss.device)
-        kl_sum = 0.0
-        if batch.ref_logprobs is not None:
-            ref_logprobs = pad_sequence([batch.ref_logprobs[i] for i in ids], batch_first=True)
-            kl = kl_penalty(policy_logprobs, ref_logprobs.to(policy_logprobs.device), s.kl_estimator)
-            per_token_loss = per_token_loss + s.beta * kl
-            kl_sum = (kl.detach() * response_mask).sum().item()
-        loss = aggregate_loss(
-            per_token_loss,
+
+        def padded(per_sequence: list[torch.Tensor] | None) -> torch.Tensor | None:  # [n, T]
+            if per_sequence is None:
+                return None
+            return pad_sequence([per_sequence[i] for i in ids], batch_first=True).to(policy_logprobs.device)
+
+        outputs = grpo_loss(
+            policy_logprobs,
             response_mask,
-            s.loss_aggregation,
+            batch.advantages[ids].to(policy_logprobs.device),
+            self.loss_settings,
+            old_logprobs=padded(batch.old_logprobs),
+            ref_logprobs=padded(batch.ref_logprobs),
+            # importance_cap null: the weights are measured (metrics) but not applied
+            importance_weights=padded(batch.importance_weights)
+            if self.stage.importance_cap is not None
+            else None,
             num_sequences=batch.total_sequences,
             num_tokens=batch.total_tokens,
-            max_length=s.max_new_tokens,
         )
         stats = {
-            "loss": loss.item(),
-            "kl": kl_sum,
-            "clip_fraction": (clipped.float() * response_mask).sum().item(),
+            "loss": outputs.loss.item(),
+            "kl": outputs.kl_sum.item(),
+            "clip_fraction": outputs.clipped_tokens.item(),
             "entropy": torch.cat(out.entropy).sum().item(),
         }
-        return loss, stats
+        return outputs.loss, stats
 
     def _stop_if_not_finite(self, loss: torch.Tensor) -> None:
         """Raise on every process at once (one process raising alone would leave the others waiting)."""

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from reasonkit.algorithms import aggregate_loss, clipped_surrogate, kl_penalty
+from reasonkit.algorithms import GRPOLossSettings, aggregate_loss, clipped_surrogate, grpo_loss, kl_penalty
 
 
 def surrogate(ratio: float, advantage: float, low=0.2, high=0.2):
@@ -125,3 +125,34 @@ def test_loop_equals_vectorised_sequence_mean():
         / 4
     )
     assert aggregate_loss(loss, mask, "sequence_mean").item() == pytest.approx(by_loop, rel=1e-6)
+
+
+def test_grpo_loss_hand_computed_with_importance_weights_and_kl():
+    log = math.log
+    policy = torch.tensor([[log(0.5), log(0.2)], [log(0.3), 0.0]], requires_grad=True)
+    old = torch.tensor([[log(0.4), log(0.2)], [log(0.5), 0.0]])  # ratios 1.25, 1.0 | 0.6
+    ref = torch.tensor([[log(0.25), log(0.2)], [log(0.3), 0.0]])
+    weights = torch.tensor([[2.0, 0.5], [1.0, 0.0]])  # min(π_trainer / π_sampler, cap)
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    settings = GRPOLossSettings(epsilon_low=0.2, epsilon_high=0.2, beta=0.1, kl_estimator="k3")
+    out = grpo_loss(
+        policy,
+        mask,
+        torch.tensor([1.0, -0.5]),
+        settings,
+        old_logprobs=old,
+        ref_logprobs=ref,
+        importance_weights=weights,
+    )
+    # token (0,0): ratio 1.25 clipped to 1.2, A = 1, weight 2: -2.4; k3 of log(0.25/0.5): 0.5 - log 0.5 - 1
+    # token (0,1): ratio 1, weight 0.5: -0.5, no KL; token (1,0): ratio 0.6 clipped to 0.8, A = -0.5: 0.4
+    k3 = 0.5 - log(0.5) - 1
+    sequence_means = [(-2.4 + 0.1 * k3 - 0.5) / 2, 0.4]
+    assert out.loss.item() == pytest.approx(sum(sequence_means) / 2, rel=1e-6)
+    assert out.kl_sum.item() == pytest.approx(k3, rel=1e-6)
+    assert out.clipped_tokens.item() == 2
+    out.loss.backward()
+    # (0,0): the clip removes the surrogate's gradient, the KL's is β(1 - π_ref/π) = 0.1 * 0.5;
+    # (0,1): -ratio * A * weight = -0.5; each divided by the sequence's 2 tokens and the 2 sequences.
+    assert policy.grad[0].tolist() == pytest.approx([0.1 * 0.5 / 4, -0.5 / 4], rel=1e-5)
+    assert policy.grad[1, 0].item() == 0.0  # clipped, and no KL (π = π_ref)

@@ -107,3 +107,9 @@ def test_lora_in_bfloat16_trains_float32_adapters_on_a_frozen_bfloat16_base(tiny
     lora_a = [n for n in adapters if "lora_A" in n]  # B starts at 0: A gets no gradient on step one
     assert all(not torch.equal(params[n], before[n]) for n in adapters if n not in lora_a)
     assert all(torch.equal(p, before[n]) for n, p in params.items() if n not in adapters)
+
+
+def test_every_trainable_parameter_changes_in_one_update(tiny_model_dir, tmp_path, initial):
+    result = update(tiny_model_dir, tmp_path)
+    unchanged = [name for name in initial if torch.equal(result["weights"][name], initial[name])]
+    assert not unchanged, unchanged

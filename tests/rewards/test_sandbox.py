@@ -186,10 +186,6 @@ def test_hostile_program(trainer, name, program, expect):
     assert not accepted_connection(trainer["server"])
 
 
-def test_hostile_suite_is_large_enough():
-    assert len(HOSTILE) >= 25
-
-
 def test_ordinary_program_reads_stdin_and_writes_stdout():
     result = run_python("import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))", stdin="1 2 3\n")
     assert result.ok and result.stdout == "6\n" and not result.timed_out

@@ -26,8 +26,11 @@ def test_rollouts_carry_ids_logprobs_text_and_truncation(tiny_model_dir, tiny_to
     for r in rollouts:
         assert r.prompt_ids == tiny_tokenizer(prompts[r.prompt_index], add_special_tokens=False)["input_ids"]
         assert len(r.rollout_logprobs) == len(r.completion_ids) <= 6
-        assert r.truncated == (tiny_tokenizer.eos_token_id not in r.completion_ids)
-        assert r.text == tiny_tokenizer.decode(r.completion_ids, skip_special_tokens=True)
+        if r.truncated:  # cut at max_new_tokens, no stop token in it
+            assert len(r.completion_ids) == 6 and tiny_tokenizer.eos_token_id not in r.completion_ids
+        else:  # ends at its first stop token, which the text leaves out
+            assert r.completion_ids.index(tiny_tokenizer.eos_token_id) == len(r.completion_ids) - 1
+            assert tiny_tokenizer.eos_token not in r.text
     # The engine's sampling log-probs are the trainer's log-probs of the same tokens at that temperature.
     trainer_side = packed_logprobs(
         model, [(r.prompt_ids, r.completion_ids) for r in rollouts], temperature=0.7
