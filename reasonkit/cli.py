@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 
-from reasonkit.config import ConfigError, load_recipe
+from reasonkit.config import load_recipe
+from reasonkit.errors import ReasonkitError
 
 DESCRIPTION = """Post-train language models to reason: distillation on thinking traces, GRPO with
 verifiable rewards, evaluation. Training commands also run under accelerate:
@@ -70,72 +71,35 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _command(args)
+    except ReasonkitError as exc:  # what the user can fix: the message says how, no traceback
+        print(f"reasonkit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(args) -> int:
     if args.command == "rewards":
         from reasonkit import reward_check
-        from reasonkit.data.traces import DataError
 
-        try:
-            return reward_check.run(args)
-        except DataError as exc:
-            print(f"reasonkit: error: {exc}", file=sys.stderr)
-            return 2
+        return reward_check.run(args)
     if args.command in ("eval", "generate"):
-        return _without_recipe(args)
-    try:
-        recipe = load_recipe(args.recipe, args.overrides)
-        if args.command == "validate":
-            print(f"{args.recipe}: ok ({', '.join(f'{n} ({s.type})' for n, s in recipe.stages.items())})")
-            return 0
-        if args.dry_run:
-            from reasonkit.dry_run import dry_run
+        from reasonkit import eval_command, generate_command
 
-            return dry_run(recipe)
-        return _run(recipe, args)
-    except ConfigError as exc:
-        print(f"reasonkit: error: {exc}", file=sys.stderr)
-        return 2
+        return (eval_command if args.command == "eval" else generate_command).run(args)
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.command == "validate":
+        print(f"{args.recipe}: ok ({', '.join(f'{n} ({s.type})' for n, s in recipe.stages.items())})")
+        return 0
+    if args.dry_run:
+        from reasonkit.dry_run import dry_run
 
-
-def _run(recipe, args) -> int:
+        return dry_run(recipe)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from reasonkit.data.chat import FormatError
-    from reasonkit.data.traces import DataError
-    from reasonkit.evaluate import VerifierError
-    from reasonkit.grpo.scoring import RewardError
-    from reasonkit.grpo.trainer import TrainingError
-    from reasonkit.metrics import TrackerMissing
-    from reasonkit.models import ModelLoadError
-    from reasonkit.pipeline import RunDirectoryError, run_recipe
+    from reasonkit.pipeline import run_recipe
 
-    try:
-        run_recipe(recipe, resume=args.resume, overwrite=args.overwrite)
-    except (
-        DataError,
-        FormatError,
-        ModelLoadError,
-        RewardError,
-        RunDirectoryError,
-        TrackerMissing,
-        TrainingError,
-        VerifierError,
-    ) as exc:
-        print(f"reasonkit: error: {exc}", file=sys.stderr)
-        return 2
+    run_recipe(recipe, resume=args.resume, overwrite=args.overwrite)
     return 0
-
-
-def _without_recipe(args) -> int:
-    from reasonkit import eval_command, generate_command
-    from reasonkit.data.traces import DataError
-    from reasonkit.evaluate import VerifierError
-    from reasonkit.models import ModelLoadError
-
-    command = eval_command if args.command == "eval" else generate_command
-    try:
-        return command.run(args)
-    except (ConfigError, DataError, ModelLoadError, VerifierError) as exc:
-        print(f"reasonkit: error: {exc}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

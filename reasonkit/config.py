@@ -19,8 +19,10 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from reasonkit.errors import ReasonkitError
 
-class ConfigError(ValueError):
+
+class ConfigError(ReasonkitError, ValueError):
     """A recipe that cannot run; the message says what to fix."""
 
 
@@ -265,8 +267,8 @@ class GRPOStage:
     seed: int | None = None
 
 
-STAGE_TYPES: dict[str, type] = {"sft": SFTStage, "grpo": GRPOStage, "eval": EvalStage}
-Stage = SFTStage | GRPOStage | EvalStage
+class Stage:
+    """Any stage type's recipe section: the schema its entry in the stage table names (reasonkit.stages)."""
 
 
 @dataclass
@@ -346,43 +348,45 @@ def _check_recipe(recipe: Recipe) -> list[str]:
             )
     if not recipe.stages:
         errors.append("stages: a recipe needs at least one stage")
+    from reasonkit.stages import stage_type
+
     trained: list[str] = []  # earlier stages that produce a model
     for name, stage in recipe.stages.items():
-        if isinstance(stage, GRPOStage):
-            errors += _check_grpo(name, stage)
-            if model.dtype == "float16":
-                errors.append(
-                    f"stages.{name}: model.dtype float16 cannot train GRPO (it needs loss scaling, which "
-                    "the GRPO loop does not do); use bfloat16"
-                )
-        if isinstance(stage, (SFTStage, GRPOStage)) and stage.init != "model" and stage.init not in trained:
+        entry = stage_type(stage.type)
+        if entry.trains and stage.init != "model" and stage.init not in trained:
             errors.append(
                 f"stages.{name}.init: {stage.init!r} is not 'model' nor an earlier training stage ({trained})"
             )
-        if isinstance(stage, SFTStage):
-            if stage.packing:
-                errors.append(
-                    f"stages.{name}.packing: packing is not supported: it splits traces and mixes "
-                    "several into one sequence, which teaches wrong endings. Remove it or set it to false."
-                )
-        if isinstance(stage, EvalStage):
-            for target in stage.models:
-                if target != "model" and target not in trained:
-                    errors.append(
-                        f"stages.{name}.models: {target!r} is not 'model' nor an earlier training stage ({trained})"
-                    )
-            if not stage.models and not trained:
-                errors.append(
-                    f"stages.{name}: nothing to evaluate; list models: [model] or put it after a training stage"
-                )
-            if data.task is None and data.test is None and not stage.benchmarks:
-                errors.append(
-                    f"stages.{name}: an eval stage needs benchmarks, data.test or a built-in data.task"
-                )
-            errors += check_eval_stage(name, stage)
-        if not isinstance(stage, EvalStage):
+        if entry.validate is not None:
+            errors += entry.validate(name, stage, recipe, trained)
+        if entry.trains:
             trained.append(name)
     return errors
+
+
+def check_sft(name: str, stage: SFTStage, recipe: Recipe, trained: list[str]) -> list[str]:
+    if not stage.packing:
+        return []
+    return [
+        f"stages.{name}.packing: packing is not supported: it splits traces and mixes several into one "
+        "sequence, which teaches wrong endings. Remove it or set it to false."
+    ]
+
+
+def check_eval(name: str, stage: EvalStage, recipe: Recipe, trained: list[str]) -> list[str]:
+    errors = []
+    for target in stage.models:
+        if target != "model" and target not in trained:
+            errors.append(
+                f"stages.{name}.models: {target!r} is not 'model' nor an earlier training stage ({trained})"
+            )
+    if not stage.models and not trained:
+        errors.append(
+            f"stages.{name}: nothing to evaluate; list models: [model] or put it after a training stage"
+        )
+    if recipe.data.task is None and recipe.data.test is None and not stage.benchmarks:
+        errors.append(f"stages.{name}: an eval stage needs benchmarks, data.test or a built-in data.task")
+    return errors + check_eval_stage(name, stage)
 
 
 def check_eval_stage(name: str, stage: EvalStage) -> list[str]:
@@ -408,10 +412,15 @@ def check_eval_stage(name: str, stage: EvalStage) -> list[str]:
     return errors
 
 
-def _check_grpo(name: str, stage: GRPOStage) -> list[str]:
+def check_grpo(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) -> list[str]:
     import rewards  # light: rewards import nothing from the trainers
 
     errors = []
+    if recipe.model.dtype == "float16":
+        errors.append(
+            f"stages.{name}: model.dtype float16 cannot train GRPO (it needs loss scaling, which the GRPO "
+            "loop does not do); use bfloat16"
+        )
     if not stage.rewards:
         errors.append(
             f"stages.{name}.rewards: a GRPO stage needs at least one reward, e.g. [{{name: exact_answer}}]"
@@ -472,7 +481,7 @@ def _check_kl_estimator(name: str, estimator: str) -> list[str]:
 def _build(cls: Any, raw: Any, where: str, errors: list[str]) -> Any:
     """Build ``cls`` from raw YAML data, appending every problem to ``errors``."""
     origin = typing.get_origin(cls)
-    if cls is Stage or origin in (Union, types.UnionType) and _is_stage_union(cls):
+    if cls is Stage:
         return _build_stage(raw, where, errors)
     if origin in (Union, types.UnionType):
         options = typing.get_args(cls)
@@ -540,20 +549,18 @@ def _build_dataclass(cls: type, raw: Any, where: str, errors: list[str]) -> Any:
         return None  # already reported as missing fields
 
 
-def _is_stage_union(cls: Any) -> bool:
-    return set(typing.get_args(cls)) == set(STAGE_TYPES.values())
-
-
 def _build_stage(raw: Any, where: str, errors: list[str]) -> Any:
     if not isinstance(raw, dict):
         errors.append(f"{where}: expected a stage mapping, got {raw!r}")
         return None
+    from reasonkit.stages import STAGES
+
     name = where.rsplit(".", 1)[-1]
-    kind = raw.get("type", name if name in STAGE_TYPES else None)
-    if kind not in STAGE_TYPES:
-        errors.append(f"{where}.type: {kind!r} is not a stage type; choose one of {list(STAGE_TYPES)}")
+    kind = raw.get("type", name if name in STAGES else None)
+    if kind not in STAGES:
+        errors.append(f"{where}.type: {kind!r} is not a stage type; choose one of {list(STAGES)}")
         return None
-    return _build_dataclass(STAGE_TYPES[kind], {**raw, "type": kind}, where, errors)
+    return _build_dataclass(STAGES[kind].schema, {**raw, "type": kind}, where, errors)
 
 
 def _unknown_key(where: str, key: str, valid: list[str]) -> str:

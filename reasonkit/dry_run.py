@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from reasonkit.config import EvalStage, GRPOStage, Recipe, SFTStage
+from reasonkit.config import Recipe
 from reasonkit.metrics import TrackerMissing, check_trackers
+from reasonkit.stages import stage_type
 
 SAMPLE_ROWS = 8
 
@@ -28,13 +29,14 @@ def dry_run(recipe: Recipe, rows: int = SAMPLE_ROWS) -> int:
         print(f"FAILED: {exc}")
     for name, stage in recipe.stages.items():
         print(f"\n=== stage {name} ({stage.type}) ===")
+        entry = stage_type(stage.type)
         try:
-            for line in _check_stage(recipe, data, rows, stage):
+            for line in entry.check(recipe, data, rows, stage):
                 print(f"  ok: {line}")
         except Exception as exc:  # every problem is reported, then the next stage is checked
             failures += 1
             print(f"  FAILED: {exc}")
-        print("  objective: " + json.dumps(stage_objective(stage), indent=2).replace("\n", "\n  "))
+        print("  objective: " + json.dumps(entry.describe(stage), indent=2).replace("\n", "\n  "))
     print(
         f"\ndry run: {'all checks passed' if not failures else f'{failures} stage(s) failed'}; nothing was trained"
     )
@@ -52,24 +54,30 @@ def _first_rows(recipe: Recipe, rows: int):
     return dataclasses.replace(data, **cut)
 
 
-def _check_stage(recipe: Recipe, data, rows: int, stage) -> list[str]:
-    from reasonkit.data import load_examples, load_prompt_rows, rl_split
+def check_sft_data(recipe: Recipe, data, rows: int, stage) -> list[str]:
+    from reasonkit.data import load_examples
 
-    if isinstance(stage, SFTStage):
-        examples, report = load_examples(data, "train", need_trace=stage.traces)
-        return [f"train data: {len(examples)} of {report.rows} rows read follow the format contract"]
-    if isinstance(stage, GRPOStage):
-        from reasonkit.grpo.scoring import check_columns, load_rewards
+    examples, report = load_examples(data, "train", need_trace=stage.traces)
+    return [f"train data: {len(examples)} of {report.rows} rows read follow the format contract"]
 
-        split = rl_split(data)
-        prompt_rows = load_prompt_rows(data, split)
-        weighted = load_rewards(stage.rewards)
-        check_columns(weighted, set(prompt_rows[0]))
-        names = ", ".join(f"{r.name} x{r.weight}" for r in weighted)
-        return [
-            f"{split} prompts: {len(prompt_rows)} rows read, with columns {sorted(prompt_rows[0])}",
-            f"rewards: {names}",
-        ]
+
+def check_grpo_data(recipe: Recipe, data, rows: int, stage) -> list[str]:
+    from reasonkit.data import load_prompt_rows, rl_split
+    from reasonkit.grpo.scoring import check_columns, load_rewards
+
+    split = rl_split(data)
+    prompt_rows = load_prompt_rows(data, split)
+    weighted = load_rewards(stage.rewards)
+    check_columns(weighted, set(prompt_rows[0]))
+    names = ", ".join(f"{r.name} x{r.weight}" for r in weighted)
+    return [
+        f"{split} prompts: {len(prompt_rows)} rows read, with columns {sorted(prompt_rows[0])}",
+        f"rewards: {names}",
+    ]
+
+
+def check_eval_data(recipe: Recipe, data, rows: int, stage) -> list[str]:
+    from reasonkit.data import load_examples
     from reasonkit.data.benchmarks import benchmark_name, load_benchmark
     from reasonkit.evaluate import default_verifier
 
@@ -81,20 +89,3 @@ def _check_stage(recipe: Recipe, data, rows: int, stage) -> list[str]:
         examples, _ = load_examples(data, "test", need_trace=False)
         lines.append(f"test data: {len(examples)} sample problems with gold answers")
     return lines
-
-
-def stage_objective(stage) -> dict:
-    """What a stage optimises (training stages) or how it evaluates (eval), resolved from its settings."""
-    if isinstance(stage, SFTStage):
-        from reasonkit.sft import sft_objective
-
-        return sft_objective(stage)
-    if isinstance(stage, GRPOStage):
-        from reasonkit.grpo.objective import grpo_objective, uses_vllm
-        from reasonkit.grpo.scoring import load_rewards
-
-        return grpo_objective(stage, load_rewards(stage.rewards), uses_vllm(stage))
-    assert isinstance(stage, EvalStage)
-    return {
-        key: value for key, value in dataclasses.asdict(stage).items() if key not in ("type", "benchmarks")
-    }

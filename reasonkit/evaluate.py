@@ -19,6 +19,7 @@ import rewards as reward_registry
 from reasonkit.config import EvalStage, GRPOStage, Recipe
 from reasonkit.data import DataError, PromptFormat, load_examples
 from reasonkit.data.benchmarks import Problem, benchmark_name, load_benchmark
+from reasonkit.errors import ReasonkitError
 from reasonkit.eval_metrics import bootstrap_interval, majority_correct, mean, pass_at_k
 from reasonkit.format import THINK_CLOSE, THINK_OPEN, parse_completion
 from reasonkit.manifest import read_manifest
@@ -30,7 +31,7 @@ from rewards.convention import call_reward, describe_error
 RECIPE_TEST = "test"  # the benchmark name of the recipe's own held-out data
 
 
-class VerifierError(RuntimeError):
+class VerifierError(ReasonkitError, RuntimeError):
     """The verifier raised; the message names it and says what it was given."""
 
 
@@ -195,6 +196,17 @@ def recipe_benchmarks(ctx: StageContext, stage: EvalStage) -> dict[str, list[Pro
         return {benchmark_name(b): load_benchmark(b) for b in stage.benchmarks}
     examples, _ = load_examples(ctx.recipe.data, "test", need_trace=False)
     return {RECIPE_TEST: [Problem(ex.prompt, ex.answer) for ex in examples]}
+
+
+def run_eval_stage(ctx: StageContext, stage: EvalStage, resume: bool = False) -> dict:
+    """The eval stage of a recipe: the models it names, or every earlier training stage's."""
+    targets = stage.models or [name for name in ctx.models if name != "model"]
+    return run_eval(ctx, stage, {target: ctx.models[target] for target in targets})
+
+
+def eval_settings(stage: EvalStage) -> dict:
+    """How an eval stage evaluates (what the dry run prints and trackers record as its objective)."""
+    return {key: value for key, value in asdict(stage).items() if key not in ("type", "benchmarks")}
 
 
 def run_eval(ctx: StageContext, stage: EvalStage, models: dict[str, str]) -> dict:

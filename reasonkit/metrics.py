@@ -16,11 +16,13 @@ import math
 import os
 from pathlib import Path
 
+from reasonkit.errors import ReasonkitError
+
 # report_to names that need a package of their own, and the extra that installs it.
 TRACKER_PACKAGES = {"wandb": "wandb"}
 
 
-class TrackerMissing(RuntimeError):
+class TrackerMissing(ReasonkitError, RuntimeError):
     """``report_to`` names a tracker whose package is not installed; the message says what to install."""
 
 

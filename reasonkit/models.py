@@ -21,6 +21,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_CLOSE, THINK_OPEN
 from reasonkit.rollout.base import stop_token_ids
 
@@ -40,7 +41,7 @@ PAD_LIKE = [r"pad", r"reserved", r"end_?of_?text", r"unk"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ReasonkitError, RuntimeError):
     pass
 
 

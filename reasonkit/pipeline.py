@@ -18,18 +18,20 @@ from pathlib import Path
 
 import yaml
 
-from reasonkit.config import EvalStage, GRPOStage, Recipe, SFTStage, to_dict
+from reasonkit.config import Recipe, SFTStage, to_dict
 from reasonkit.data import load_examples
+from reasonkit.errors import ReasonkitError
 from reasonkit.evaluate import RECIPE_TEST
 from reasonkit.format import format_completion
 from reasonkit.metrics import check_trackers, format_table, tracked_stage
 from reasonkit.stage import StageContext
+from reasonkit.stages import stage_type
 
 log = logging.getLogger(__name__)
 TOKENIZER_CORPUS_SIZE = 5000  # examples the tiny tokenizer is trained on
 
 
-class RunDirectoryError(RuntimeError):
+class RunDirectoryError(ReasonkitError, RuntimeError):
     pass
 
 
@@ -49,15 +51,20 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
     state.wait_for_everyone()
 
     summary = {"recipe": recipe.output_dir, "stages": {}}
-    outputs: dict[str, str] = {}  # stage name -> its saved model
+    models = {"model": base_model}  # the models saved so far, by the names recipes use
     for name, stage in recipe.stages.items():
+        entry = stage_type(stage.type)
         ctx = StageContext(
-            recipe, name, out / name, init_path=base_model, is_main_process=state.is_main_process
+            recipe,
+            name,
+            out / name,
+            init_path=models[stage.init] if entry.trains else base_model,
+            is_main_process=state.is_main_process,
+            models=dict(models),
         )
         ctx.directory.mkdir(parents=True, exist_ok=True)
-        if not isinstance(stage, EvalStage):
-            ctx.init_path = base_model if stage.init == "model" else outputs[stage.init]
-            outputs[name] = str(ctx.model_dir)
+        if entry.trains:
+            models[name] = str(ctx.model_dir)
         done = ctx.directory / "done.json"
         if resume and done.exists():
             print(f"\n=== stage {name} ({stage.type}): done earlier, skipped ===", flush=True)
@@ -66,7 +73,7 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
         print(f"\n=== stage {name} ({stage.type}) ===", flush=True)
         stage_started = time.time()
         with _tracker_run(recipe, name, stage, out, state.is_main_process) as tracker:
-            metrics = run_stage(ctx, stage, outputs, base_model, resume)
+            metrics = entry.run(ctx, stage, resume=resume)
             state.wait_for_everyone()
             summary["stages"][name] = {
                 "type": stage.type,
@@ -87,11 +94,11 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
 
 def _tracker_run(recipe: Recipe, name: str, stage, out: Path, is_main_process: bool):
     """The stage's run in the recipe's trackers (main process only), config: the recipe and the objective."""
-    from reasonkit.dry_run import stage_objective
-
     report_to = recipe.report_to if is_main_process else []
     config = (
-        {"recipe": to_dict(recipe), "stage": name, "objective": stage_objective(stage)} if report_to else {}
+        {"recipe": to_dict(recipe), "stage": name, "objective": stage_type(stage.type).describe(stage)}
+        if report_to
+        else {}
     )
     return tracked_stage(
         report_to, out, name=f"{out.name}/{name}", group=out.name, job_type=stage.type, config=config
@@ -111,21 +118,6 @@ def prepare_output_dir(out: Path, recipe: Recipe, resume: bool, overwrite: bool)
         for path in existing:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-
-
-def run_stage(ctx: StageContext, stage, outputs: dict[str, str], base_model: str, resume: bool) -> dict:
-    if isinstance(stage, SFTStage):
-        from reasonkit.sft import run_sft
-
-        return run_sft(ctx, stage, resume=resume)
-    if isinstance(stage, GRPOStage):
-        from reasonkit.grpo.trainer import run_grpo
-
-        return run_grpo(ctx, stage, resume=resume)
-    from reasonkit.evaluate import run_eval
-
-    targets = stage.models or [name for name in outputs if name != ctx.name]
-    return run_eval(ctx, stage, {t: base_model if t == "model" else outputs[t] for t in targets})
 
 
 def build_tiny_base_model(recipe: Recipe, directory: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonkit.config import Recipe
@@ -15,6 +15,9 @@ class StageContext:
     directory: Path  # <output_dir>/<name>: everything this stage writes
     init_path: str  # the model it starts from: a hub id, a local directory, or an earlier stage's output
     is_main_process: bool = True
+    # The models saved so far, by the name a recipe uses for them: "model" (the recipe's own) and each
+    # earlier training stage's.
+    models: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_dir(self) -> Path:

@@ -198,3 +198,27 @@ def test_the_recipe_dtype_decides_the_precision_and_a_launch_that_differs_is_war
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
     assert launch_mixed_precision("bfloat16") == "bf16"
     assert "the launch asked for mixed_precision 'no'" in caplog.text
+
+
+def test_variant_names_in_the_schema_are_those_of_their_registries():
+    """A Literal of variant names is a copy of its registry's keys: adding a variant to one and not the
+    other would make recipes refuse it, or accept a name nothing implements."""
+    import typing
+
+    import rewards
+    from reasonkit.algorithms import ADVANTAGE_SCALES, IMPORTANCE_LEVELS, LOSS_AGGREGATIONS
+    from reasonkit.config import GRPOStage, RewardSpec
+    from reasonkit.stages import STAGES
+    from rewards.convention import SHAPES
+
+    def choices(cls, name) -> set:
+        hint = typing.get_type_hints(cls)[name]
+        literal = next(a for a in (hint, *typing.get_args(hint)) if typing.get_origin(a) is typing.Literal)
+        return set(typing.get_args(literal))
+
+    assert choices(GRPOStage, "advantage_scale") == set(ADVANTAGE_SCALES)
+    assert choices(GRPOStage, "loss_aggregation") == set(LOSS_AGGREGATIONS)
+    assert choices(GRPOStage, "importance_level") == set(IMPORTANCE_LEVELS)
+    assert choices(GRPOStage, "accuracy_verifier") <= set(rewards.known())
+    assert choices(RewardSpec, "completions") == set(SHAPES)
+    assert all(choices(entry.schema, "type") == {name} for name, entry in STAGES.items())

@@ -18,20 +18,23 @@ def _masked_mean(values: torch.Tensor, weights: torch.Tensor, dim=None) -> torch
 
 
 def _group_std(grouped: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:  # -> [B, 1]
+    """std of the group"""
     mean = _masked_mean(grouped, weights, dim=1)
     return _masked_mean((grouped - mean).square(), weights, dim=1).sqrt()
 
 
 def _batch_std(grouped: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:  # -> [1, 1]
+    """std of the batch"""
     mean = _masked_mean(grouped, weights)
     return _masked_mean((grouped - mean).square(), weights).sqrt().reshape(1, 1)
 
 
 def _no_scale(grouped: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """1 (Dr. GRPO)"""
     return torch.ones(1, 1, dtype=grouped.dtype, device=grouped.device)
 
 
-# How the centred rewards are scaled, by name.
+# How the centred rewards are scaled, by name; each docstring is what the objective manifest records.
 ADVANTAGE_SCALES = {
     "group": _group_std,  # GRPO: (r - mean_group) / (std_group + eps)
     "batch": _batch_std,  # (r - mean_group) / (std_batch + eps), less noisy for small groups

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_OPEN, format_completion, parse_completion, prompt_opens_think
 
 
-class FormatError(ValueError):
+class FormatError(ReasonkitError, ValueError):
     pass
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reasonkit.config import DataConfig, DatasetSource
+from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_CLOSE, THINK_OPEN, parse_completion
 from reasonkit.tasks import arithmetic_splits
 
@@ -21,7 +22,7 @@ LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv
 SHOWN_ROWS = 10  # how many bad row numbers an error message lists
 
 
-class DataError(ValueError):
+class DataError(ReasonkitError, ValueError):
     """A dataset that cannot be used as configured; the message says what to fix."""
 
 

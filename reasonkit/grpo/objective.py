@@ -3,6 +3,7 @@ manifests record and `--dry-run` prints, the engine it samples with, and how its
 
 from __future__ import annotations
 
+from reasonkit.algorithms import ADVANTAGE_SCALES
 from reasonkit.config import GRPOStage
 from reasonkit.models import lora_summary
 from reasonkit.rollout.vllm_engine import vllm_available
@@ -12,12 +13,17 @@ def uses_vllm(stage: GRPOStage) -> bool:
     return stage.engine == "vllm" or (stage.engine == "auto" and vllm_available())
 
 
+def stage_objective(stage: GRPOStage) -> dict:
+    """The objective from the recipe's settings alone (the dry run's and trackers')."""
+    from reasonkit.grpo.scoring import load_rewards
+
+    return grpo_objective(stage, load_rewards(stage.rewards), uses_vllm(stage))
+
+
 def grpo_objective(stage: GRPOStage, rewards: list, sampled_by_vllm: bool) -> dict:
     """``rewards``: the stage's WeightedRewards (names made unique, arguments bound)."""
     s = stage
-    std = {"group": "std of the group", "batch": "std of the batch", "none": "1 (Dr. GRPO)"}[
-        s.advantage_scale
-    ]
+    std = ADVANTAGE_SCALES[s.advantage_scale].__doc__
     return {
         "algorithm": "grpo",
         "advantage": f"(r - mean of the group of {s.num_generations}) / ({std} + 1e-4), population std",

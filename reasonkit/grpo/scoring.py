@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import torch
 
 import rewards as reward_registry
+from reasonkit.errors import ReasonkitError
 from rewards.pool import RewardCall, RewardPool
 
 logger = logging.getLogger(__name__)
 
 
-class RewardError(RuntimeError):
+class RewardError(ReasonkitError, RuntimeError):
     """A reward function is unusable; the message names it and a sample it failed on."""
 
 

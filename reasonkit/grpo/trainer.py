@@ -39,6 +39,7 @@ from reasonkit.algorithms import (
 )
 from reasonkit.config import GRPOStage
 from reasonkit.data import DataError, load_prompt_rows, prompt_format, rl_split
+from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_OPEN
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
@@ -67,7 +68,7 @@ from rewards.pool import default_workers
 log = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ReasonkitError, RuntimeError):
     """Training cannot go on (e.g. a NaN loss); the message says what happened and what was kept."""
 
 
