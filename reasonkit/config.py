@@ -151,6 +151,13 @@ class BenchmarkSource:
 
 
 @dataclass
+class VLLMSettings:
+    gpu_memory_utilization: float = 0.3  # share of the GPU for weights + KV cache, colocated with training
+    kv_cache_gb: float | None = None  # a fixed KV-cache size instead (null: 0.5 GB off GPU)
+    tensor_parallel_size: int = 1
+
+
+@dataclass
 class EvalStage:
     """pass@k and maj@k with confidence intervals, answers judged by a reward verifier."""
 
@@ -171,9 +178,11 @@ class EvalStage:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     max_new_tokens: int = 256
-    batch_size: int = 128
+    batch_size: int = 128  # prompts per generate call (transformers engine)
     max_problems: int | None = None
     seed: int | None = None
+    engine: str = "auto"  # as in a GRPO stage: auto, vllm, transformers or a class of your own
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
 
 
 @dataclass
@@ -187,13 +196,6 @@ class RewardSpec:
     # How completions reach it: text, or conversational (messages, as TRL's and open-r1's rewards read them);
     # auto: as its `completions` annotation says, else conversational when the prompts are message lists.
     completions: Literal["auto", "text", "conversational"] = "auto"
-
-
-@dataclass
-class VLLMSettings:
-    gpu_memory_utilization: float = 0.3  # share of the GPU for weights + KV cache, colocated with training
-    kv_cache_gb: float | None = None  # a fixed KV-cache size instead (null: 0.5 GB off GPU)
-    tensor_parallel_size: int = 1
 
 
 @dataclass
@@ -250,7 +252,9 @@ class GRPOStage:
     # 1024 otherwise: without a varlen kernel, attention over a packed row costs the square of its length.
     token_budget: int | None = None
     generation_batch_size: int = 64  # prompts per generate call (transformers engine)
-    engine: Literal["auto", "vllm", "transformers"] = "auto"  # auto: vLLM when it is installed
+    # auto: vLLM where it is installed, else transformers; or a class of your own, package.module:Class
+    # or path/to/file.py:Class (reasonkit/rollout/base.py says what it must do).
+    engine: str = "auto"
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
     # The sampler's and trainer's log-probs differ (kernels, precision): weight each token's loss by
     # min(π_trainer/π_sampler, importance_cap); null turns the correction off. vLLM engine only.
@@ -409,7 +413,7 @@ def check_eval_stage(name: str, stage: EvalStage) -> list[str]:
             rewards.get(stage.verifier)
         except rewards.RewardNotFound as exc:
             errors.append(f"stages.{name}.verifier: {exc}")
-    return errors
+    return errors + check_engine(f"stages.{name}.engine", stage.engine)
 
 
 def check_grpo(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) -> list[str]:
@@ -461,7 +465,18 @@ def check_grpo(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) 
     if stage.beta < 0:
         errors.append(f"stages.{name}.beta: {stage.beta}; the KL coefficient is >= 0 (0 drops the KL term)")
     errors += _check_kl_estimator(name, stage.kl_estimator)
+    errors += check_engine(f"stages.{name}.engine", stage.engine)
     return errors
+
+
+def check_engine(where: str, name: str) -> list[str]:
+    from reasonkit.rollout import EngineError, engine_class
+
+    try:
+        engine_class(name)
+    except EngineError as exc:
+        return [f"{where}: {exc}"]
+    return []
 
 
 def _check_kl_estimator(name: str, estimator: str) -> list[str]:

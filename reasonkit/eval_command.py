@@ -54,6 +54,12 @@ def add_command(commands) -> None:
     )
     cmd.add_argument("--seed", type=int, default=0, help="(default 0)")
     cmd.add_argument(
+        "--engine",
+        default="auto",
+        help="auto (vLLM where it is installed, else transformers), vllm, transformers, or a class of "
+        "your own as package.module:Class (default auto)",
+    )
+    cmd.add_argument(
         "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="(default float32)"
     )
     cmd.add_argument(
@@ -81,6 +87,7 @@ def run(args) -> int:
         seed=args.seed,
         verifier=args.verifier,
         verifier_completions=args.completions,
+        engine=args.engine,
     )
     problems = check_eval_stage("eval", stage)  # the checks a recipe's eval stage gets
     if problems:

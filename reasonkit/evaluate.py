@@ -23,8 +23,8 @@ from reasonkit.errors import ReasonkitError
 from reasonkit.eval_metrics import bootstrap_interval, majority_correct, mean, pass_at_k
 from reasonkit.format import THINK_CLOSE, THINK_OPEN, parse_completion
 from reasonkit.manifest import read_manifest
-from reasonkit.models import load_model, load_tokenizer, whole_weights
-from reasonkit.rollout import SamplingSettings, TransformersEngine
+from reasonkit.models import load_tokenizer
+from reasonkit.rollout import EngineInputs, SamplingSettings, make_engine
 from reasonkit.stage import StageContext
 from rewards.convention import call_reward, describe_error
 
@@ -36,7 +36,7 @@ class VerifierError(ReasonkitError, RuntimeError):
 
 
 def evaluate(
-    model,
+    engine,
     tokenizer,
     fmt: PromptFormat,
     problems: list[Problem],
@@ -59,7 +59,6 @@ def evaluate(
         max_new_tokens=stage.max_new_tokens,
         seed=stage.seed,
     )
-    engine = TransformersEngine(model, tokenizer, batch_size=stage.batch_size)
     with tqdm(total=len(problems), desc=f"eval {label}", unit="problem") as bar:
         rollouts, responses, scores = sample_and_judge(
             engine,
@@ -242,21 +241,29 @@ def evaluate_saved_model(
     """Load a saved model (its manifest says how its prompts were formatted), evaluate it, write the files."""
     manifest = read_manifest(path) or {}
     fmt_info = manifest.get("format", {"traces": True, "think_prefilled": False})
-    with whole_weights():
-        model = load_model(path, dtype)
+    check_verifier_columns(verifier, problems)  # before an engine starts
     tokenizer = load_tokenizer(path)
-    stem = f"{label}.{benchmark}"
-    result = evaluate(
-        model,
-        tokenizer,
-        PromptFormat(think_prefilled=fmt_info["think_prefilled"]),
-        problems,
-        stage,
-        verifier=verifier,
-        with_traces=fmt_info["traces"],
-        samples_path=out / f"{stem}.samples.jsonl",
-        label=stem,
+    engine = make_engine(
+        stage.engine,
+        EngineInputs(
+            path, tokenizer, dtype=dtype, seed=stage.seed or 0, batch_size=stage.batch_size, vllm=stage.vllm
+        ),
     )
+    stem = f"{label}.{benchmark}"
+    try:
+        result = evaluate(
+            engine,
+            tokenizer,
+            PromptFormat(think_prefilled=fmt_info["think_prefilled"]),
+            problems,
+            stage,
+            verifier=verifier,
+            with_traces=fmt_info["traces"],
+            samples_path=out / f"{stem}.samples.jsonl",
+            label=stem,
+        )
+    finally:
+        engine.close()
     decoding = {
         key: value for key, value in asdict(stage).items() if key not in ("type", "models", "benchmarks")
     }

@@ -70,8 +70,8 @@ def add_command(commands) -> None:
     cmd.add_argument(
         "--engine",
         default="auto",
-        choices=["auto", "vllm", "transformers"],
-        help="auto: vLLM when installed (default auto)",
+        help="auto (vLLM where it is installed, else transformers), vllm, transformers, or a class of "
+        "your own as package.module:Class (default auto)",
     )
     cmd.add_argument("--temperature", type=float, default=0.7, metavar="T", help="(default 0.7)")
     cmd.add_argument("--top-p", type=float, default=1.0, metavar="P", help="(default 1.0)")
@@ -99,9 +99,8 @@ def run(args) -> int:
     from reasonkit.data.benchmarks import load_benchmark
     from reasonkit.generate import Decontaminator, GenerateSettings, generate_traces
     from reasonkit.metrics import format_table
-    from reasonkit.models import load_model, load_tokenizer
-    from reasonkit.rollout import TransformersEngine
-    from reasonkit.rollout.vllm_engine import VLLMEngine, vllm_available
+    from reasonkit.models import load_tokenizer
+    from reasonkit.rollout import EngineInputs, make_engine
 
     try:
         rewards.get(args.verifier)
@@ -119,10 +118,7 @@ def run(args) -> int:
         ]
         decontaminator = Decontaminator(texts, args.ngram)
     tokenizer = load_tokenizer(args.teacher)
-    if args.engine == "vllm" or (args.engine == "auto" and vllm_available()):
-        engine = VLLMEngine(args.teacher, tokenizer, dtype=args.dtype, seed=args.seed)
-    else:
-        engine = TransformersEngine(load_model(args.teacher, args.dtype), tokenizer)
+    engine = make_engine(args.engine, EngineInputs(args.teacher, tokenizer, dtype=args.dtype, seed=args.seed))
     settings = GenerateSettings(
         num_samples=args.num_samples,
         keep=args.keep,

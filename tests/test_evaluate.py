@@ -125,6 +125,7 @@ def test_eval_stage_on_benchmark_files_records_decoding_verifier_and_levels(tmp_
                     "temperature": 1.0,
                     "max_new_tokens": 6,
                     "seed": 0,
+                    "engine": "transformers",
                 }
             },
         }
@@ -152,7 +153,16 @@ def test_eval_command_writes_results_and_a_table(tiny_model_dir, tmp_path, capsy
     rows = [{"question": f"What is {a} * 2?", "answer": f"{a} * 2\n#### {2 * a}"} for a in range(6)]
     bench = write_jsonl(tmp_path / "gsmlike.jsonl", rows)
     out = tmp_path / "results"
-    common = ["eval", str(tiny_model_dir), "--benchmark", str(bench), "--output", str(out)]
+    common = [
+        "eval",
+        str(tiny_model_dir),
+        "--benchmark",
+        str(bench),
+        "--output",
+        str(out),
+        "--engine",
+        "transformers",
+    ]
     assert (
         main([*common, "--num-samples", "2", "--k", "1", "2", "--temperature", "1", "--max-new-tokens", "4"])
         == 0

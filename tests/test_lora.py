@@ -44,7 +44,12 @@ def test_lora_distill_then_lora_grpo_then_evaluate(tmp_path):
                     "reward_workers": 0,
                     "lora": lora,
                 },
-                "eval": {"type": "eval", "models": ["sft", "grpo"], "max_new_tokens": 8},
+                "eval": {
+                    "type": "eval",
+                    "models": ["sft", "grpo"],
+                    "max_new_tokens": 8,
+                    "engine": "transformers",
+                },
             },
         }
     )

@@ -86,7 +86,7 @@ def wandb_recipe(output_dir, **extra):
                     "engine": "transformers",
                     "reward_workers": 0,
                 },
-                "eval": {"type": "eval", "max_new_tokens": 6},
+                "eval": {"type": "eval", "max_new_tokens": 6, "engine": "transformers"},
             },
             **extra,
         }

@@ -27,7 +27,7 @@ def sft_recipe(output_dir, **stage):
                 "max_length": 64,
                 **stage,
             },
-            "eval": {"max_new_tokens": 40, "batch_size": 20},
+            "eval": {"max_new_tokens": 40, "batch_size": 20, "engine": "transformers"},
             "eval_sampled": {
                 "type": "eval",
                 "models": ["sft"],
@@ -36,6 +36,7 @@ def sft_recipe(output_dir, **stage):
                 "temperature": 1.0,
                 "max_new_tokens": 40,
                 "seed": 0,
+                "engine": "transformers",
             },
         },
     }

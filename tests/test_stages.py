@@ -24,7 +24,12 @@ def recipe(output_dir, **copied):
             "stages": {
                 "sft": {"type": "sft", "learning_rate": 3e-3, "max_steps": 6, "max_length": 64},
                 "copied": {"type": "copy", "init": "sft", "note": "a plug-in", **copied},
-                "eval": {"type": "eval", "models": ["sft", "copied"], "max_new_tokens": 24},
+                "eval": {
+                    "type": "eval",
+                    "models": ["sft", "copied"],
+                    "max_new_tokens": 24,
+                    "engine": "transformers",
+                },
             },
         }
     )

@@ -95,6 +95,7 @@ def test_trl_reward_as_generate_verifier_keeps_the_right_traces(tmp_path, tiny_t
 
 def test_reasonkit_eval_with_a_trl_reward_as_verifier(tmp_path, tiny_model_dir, capsys):
     args = ["eval", str(tiny_model_dir), "--benchmark", math_benchmark(tmp_path / "math.jsonl")]
+    args += ["--engine", "transformers"]
     args += [
         "--verifier",
         "trl.rewards:accuracy_reward",

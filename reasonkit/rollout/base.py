@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reasonkit.errors import ReasonkitError
+
+
+class EngineError(ReasonkitError):
+    """An engine that cannot be built for this model or launch; the message says what to do instead."""
 
 
 @dataclass(frozen=True)
@@ -56,3 +65,45 @@ def end_at_first_stop(token_ids: list[int], stop_ids: list[int]) -> tuple[list[i
         if token in stop_ids:
             return token_ids[: position + 1], False
     return token_ids, True
+
+
+@dataclass
+class EngineInputs:
+    """What an engine is built from (``rollout.make_engine``); each engine takes what it needs."""
+
+    model_path: str  # the model's directory or hub id (engines holding their own copy load it)
+    tokenizer: Any
+    dtype: str = "float32"
+    seed: int = 0  # make it process-specific where several processes sample
+    batch_size: int = 64  # prompts per generate call, where the engine batches itself
+    vllm: Any = None  # VLLMSettings (memory, tensor parallelism) for the vLLM engine
+    # A model this process already holds (the policy being trained), and a context that yields it ready
+    # to sample from (gathered under ZeRO-3, autocast): an engine that samples in place uses them.
+    model: Any = None
+    generation_context: Callable[[], AbstractContextManager] | None = None
+
+
+class RolloutEngine(Protocol):
+    """What training, evaluation and teacher generation ask of an engine."""
+
+    # True: it samples the trainer's own model in this process, so its log-probs are the trainer's and
+    # are not returned; False: it holds its own copy of the weights, returns its sampling log-probs
+    # (the trainer corrects for the gap), and needs the policy's weights after every update.
+    logprobs_are_trainers: bool
+
+    @classmethod
+    def from_inputs(cls, inputs: EngineInputs) -> RolloutEngine: ...
+
+    def generate(
+        self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs: bool = False
+    ) -> list[Rollout]:
+        """``sampling.n`` completions per prompt, grouped prompt by prompt."""
+        ...
+
+    def sync_weights(self, model) -> None:
+        """Take the policy's current weights (a no-op for an engine that samples it in place)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the engine holds (memory, processes)."""
+        ...

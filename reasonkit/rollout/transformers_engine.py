@@ -11,17 +11,41 @@ import contextlib
 import torch
 from transformers import GenerationConfig
 
-from reasonkit.rollout.base import Rollout, SamplingSettings, end_at_first_stop, stop_token_ids
+from reasonkit.rollout.base import EngineInputs, Rollout, SamplingSettings, end_at_first_stop, stop_token_ids
 
 
 class TransformersEngine:
-    """Batched sampling from a model held in this process (left padding, KV cache)."""
+    """Batched sampling from a model held in this process (left padding, KV cache).
 
-    def __init__(self, model, tokenizer, batch_size: int = 64):
+    In training it samples the policy itself, as the trainer holds it (``generation_context`` yields it
+    gathered under ZeRO-3, in the training precision), so its log-probs are the trainer's own.
+    """
+
+    logprobs_are_trainers = True
+
+    def __init__(self, model, tokenizer, batch_size: int = 64, generation_context=None):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size  # prompts per generate call
         self.stop_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
+        self.generation_context = generation_context or (lambda: contextlib.nullcontext(self.model))
+
+    @classmethod
+    def from_inputs(cls, inputs: EngineInputs) -> TransformersEngine:
+        """The model this process holds (training), or the saved one loaded whole (evaluation, teachers)."""
+        model = inputs.model
+        if model is None:
+            from reasonkit.models import load_model, whole_weights
+
+            with whole_weights():  # on this process alone, even after a ZeRO-3 stage
+                model = load_model(inputs.model_path, inputs.dtype)
+        return cls(model, inputs.tokenizer, inputs.batch_size, inputs.generation_context)
+
+    def sync_weights(self, model) -> None:
+        """Nothing to do: it samples the trainer's model itself."""
+
+    def close(self) -> None:
+        self.model = None
 
     @torch.no_grad()
     def generate(
@@ -30,16 +54,16 @@ class TransformersEngine:
         """``sampling.n`` completions per prompt, grouped prompt by prompt."""
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
-        was_training = self.model.training
-        self.model.eval()
         rollouts: list[Rollout] = []
-        with _checkpoint_generation_config_ignored(self.model):
+        with self.generation_context() as model, _checkpoint_generation_config_ignored(model):
+            was_training = model.training
+            model.eval()
             for start in range(0, len(prompt_texts), self.batch_size):
                 batch = prompt_texts[start : start + self.batch_size]
-                rollouts += self._generate_batch(batch, start, sampling, with_logprobs)
+                rollouts += self._generate_batch(model, batch, start, sampling, with_logprobs)
                 if progress is not None:
                     progress.update(len(batch))
-        self.model.train(was_training)
+            model.train(was_training)
         return rollouts
 
     def _generation_config(self, sampling: SamplingSettings, with_logprobs: bool) -> GenerationConfig:
@@ -63,12 +87,10 @@ class TransformersEngine:
             output_scores=with_logprobs,
         )
 
-    def _generate_batch(self, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
+    def _generate_batch(self, model, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
         tok = self.tokenizer
-        encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
-            self.model.device
-        )
-        out = self.model.generate(
+        encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        out = model.generate(
             **encoded,
             generation_config=self._generation_config(sampling, with_logprobs),
             # The model here is whole (gathered under ZeRO-3), so processes need not decode in lockstep,

