@@ -26,9 +26,6 @@ class ConfigError(ReasonkitError, ValueError):
     """A recipe that cannot run; the message says what to fix."""
 
 
-# --------------------------------------------------------------------------- model
-
-
 @dataclass
 class TinyModel:
     """A small model built on the spot (random init) with a tokenizer trained on the task's text."""
@@ -48,9 +45,6 @@ class ModelConfig:
     # Whether the prompt ends with an opened <think> tag. null: detect it from the chat template;
     # true: open it ourselves when the template does not (a model that needs the prefill).
     think_prefill: bool | None = None
-
-
-# --------------------------------------------------------------------------- data
 
 
 @dataclass
@@ -93,9 +87,6 @@ class DataConfig:
     test: DatasetSource | None = None
     rl: DatasetSource | None = None  # GRPO prompts; null: the train split
     on_invalid: Literal["error", "skip"] = "error"  # rows with an empty prompt, trace or answer
-
-
-# --------------------------------------------------------------------------- stages
 
 
 @dataclass
@@ -187,9 +178,8 @@ class EvalStage:
 
 @dataclass
 class RewardSpec:
-    name: (
-        str  # a registry name (`reasonkit rewards list`), package.module:function or path/to/file.py:function
-    )
+    # a registry name (`reasonkit rewards list`), package.module:function or path/to/file.py:function
+    name: str
     weight: float = 1.0
     # Keyword arguments bound to the function, or passed to it when it is a factory (TRL's get_* rewards).
     args: dict[str, Any] = field(default_factory=dict)
@@ -206,68 +196,91 @@ class GRPOStage:
     """
 
     type: Literal["grpo"] = "grpo"
-    init: str = "model"  # "model" or the name of an earlier stage to continue from
-    rewards: list[RewardSpec] = field(
-        default_factory=list
-    )  # summed with their weights; None = does not apply
-    prompts_per_step: int = (
-        16  # B, over all processes: each process samples B / (number of processes) of them
-    )
-    num_generations: int = 8  # G, completions per prompt
-    max_steps: int = 100  # optimisation steps (one batch of B*G completions each, times num_iterations)
-    num_iterations: int = 1  # μ >= 1: optimisation passes over each batch (>1 computes old log-probs)
-    learning_rate: float = 1e-6
-    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
-    warmup_steps: int = 0  # linear warm-up from 0, with every schedule (constant too)
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.99
-    max_grad_norm: float = 1.0
-    beta: float = 0.04  # KL coefficient, >= 0; 0 drops the reference model
-    lora: LoRASettings | None = (
-        None  # null: full fine-tuning; with LoRA the KL reference is the adapter-free model
-    )
-    # k3 (DeepSeekMath, TRL) or k2; what each optimises: reasonkit/algorithms/losses.py. k1 is refused:
-    # as a loss term its expected gradient is zero.
-    kl_estimator: str = "k3"
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.2  # > epsilon_low: DAPO's clip-higher
-    advantage_scale: Literal["group", "batch", "none"] = "group"  # none: Dr. GRPO (no std division)
-    loss_aggregation: Literal["sequence_mean", "token_mean", "constant"] = "sequence_mean"
-    temperature: float = 1.0  # > 0: the trainer's log-probs are of logits / temperature
+    # "model" or the name of an earlier stage to continue from
+    init: str = "model"
+
+    # Sampling
+    # B, over all processes: each process samples B / (number of processes) of them
+    prompts_per_step: int = 16
+    # G, completions per prompt
+    num_generations: int = 8
+    # > 0: the trainer's log-probs are of logits / temperature
+    temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
     max_new_tokens: int = 256
+
+    # Rewards
+    # Summed with their weights; a reward returning None does not apply.
+    rewards: list[RewardSpec] = field(default_factory=list)
+    # Rewards run in worker processes, one completion per call: null = one per CPU (at most 8), 0 = in
+    # this process without time limits (debugging). A call over reward_timeout seconds fails.
+    reward_workers: int | None = None
+    reward_timeout: float = 30.0
     # A completion a reward failed on (raised, timed out, crashed): "exclude" leaves it out of the loss
     # and of its group's mean and std, as if never sampled (a slow but right answer is not punished);
     # "zero" scores it 0 like any other.
     on_reward_failure: Literal["exclude", "zero"] = "exclude"
+    # How the `accuracy` metric judges answers; null: math when a reward uses math, else exact_answer.
+    accuracy_verifier: Literal["exact_answer", "math"] | None = None
+
+    # Objective (the names are those of the registries in reasonkit/algorithms/)
+    # none: Dr. GRPO (no std division)
+    advantage_scale: Literal["group", "batch", "none"] = "group"
+    loss_aggregation: Literal["sequence_mean", "token_mean", "constant"] = "sequence_mean"
+    epsilon_low: float = 0.2
+    # > epsilon_low: DAPO's clip-higher
+    epsilon_high: float = 0.2
+    # KL coefficient, >= 0; 0 drops the reference model
+    beta: float = 0.04
+    # k3 (DeepSeekMath, TRL) or k2; what each optimises: reasonkit/algorithms/losses.py. k1 is refused:
+    # as a loss term its expected gradient is zero.
+    kl_estimator: str = "k3"
+    # μ >= 1: optimisation passes over each batch (>1 computes old log-probs)
+    num_iterations: int = 1
     # DAPO's overlong filtering: completions cut at max_new_tokens are left out of the loss (they still
     # count in their group's mean and std).
     mask_truncated: bool = False
     # With beta = 0 a completion whose advantage is 0 has no gradient: skip its forward passes. An
     # optimisation only: the losses are normalised over the whole batch, so the update is the same.
     skip_zero_advantage: bool = True
+
+    # Optimiser (AdamW, float32 state; see reasonkit/precision.py)
+    # optimisation steps: one batch of B*G completions each, times num_iterations optimizer steps
+    max_steps: int = 100
+    learning_rate: float = 1e-6
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    # linear warm-up from 0, with every schedule (constant too)
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    max_grad_norm: float = 1.0
+    # null: full fine-tuning; with LoRA the KL reference is the adapter-free model
+    lora: LoRASettings | None = None
     # Tokens (prompt + completion) per packed micro-batch forward. null: 16384 with flash_attention_2,
     # 1024 otherwise: without a varlen kernel, attention over a packed row costs the square of its length.
     token_budget: int | None = None
-    generation_batch_size: int = 64  # prompts per generate call (transformers engine)
+
+    # Engine
     # auto: vLLM where it is installed, else transformers; or a class of your own, package.module:Class
     # or path/to/file.py:Class (reasonkit/rollout/base.py says what it must do).
     engine: str = "auto"
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    # prompts per generate call (transformers engine)
+    generation_batch_size: int = 64
     # The sampler's and trainer's log-probs differ (kernels, precision): weight each token's loss by
-    # min(π_trainer/π_sampler, importance_cap); null turns the correction off. vLLM engine only.
+    # min(π_trainer/π_sampler, importance_cap); null turns the correction off. Engines with their own
+    # weights (vLLM) only.
     importance_cap: float | None = 2.0
-    importance_level: Literal["token", "sequence"] = "token"  # sequence: length-normalised ratio
-    # Rewards run in worker processes, one completion per call: null = one per CPU (at most 8), 0 = in
-    # this process without time limits (debugging). A call over reward_timeout seconds scores None.
-    reward_workers: int | None = None
-    reward_timeout: float = 30.0
-    # How the `accuracy` metric judges answers; null: math when a reward uses math, else exact_answer.
-    accuracy_verifier: Literal["exact_answer", "math"] | None = None
+    # sequence: a length-normalised ratio per completion
+    importance_level: Literal["token", "sequence"] = "token"
+
+    # Bookkeeping
     logging_steps: int = 1
-    save_steps: int = 50  # checkpoint (model, optimizer, scheduler, RNG, data position) every N steps
+    # checkpoint (model, optimizer, scheduler, RNG, data position) every N steps
+    save_steps: int = 50
+    # null: the recipe's seed
     seed: int | None = None
 
 
@@ -286,9 +299,6 @@ class Recipe:
     report_to: list[Literal["tensorboard", "jsonl", "wandb"]] = field(
         default_factory=lambda: ["tensorboard", "jsonl"]
     )
-
-
-# --------------------------------------------------------------------------- loading
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
@@ -460,7 +470,7 @@ def check_grpo(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) 
     if stage.importance_cap is not None and stage.importance_cap <= 0:
         errors.append(
             f"stages.{name}.importance_cap: {stage.importance_cap} would zero every token's loss; use a "
-            "value > 1 (2.0 is usual) or null to turn the correction off"
+            "positive value (2.0 is usual) or null to turn the correction off"
         )
     if stage.beta < 0:
         errors.append(f"stages.{name}.beta: {stage.beta}; the KL coefficient is >= 0 (0 drops the KL term)")

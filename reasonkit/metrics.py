@@ -23,11 +23,12 @@ TRACKER_PACKAGES = {"wandb": "wandb"}
 
 
 class TrackerMissing(ReasonkitError, RuntimeError):
-    """``report_to`` names a tracker whose package is not installed; the message says what to install."""
+    """A tracker in ``report_to`` cannot be used (its package is not installed, no credentials); the
+    message says what to do."""
 
 
 def check_trackers(report_to: list[str]) -> None:
-    """Fail before anything runs when a tracker in ``report_to`` cannot be imported."""
+    """Fail before anything runs when a tracker in ``report_to`` cannot be imported or could not log."""
     for name in report_to:
         package = TRACKER_PACKAGES.get(name)
         if package and importlib.util.find_spec(package) is None:
@@ -35,6 +36,30 @@ def check_trackers(report_to: list[str]) -> None:
                 f"report_to: {name} needs the {package} package, which is not installed: "
                 f"pip install 'reasonkit[{name}]' (or pip install {package}), or remove {name} from report_to"
             )
+    if "wandb" in report_to and not _wandb_can_log():
+        raise TrackerMissing(WANDB_LOGIN)
+
+
+WANDB_LOGIN = (
+    "report_to: wandb has no credentials here: run `wandb login` (or set WANDB_API_KEY), or set "
+    "WANDB_MODE=offline to write the runs locally (`wandb sync` uploads them later), or remove wandb"
+)
+
+
+def _wandb_can_log() -> bool:
+    """Offline or disabled, an API key in the environment, or a login saved in ~/.netrc (`wandb login`)."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return True
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 class WandbRun:
@@ -46,14 +71,17 @@ class WandbRun:
         import wandb
 
         Path(directory).mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT") or "reasonkit",
-            name=name,
-            group=group,
-            job_type=job_type,
-            dir=str(directory),
-            config=config,
-        )
+        try:
+            self.run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT") or "reasonkit",
+                name=name,
+                group=group,
+                job_type=job_type,
+                dir=str(directory),
+                config=config,
+            )
+        except wandb.errors.Error as exc:  # no credentials, no network, a refused project, ...
+            raise TrackerMissing(f"W&B could not start the stage's run ({exc}). {WANDB_LOGIN}") from None
 
     def log(self, step: int, metrics: dict) -> None:
         self.run.log({k: v for k, v in metrics.items() if _is_number(v)}, step=step)

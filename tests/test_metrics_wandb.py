@@ -140,6 +140,24 @@ def test_wandb_missing_package_is_a_clear_error_before_anything_runs(tmp_path, m
     assert "FAILED: report_to: wandb needs the wandb package" in capsys.readouterr().out
 
 
+def test_wandb_without_credentials_is_a_clear_error_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no saved login
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "output_dir: " + str(tmp_path / "run") + "\nreport_to: [jsonl, wandb]\nmodel: {tiny: {}}\n"
+        "data: {task: arithmetic}\nstages: {grpo: {rewards: [{name: exact_answer}]}}\n"
+    )
+    assert main(["run", str(recipe)]) == 2
+    assert "report_to: wandb has no credentials here: run `wandb login`" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main(["run", str(recipe), "--dry-run"]) == 1
+    assert "WANDB_MODE=offline" in capsys.readouterr().out
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main(["run", str(recipe), "--dry-run"]) == 0
+
+
 def test_report_to_names_only_known_destinations():
     with pytest.raises(
         ConfigError, match=r"report_to\[1\]: 'mlflow' is not one of \['tensorboard', 'jsonl', 'wandb'\]"

@@ -41,7 +41,7 @@ class LoadReport:
 
 def load_examples(data: DataConfig, split: str, *, need_trace: bool):
     """Examples of ``split`` ("train", "test" or "rl") and a LoadReport; traces dropped when not needed."""
-    if data.task == "arithmetic":
+    if _from_task(data, split):
         # ArithmeticTask's fields are arithmetic_splits' parameters, by name
         problems = arithmetic_splits(**asdict(data.arithmetic))[split]
         examples = [TraceExample(p.prompt, p.trace if need_trace else None, p.answer) for p in problems]
@@ -49,6 +49,12 @@ def load_examples(data: DataConfig, split: str, *, need_trace: bool):
     source = _source(data, split)
     rows = load_rows(source)
     return examples_from_rows(rows, source, need_trace=need_trace, on_invalid=data.on_invalid)
+
+
+def _from_task(data: DataConfig, split: str) -> bool:
+    """The built-in task supplies a split unless the recipe gives that split a dataset of its own
+    (`data.test` or `data.rl` next to `task`)."""
+    return data.task == "arithmetic" and getattr(data, split, None) is None
 
 
 def rl_split(data: DataConfig) -> str:
@@ -64,9 +70,12 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
     earlier turns, the user's question), rendered by the chat template as it is. Columns keep their own
     names; the recipe's mapped columns also arrive under the names rewards read (``prompt``, ``answer``).
     """
-    if data.task == "arithmetic":
+    if _from_task(data, split):
         examples, _ = load_examples(data, split, need_trace=False)
-        return [{"prompt": ex.prompt, "answer": ex.answer} for ex in examples]
+        rows = [{"prompt": ex.prompt, "answer": ex.answer} for ex in examples]
+        if not rows:
+            raise DataError(f"the built-in task has no {split} prompts: set data.arithmetic.{split}_size")
+        return rows
     source = _source(data, split)
     rows = load_rows(source)
     if rows and source.prompt_column not in rows[0]:
@@ -85,6 +94,8 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
             mapped["answer"] = row[source.answer_column]
         kept.append({**row, **mapped})
     _report_unusable(source, bad_rows, len(rows), data.on_invalid)
+    if not kept:
+        raise DataError(f"dataset {source.path!r} (data.{split}) has no prompts to train on")
     return kept
 
 

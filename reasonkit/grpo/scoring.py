@@ -85,7 +85,7 @@ class RewardScorer:
             if count == len(completions):
                 raise RewardError(f"reward {name!r} failed on every sample of the batch; the first: {first}")
             logger.warning(
-                "reward %r failed on %d of %d samples, scored as None; the first: %s",
+                "reward %r failed on %d of %d samples (on_reward_failure says what they train as); the first: %s",
                 name,
                 count,
                 len(completions),

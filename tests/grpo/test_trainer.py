@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from reasonkit.config import build_recipe
+from reasonkit.config import DatasetSource, build_recipe
 from reasonkit.grpo import trainer as grpo_trainer
 from reasonkit.grpo.scoring import RewardError
 from reasonkit.grpo.trainer import TrainingError
@@ -171,3 +171,19 @@ def test_grpo_prompts_come_from_the_rl_split_when_there_is_one(tmp_path):
     splits = arithmetic_splits(digits=2, test_size=20, train_size=200, rl_size=30)
     assert [r["prompt"] for r in rows] == [p.prompt for p in splits["rl"]]
     assert {r["answer"] for r in rows} == {p.answer for p in splits["rl"]}
+
+
+def test_an_rl_dataset_next_to_a_built_in_task_supplies_the_grpo_prompts(tmp_path):
+    """SFT on the built-in task, GRPO on the user's own prompts: the file is read, not the task's split."""
+    from reasonkit.data import load_prompt_rows, rl_split
+
+    rl = tmp_path / "rl.jsonl"
+    rl.write_text(
+        '{"prompt": "What is 2 * 2?", "solution": "4"}\n{"prompt": "What is 3 * 3?", "solution": "9"}\n'
+    )
+    recipe = grpo_recipe(tmp_path)
+    recipe.data.rl = DatasetSource(path=str(rl))
+    assert rl_split(recipe.data) == "rl"
+    rows = load_prompt_rows(recipe.data, "rl")
+    assert [r["solution"] for r in rows] == ["4", "9"]
+    assert len(load_prompt_rows(recipe.data, "train")) == 200  # the task still supplies the SFT split
