@@ -149,7 +149,7 @@ class SFTRun:
             truncate_jsonl(self.ctx.directory / "metrics.jsonl", int(found[-1].name.split("-")[1]))
         return str(found[-1])
 
-    def save_checkpoint(self) -> None:
+    def save_final(self) -> None:
         # Gathers ZeRO-3 shards, writes on the main process; a LoRA model writes its adapter.
         self.trainer.save_model(str(self.ctx.model_dir))
         if self.ctx.is_main_process:
@@ -187,5 +187,5 @@ def run_sft(ctx: StageContext, stage: SFTStage, resume: bool = False) -> dict:
     run = SFTRun(ctx, stage, resume=resume)
     run.setup()
     run.train()
-    run.save_checkpoint()
+    run.save_final()
     return run.cleanup()

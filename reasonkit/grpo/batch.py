@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from reasonkit.grpo.scoring import Scores
+
 
 class PromptSampler:
     """Walks the prompt rows in a seeded random order, epoch after epoch. Its position is checkpointed."""
@@ -46,6 +48,29 @@ class Progress:
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
+
+
+@dataclass
+class Scored:
+    """A step's completions as the rewards saw them, and what they scored (the whole batch, [B*G])."""
+
+    prompts: list  # this process's: each completion's prompt, as the data holds it
+    completions: list[str]  # this process's, with a prefilled <think> put back in front
+    columns: dict[str, list]  # what the rewards were given besides prompts and completions
+    scores: Scores  # gathered over processes
+    logged: dict[str, float]  # what rewards logged with log_metric
+
+
+@dataclass
+class Selection:
+    """Over the whole batch, [B*G] each: what trains and what runs."""
+
+    advantages: torch.Tensor
+    lengths: torch.Tensor  # completion tokens
+    truncated: torch.Tensor  # cut at max_new_tokens
+    excluded: torch.Tensor  # a reward failed on it (on_reward_failure: exclude)
+    trains: torch.Tensor  # in the loss and its normalisers
+    runs: torch.Tensor  # its forward passes run: trains, less those without gradient when skipped
 
 
 @dataclass

@@ -18,7 +18,8 @@ import torch
 class PackedLogprobs:
     logprobs: list[torch.Tensor]  # per sequence, [C_i]: log-prob of each completion token
     entropy: list[torch.Tensor]  # per sequence, [C_i]: entropy of the distribution drawn from (no grad)
-    sampler_logprobs: list[torch.Tensor] | None = None  # per sequence, [C_i]: see ``sampler_view``
+    # per sequence, [C_i]: the trainer's log-probs under the sampler's truncation (see ``truncation``)
+    truncated_logprobs: list[torch.Tensor] | None = None
 
 
 def token_budget_batches(lengths: list[int], budget: int) -> list[list[int]]:
@@ -59,13 +60,13 @@ def packed_logprobs(
     sequences: list[tuple[list[int], list[int]]],
     temperature: float = 1.0,
     with_entropy: bool = False,
-    sampler_view: tuple[float, int] | None = None,
+    truncation: tuple[float, int] | None = None,
 ) -> PackedLogprobs:
     """Log-probs of each completion token given its prompt, for ``(prompt_ids, completion_ids)`` pairs.
 
-    Logits are divided by ``temperature`` first. With ``sampler_view=(top_p, top_k)`` the result also
-    holds, without gradient, the log-probs of the truncated distribution the sampler drew from (what
-    vLLM reports), to compare with the sampler's own; -inf where a token falls outside it here.
+    Logits are divided by ``temperature`` first. With ``truncation=(top_p, top_k)`` the result also holds,
+    without gradient, the trainer's log-probs of the truncated distribution the sampler drew from (what
+    vLLM reports for its own), to compare with the sampler's; -inf where a token falls outside it here.
     """
     device = next(model.parameters()).device
     input_ids, position_ids, targets, keep = [], [], [], []
@@ -90,17 +91,17 @@ def packed_logprobs(
     target_ids = torch.tensor(targets, device=device).unsqueeze(-1)
     token_logprobs = log_softmax.gather(-1, target_ids).squeeze(-1)
     sizes = [len(c) for _, c in sequences]
-    sampler_logprobs = None
-    if sampler_view is not None:
-        top_p, top_k = sampler_view
+    truncated_logprobs = None
+    if truncation is not None:
+        top_p, top_k = truncation
         if top_p >= 1.0 and top_k == 0:  # nothing truncated: the sampler's distribution is this one
-            sampler_logprobs = list(token_logprobs.detach().split(sizes))
+            truncated_logprobs = list(token_logprobs.detach().split(sizes))
         else:
             with torch.no_grad():
                 truncated = truncate_logits(logits.detach(), top_p, top_k).log_softmax(-1)
-                sampler_logprobs = list(truncated.gather(-1, target_ids).squeeze(-1).split(sizes))
+                truncated_logprobs = list(truncated.gather(-1, target_ids).squeeze(-1).split(sizes))
     entropy = []
     if with_entropy:
         with torch.no_grad():
             entropy = list((-(log_softmax.exp() * log_softmax).sum(-1)).split(sizes))
-    return PackedLogprobs(list(token_logprobs.split(sizes)), entropy, sampler_logprobs)
+    return PackedLogprobs(list(token_logprobs.split(sizes)), entropy, truncated_logprobs)

@@ -38,10 +38,10 @@ from reasonkit.algorithms import (
     truncated_importance_weights,
 )
 from reasonkit.config import GRPOStage
-from reasonkit.data import DataError, load_prompt_rows, prompt_format, rl_split
+from reasonkit.data import load_prompt_rows, prompt_format, rl_split
 from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_OPEN
-from reasonkit.grpo.batch import Batch, Progress, PromptSampler
+from reasonkit.grpo.batch import Batch, Progress, PromptSampler, Scored, Selection
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
 from reasonkit.grpo.objective import accuracy_verifier, grpo_objective
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
@@ -87,8 +87,6 @@ class GRPORun:
             max_length=stage.max_new_tokens,
         )
 
-    # ------------------------------------------------------------------ setup
-
     def setup(self) -> None:
         process_state()
         forget_mixed_precision()
@@ -115,8 +113,6 @@ class GRPORun:
         self._setup_precision()
         self.rewards = load_rewards(self.stage.rewards)
         self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
-        if not self.rows:
-            raise DataError(f"stages.{self.ctx.name}: the prompt data is empty")
         check_columns(self.rewards, set(self.rows[0]))
         self.accuracy_verifier = reward_registry.get(accuracy_verifier(self.stage))
         workers = self.stage.reward_workers
@@ -225,8 +221,6 @@ class GRPORun:
             self.policy, optimizer, scheduler
         )
 
-    # ------------------------------------------------------------------ train
-
     def train(self) -> None:
         s = self.stage
         with tqdm(
@@ -279,6 +273,13 @@ class GRPORun:
     def learn(self, rows: list[dict], rollouts: list) -> dict:
         """Score this process's ``rollouts`` (G per row, row by row), then one GRPO update on the whole
         batch over every process; its metrics."""
+        scored = self._score(rows, rollouts)
+        selection = self._select(scored, rollouts)
+        train_stats = self._update(self._build_batch(rollouts, selection))
+        return self._metrics(scored, selection, rollouts, train_stats)
+
+    def _score(self, rows: list[dict], rollouts: list) -> Scored:
+        """Every reward on every completion, gathered over processes (rewards are TRL's convention)."""
         s, G = self.stage, self.stage.num_generations
         # Rewards see the whole response: the <think> a template prefilled is put back in front.
         completions = [(THINK_OPEN if self.fmt.think_prefilled else "") + r.text for r in rollouts]
@@ -289,64 +290,79 @@ class GRPORun:
         columns["trainer_state"] = TrainerState(  # TRL's, one for the batch
             self.progress.step, s.max_steps, self.progress.step * s.prompts_per_step / len(self.rows)
         )
-        group_prompts = [row["prompt"] for row in group_rows]
-        scores = self._gather_scores(self.scorer.score(group_prompts, completions, columns))
-        logged, completions_table = reward_logs(
-            self.scorer.pool.logs, self._gather, group_prompts, completions
-        )
+        prompts = [row["prompt"] for row in group_rows]
+        scores = self._gather_scores(self.scorer.score(prompts, completions, columns))
+        logged, completions_table = reward_logs(self.scorer.pool.logs, self._gather, prompts, completions)
         if self.metrics_log and completions_table:  # a reward logged columns with log_extra
             self.metrics_log.log_completions(self.progress.step + 1, completions_table)
-        # From here on every tensor covers the whole batch, [B*G], in process order.
+        return Scored(prompts, completions, columns, scores, logged)
+
+    def _select(self, scored: Scored, rollouts: list) -> Selection:
+        """Advantages, and which completions train and which run, over the whole batch."""
+        s = self.stage
         lengths = torch.tensor(self._gather([len(r.completion_ids) for r in rollouts]), dtype=torch.float32)
         truncated = torch.tensor(self._gather([r.truncated for r in rollouts]), dtype=torch.bool)
         nothing = torch.zeros_like(truncated)
-        excluded = scores.failed_samples if s.on_reward_failure == "exclude" else nothing
-        advantages = group_advantages(scores.total, G, scale=s.advantage_scale, valid=~excluded)
+        excluded = scored.scores.failed_samples if s.on_reward_failure == "exclude" else nothing
+        advantages = group_advantages(
+            scored.scores.total, s.num_generations, scale=s.advantage_scale, valid=~excluded
+        )
         trains = ~excluded & ~(truncated if s.mask_truncated else nothing)
         # The loss is normalised over every completion that trains, so leaving out those without
         # gradient (β = 0 and A = 0) changes no number, only saves their forward passes.
         runs = trains & (advantages != 0) if s.beta == 0 and s.skip_zero_advantage else trains
+        return Selection(advantages, lengths, truncated, excluded, trains, runs)
 
+    def _build_batch(self, rollouts: list, selection: Selection) -> Batch:
+        """This process's completions that run, in micro-batches, with the whole batch's normalisers."""
         mine = slice(self.rank * len(rollouts), (self.rank + 1) * len(rollouts))
-        kept = runs[mine].nonzero().squeeze(1).tolist()
+        kept = selection.runs[mine].nonzero().squeeze(1).tolist()
         sequences = [(rollouts[i].prompt_ids, rollouts[i].completion_ids) for i in kept]
         micro_batches = token_budget_batches([len(p) + len(c) for p, c in sequences], self.token_budget)
         batch = Batch(
             sequences,
-            advantages[mine][kept],
+            selection.advantages[mine][kept],
             micro_batches,
-            total_sequences=int(trains.sum()),
-            total_tokens=int(lengths[trains].sum()),
-            run_tokens=int(lengths[runs].sum()),
+            total_sequences=int(selection.trains.sum()),
+            total_tokens=int(selection.lengths[selection.trains].sum()),
+            run_tokens=int(selection.lengths[selection.runs].sum()),
             num_passes=max(self._gather([len(micro_batches)])),
             filler=(rollouts[0].prompt_ids, rollouts[0].completion_ids),
         )
         if not self.engine.logprobs_are_trainers:
             batch.rollout_logprobs = [torch.tensor(rollouts[i].rollout_logprobs) for i in kept]
-        train_stats = self._update(batch)
+        return batch
 
-        grouped = advantages.reshape(-1, G)
+    def _metrics(self, scored: Scored, selection: Selection, rollouts: list, train_stats: dict) -> dict:
+        scores, excluded, lengths = scored.scores, selection.excluded, selection.lengths
+        count = len(selection.advantages)
         metrics = {
             "reward/mean": scores.total[~excluded].mean().item(),
             "reward/std": scores.total[~excluded].std(unbiased=False).item(),
             **{f"reward/{name}/mean": _mean(values) for name, values in scores.by_reward.items()},
             **{
-                f"reward/{name}/none": values.count(None) / len(values)
-                for name, values in scores.by_reward.items()
+                f"reward/{name}/none": values.count(None) / count for name, values in scores.by_reward.items()
             },
-            **{f"reward/{name}/failed": count / len(advantages) for name, count in scores.failed.items()},
-            "reward/unscored": scores.unscored / len(advantages),
+            **{f"reward/{name}/failed": failed / count for name, failed in scores.failed.items()},
+            "reward/unscored": scores.unscored / count,
             "excluded": excluded.float().mean().item(),  # left out of the loss and of group statistics
             "completion_length": lengths.mean().item(),
-            "truncated": truncated.float().mean().item(),
-            "zero_variance_groups": (grouped == 0).all(dim=1).float().mean().item(),
-            "skipped": 1 - runs.float().mean().item(),  # completions whose forward passes did not run
+            "truncated": selection.truncated.float().mean().item(),
+            "zero_variance_groups": (selection.advantages.reshape(-1, self.stage.num_generations) == 0)
+            .all(dim=1)
+            .float()
+            .mean()
+            .item(),
+            "skipped": 1
+            - selection.runs.float().mean().item(),  # completions whose forward passes did not run
             "tokens": lengths.sum().item() + sum(self._gather([len(r.prompt_ids) for r in rollouts])),
-            **logged,  # what rewards logged with log_metric
+            **scored.logged,  # what rewards logged with log_metric
             **train_stats,
         }
-        if "answer" in columns:
-            correct = self.accuracy_verifier(group_prompts, completions, answer=columns["answer"])
+        if "answer" in scored.columns:
+            correct = self.accuracy_verifier(
+                scored.prompts, scored.completions, answer=scored.columns["answer"]
+            )
             # A gold answer the verifier cannot read (None) says nothing about the completion.
             judged = [None if score is None else float(score == 1.0) for score in correct]
             metrics["accuracy"] = _mean(self._gather(judged))
@@ -440,7 +456,7 @@ class GRPORun:
                         sequences,
                         s.temperature,
                         with_entropy=True,
-                        sampler_view=(s.top_p, s.top_k) if first_pass and ids else None,
+                        truncation=(s.top_p, s.top_k) if first_pass and ids else None,
                     )
                 if ids:
                     loss, stats = self._micro_batch_loss(batch, list(ids), out, first_pass)
@@ -484,7 +500,7 @@ class GRPORun:
         policy_logprobs = pad_sequence(out.logprobs, batch_first=True)  # [n, T]
         response_mask = pad_sequence([torch.ones_like(lp) for lp in out.logprobs], batch_first=True)
         if first_pass:
-            self._weigh_against_sampler(batch, ids, out.sampler_logprobs, response_mask)
+            self._weigh_against_sampler(batch, ids, out.truncated_logprobs, response_mask)
 
         def padded(per_sequence: list[torch.Tensor] | None) -> torch.Tensor | None:  # [n, T]
             if per_sequence is None:
@@ -537,8 +553,6 @@ class GRPORun:
             length = len(batch.rollout_logprobs[i])
             batch.importance_weights[i] = weights[row, :length].cpu()
             batch.trainer_logprobs[i] = trainer[row, :length].cpu()
-
-    # ------------------------------------------------------------------ checkpoints
 
     def objective(self) -> dict:
         return grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)

@@ -42,9 +42,9 @@ def test_greedy_matches_transformers_and_logprobs_match_the_trainer(engine, tiny
     rollouts = engine.generate(PROMPTS, sampling)
     assert [r.prompt_index for r in rollouts] == [0] * 4 + [1] * 4
     trainer = packed_logprobs(
-        model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 0.8, sampler_view=(0.9, 50)
+        model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 0.8, truncation=(0.9, 50)
     )
-    for r, lp in zip(rollouts, trainer.sampler_logprobs):
+    for r, lp in zip(rollouts, trainer.truncated_logprobs):
         assert len(r.rollout_logprobs) == len(r.completion_ids)
         assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-3), (r.rollout_logprobs, lp)
 
