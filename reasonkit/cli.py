@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the config, the data on its first rows and the rewards, print the objective; train nothing",
     )
-    from reasonkit import eval_command, generate_command, reward_check
+    from reasonkit import eval_command, generate_command, rewards_command
 
-    reward_check.add_commands(commands)
+    rewards_command.add_commands(commands)
     eval_command.add_command(commands)
     generate_command.add_command(commands)
     return parser
@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(args) -> int:
     if args.command == "rewards":
-        from reasonkit import reward_check
+        from reasonkit import rewards_command
 
-        return reward_check.run(args)
+        return rewards_command.run(args)
     if args.command in ("eval", "generate"):
         from reasonkit import eval_command, generate_command
 

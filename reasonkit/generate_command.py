@@ -52,7 +52,8 @@ def add_command(commands) -> None:
         default="auto",
         choices=SHAPES,
         help="give the verifier text or conversational (message list) completions; auto: its annotation, "
-        "else text (default auto)",
+        "else the prompts' shape, as for every reward (see the README, Rewards): text here, where the "
+        "prompts are strings (default auto)",
     )
     cmd.add_argument(
         "--max-trace-tokens", type=int, metavar="N", help="drop completions longer than N tokens"

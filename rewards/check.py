@@ -5,23 +5,29 @@ a reference completion (correct and well formed), other correct forms (the answe
 ...), and adversarial completions that should score below them: empty, the answer only inside the
 think block, the answer followed by junk, several answers, the prompt echoed, a huge output, the gold
 answer spammed, code printing only the first test's output, and so on. Which battery a reward gets
-follows what it judges (``registry.what_it_checks``). The row's reference score is the best score of
-its correct forms: a reward that wants the answer boxed is measured by its boxed form.
+follows what it judges (``registry.what_it_checks``). Each row has a **bar**: the best score of its
+correct forms (a reward that wants the answer boxed is measured by its boxed form), or full marks, 1.0,
+in a row without a correct form (a program without a solution).
 
-- a **hole**: an adversarial completion scores at least as high as the reference score;
-- **refused**: the reference completion scores None (e.g. a gold answer the verifier cannot parse), or
-  a correct form scores no higher than the best adversarial one (reported; only a refused reference
-  fails the check: a strict reward may refuse forms its contract does not allow).
+- a **hole**: an adversarial completion scores at the bar or above it;
+- **refused**: a correct form gets no score (None, or the reward failed), or scores no higher than an
+  adversarial completion the reward did reject (one below the bar): the reward does not tell it apart
+  from a hack. A correct form at the bar is never refused, nor is one below it that still beats every
+  rejected completion (partial credit, a length penalty).
+
+Holes fail the check, and so does a reference without a score (a gold answer the reward cannot read, or
+a reward that fails); other refusals are reported only: a strict reward may refuse forms its contract
+does not allow.
 
 The rewards are called as in training (``rewards.convention``): with every column of the user's rows,
-and completions as text or messages by the same rules (built-in rows have string prompts).
+and completions as text or messages by the same rules, decided once for the whole battery as training on
+the user's rows would decide (built-in rows have string prompts).
 
 Lengths are counted in UTF-8 bytes here (there is no tokenizer), against ``CHECK_MAX_TOKENS``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from reasonkit.format import format_completion
@@ -51,13 +57,23 @@ class Row:
         return self.cases[0] if self.cases and self.cases[0].should == "accept" else None
 
 
+@dataclass(frozen=True)
+class Mark:
+    """A score and whose it is: a case of the same row, or None for full marks (1.0, the bar of a row
+    without a correct form)."""
+
+    score: float
+    case: Case | None
+
+
 @dataclass
 class Verdict:
     row: int
     case: Case
     score: float | None
-    reference_score: float | None
-    kind: str  # "ok", "hole", "refused" (a correct form not told apart from the hacks), "refused reference"
+    kind: str  # "ok", "hole", "refused", "refused reference" (the reference got no score)
+    bar: Mark | None  # the row's best correct form, or full marks without one (None: none got a score)
+    rejected: Mark | None  # the row's best adversarial completion below the bar (None: there is none)
     failure: str | None = None  # why the reward gave no score (raised, timed out), when it failed
 
 
@@ -248,7 +264,8 @@ def run_check(
     args: dict | None = None,
     completions: str = "auto",
 ) -> list[Verdict]:
-    """Score every case of every row with the reward and judge each against its row's reference score."""
+    """Score every case of every row with the reward and judge each against its row's bar (see above).
+    ``completions``: the shape the reward gets, a name or a ``rewards.convention.DecidedShape``."""
     samples = [(i, case) for i, row in enumerate(rows) for case in row.cases]
     completions_text = [case.completion for _, case in samples]
     columns = {
@@ -261,20 +278,29 @@ def run_check(
         scores, failures = pool.score([rows[i].prompt for i, _ in samples], completions_text, columns)
     scores = scores["reward"]
     why = {f.sample: f.reason for f in failures}
-    best_correct, best_hack = {}, {}
+    by_row: dict[int, list[tuple[Case, float | None]]] = {}
     for (i, case), score in zip(samples, scores):
-        best = best_correct if case.should == "accept" else best_hack
-        if score is not None:
-            best[i] = max(score, best.get(i, score))
+        by_row.setdefault(i, []).append((case, score))
+    bars, rejected = {}, {}
+    for i, scored in by_row.items():
+        bars[i] = best(scored, "accept") if rows[i].reference else Mark(1.0, None)
+        below = [(c, s) for c, s in scored if bars[i] is None or (s is not None and s < bars[i].score)]
+        rejected[i] = best(below, "reject")
     verdicts = []
     for n, ((i, case), score) in enumerate(zip(samples, scores)):
-        # Rows without a reference (user code without a solution) are measured against the best score.
-        ref = best_correct.get(i) if rows[i].reference else 1.0
+        bar, low = bars[i], rejected[i]
         if case is rows[i].reference and score is None:
             kind = "refused reference"
         elif case.should == "accept":
-            kind = "refused" if score is None or score <= best_hack.get(i, -math.inf) else "ok"
+            kind = "refused" if score is None or (low is not None and score <= low.score) else "ok"
         else:
-            kind = "hole" if score is not None and ref is not None and score >= ref else "ok"
-        verdicts.append(Verdict(i, case, score, ref, kind, why.get(n)))
+            kind = "hole" if score is not None and bar is not None and score >= bar.score else "ok"
+        verdicts.append(Verdict(i, case, score, kind, bar, low, why.get(n)))
     return verdicts
+
+
+def best(scored: list[tuple[Case, float | None]], should: str) -> Mark | None:
+    """The highest score among the cases that ``should`` be accepted (or rejected), and whose it is (the
+    first to get it); None when none of them got a score."""
+    marks = [Mark(score, case) for case, score in scored if case.should == should and score is not None]
+    return max(marks, key=lambda mark: mark.score, default=None)

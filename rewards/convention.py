@@ -103,14 +103,42 @@ def declared_shape(fn) -> str | None:
     return "text" if "str" in text else None
 
 
+class DecidedShape(str):
+    """A shape already decided (by ``shape_for``), carrying why: it goes wherever a shape name goes (a
+    ``RewardCall``, a worker process), so that the error a reward given the wrong shape raises names the
+    rule that decided it, not "set on the reward". ``rewards check`` decides once for its whole battery.
+
+    >>> def bare(completions, **kwargs): ...
+    >>> decided = DecidedShape("text", "the prompts are strings")
+    >>> decided == "text", shape_for(bare, decided, [{"role": "user", "content": "?"}])
+    (True, ('text', 'the prompts are strings'))
+    """
+
+    reason: str
+
+    def __new__(cls, shape: str, reason: str):
+        assert shape in SHAPES and shape != "auto", shape
+        decided = super().__new__(cls, shape)
+        decided.reason = reason
+        return decided
+
+    def __reduce__(self):  # pickled for the worker processes with its reason
+        return DecidedShape, (str(self), self.reason)
+
+
 def shape_for(fn, requested: str, prompt) -> tuple[str, str]:
-    """The shape ``fn`` gets, and why (the rules in the module docstring, in order).
+    """The shape ``fn`` gets, and why (the rules in the module docstring, in order). ``requested``: a
+    name in ``SHAPES``, or a ``DecidedShape``, kept with its reason.
 
     >>> def bare(completions, **kwargs): ...
     >>> shape_for(bare, "auto", "What is 6 * 7?"), shape_for(bare, "auto", [{"role": "user", "content": "?"}])
     (('text', 'the prompts are strings'), ('conversational', 'the prompts are message lists'))
+    >>> shape_for(bare, "conversational", "What is 6 * 7?")
+    ('conversational', 'set on the reward')
     """
     assert requested in SHAPES, requested
+    if isinstance(requested, DecidedShape):
+        return str(requested), requested.reason
     if requested != "auto":
         return requested, "set on the reward"
     declared = declared_shape(fn)
@@ -170,9 +198,10 @@ def call_reward(
 ) -> list:
     """Call ``fn`` as TRL's GRPOTrainer would, in the shape decided by ``shape_for``.
 
-    ``columns``: per-completion lists (the dataset's columns, ``completion_ids``, ...). What the reward
-    logs goes to ``log`` (dropped when None). An error a reward given the other shape would raise
-    (TypeError, KeyError, ...) carries the shape it was given, and why, for ``describe_error``.
+    ``shape``: a name in ``SHAPES`` or a ``DecidedShape``. ``columns``: per-completion lists (the
+    dataset's columns, ``completion_ids``, ...). What the reward logs goes to ``log`` (dropped when
+    None). An error a reward given the other shape would raise (TypeError, KeyError, ...) carries the
+    shape it was given, and why, for ``describe_error``.
     """
     shape, reason = shape_for(fn, shape, prompts[0] if prompts else None)
     shaped_prompts, shaped_completions = in_shape(shape, prompts, completions)

@@ -50,3 +50,11 @@ def test_top_level_help_lists_the_commands_and_examples(capsys):
     for command in ("run", "validate", "rewards", "eval", "generate"):
         assert f"\n    {command}" in text
     assert "reasonkit rewards check trl.rewards:accuracy_reward --data rows.jsonl" in text
+
+
+@pytest.mark.parametrize("words", [["eval"], ["generate"], ["rewards", "check"]], ids=" ".join)
+def test_completions_help_states_the_rule_the_rewards_follow(words):
+    """rewards.convention: the reward's annotation, else the prompts' shape (not "else text")."""
+    (action,) = [a for a in subparser(words)._actions if "--completions" in a.option_strings]
+    assert "auto: its annotation, else the prompts' shape" in action.help
+    assert "else text" not in action.help

@@ -203,7 +203,7 @@ def test_rewards_check_runs_open_r1_style_rewards_on_rows_with_a_solution_column
     data = write_rows(
         tmp_path / "rows.jsonl", conversational(SOLUTION_ROWS) if shape == "conversational" else SOLUTION_ROWS
     )
-    why = "the prompts are message lists" if shape == "conversational" else "set on the reward"
+    why = "the prompts are message lists" if shape == "conversational" else "set with --completions"
     for name, checks in [
         ("accuracy_reward", "answer"),
         ("len_reward", "answer"),
@@ -234,7 +234,7 @@ def test_rewards_check_without_data_for_rewards_that_need_no_column(capsys):
     for name in ("format_reward", "tag_count_reward"):
         code = main(["rewards", "check", f"{OPEN_R1}:{name}", "--completions", "conversational"])
         out = capsys.readouterr().out
-        assert "completions given as conversational (set on the reward)" in out
+        assert "completions given as conversational (set with --completions)" in out
         assert "the reward raised" not in out and "REFUSED REFERENCE" not in out, out
         # tag_count is partial credit by design: it pays for tags whatever surrounds them
         assert (code, "0 hole(s)" in out) == ((0, True) if name == "format_reward" else (1, False)), out

@@ -7,8 +7,11 @@ import sys
 
 import rewards
 from rewards.check import Verdict, battery, run_check
-from rewards.convention import SHAPES, prompt_text, shape_for
+from rewards.convention import SHAPES, DecidedShape, prompt_text, shape_for
 from rewards.pool import default_workers
+
+# The verdicts that fail the check (exit 1): refusals of other correct forms are reported only.
+FAILING = ("hole", "refused reference")
 
 
 def add_commands(commands) -> None:
@@ -17,7 +20,10 @@ def add_commands(commands) -> None:
     sub = parser.add_subparsers(dest="rewards_command", required=True, metavar="{list,check}")
     summary = "the built-in rewards and what each judges"
     sub.add_parser("list", help=summary, description=summary)
-    summary = "score adversarial completions with a reward; exits 1 when it rewards one it should not"
+    summary = (
+        "score adversarial completions with a reward; exits 1 when it rewards one it should not, "
+        "or gives a reference no score"
+    )
     check = sub.add_parser(
         "check",
         help=summary,
@@ -74,13 +80,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     data_rows = _data_rows(args, checks, rewards.required_columns(reward)) if args.data else []
     rows = battery(checks, data_rows)
-    # One shape for the whole battery, decided as training on the same data would decide it.
-    shape, why = shape_for(reward, args.completions, data_rows[0]["prompt"] if data_rows else "")
+    # One shape for the whole battery, decided as training on the same data would decide it; the reason
+    # travels with it, to the errors the reward raises in the worker processes.
+    shape = DecidedShape(*shape_for(reward, args.completions, data_rows[0]["prompt"] if data_rows else ""))
+    if args.completions != "auto":
+        shape = DecidedShape(shape, "set with --completions")
     verdicts = run_check(
         args.spec, rows, workers=default_workers(), timeout=args.timeout, args=reward_args, completions=shape
     )
-    print(report(args.spec, checks, rows, verdicts, f"{shape} ({why})"))
-    return 1 if any(v.kind in ("hole", "refused reference") for v in verdicts) else 0
+    print(report(args.spec, checks, rows, verdicts, f"{shape} ({shape.reason})"))
+    return 1 if any(v.kind in FAILING for v in verdicts) else 0
 
 
 def _reward_args(items: list[str]) -> dict:
@@ -131,21 +140,81 @@ def report(spec: str, checks: str, rows, verdicts: list[Verdict], shapes: str = 
                 else "ok",
             }
         )
-    holes = [v for v in verdicts if v.kind == "hole"]
-    refused = [v for v in verdicts if v.kind.startswith("refused")]
     lines = [
         f"reward {spec!r}: {checks} battery, {len(rows)} rows, {len(verdicts)} completions"
         + (f"; completions given as {shapes}" if shapes else ""),
         format_table(table, ["case", "should", "scores", "verdict"]),
     ]
-    for v in holes + refused:
-        lines.append(
-            f"{v.kind.upper()}: row {v.row} (prompt {prompt_text(rows[v.row].prompt)[:80]!r}), {v.case.name}: scored "
-            f"{v.score} against the reference's {v.reference_score}; completion {v.case.completion[:120]!r}"
-            + (f"; the reward {v.failure}" if v.failure else "")
-        )
-    lines.append(
-        f"{len(holes)} hole(s), {len(refused)} refusal(s)"
-        + (": do not train with this reward until they are fixed" if holes else "")
+    holes = [v for v in verdicts if v.kind == "hole"]
+    unscored = [v for v in verdicts if v.kind == "refused reference"]
+    refused = [v for v in verdicts if v.kind == "refused"]
+    # A verdict without a score because the reward failed is told on its failure's one line instead.
+    lines += [explain(v, rows) for v in holes + unscored + refused if v.failure is None]
+    lines += failure_lines(verdicts)
+    counts = (
+        f"{len(holes)} hole(s), {len(unscored)} reference(s) without a score, "
+        f"{len(refused)} other correct form(s) refused"
     )
+    if holes or unscored:
+        until = " and ".join(
+            what
+            for what, found in [("its holes are closed", holes), ("every reference gets a score", unscored)]
+            if found
+        )
+        counts += f": do not train with this reward until {until}"
+    elif refused:
+        counts += ": reported only; a strict reward may refuse forms its contract does not allow"
+    lines.append(counts)
     return "\n".join(lines)
+
+
+def explain(v: Verdict, rows) -> str:
+    """One verdict's line: its score, the score it was judged against, and whose that is."""
+    where = f"{v.kind.upper()}: row {v.row} (prompt {prompt_text(rows[v.row].prompt)[:80]!r}), {v.case.name}:"
+    if v.kind == "hole":
+        whose = (
+            "full marks (the row has no correct form)"
+            if v.bar.case is None
+            else f"the score of the row's best correct form ({v.bar.case.name!r})"
+        )
+        judged = f"scored {v.score}, not below {v.bar.score}, {whose}"
+    elif v.score is None:
+        judged = "got no score (the reward returned None" + (
+            ", as for a gold answer it cannot read)" if v.kind == "refused reference" else ")"
+        )
+    else:
+        judged = (
+            f"scored {v.score}, no higher than {v.rejected.score}, the score of {v.rejected.case.name!r}, "
+            f"which it should reject (the row's best correct form, {v.bar.case.name!r}, scored {v.bar.score})"
+        )
+    return f"{where} {judged}; completion {v.case.completion[:120]!r}"
+
+
+def failure_lines(verdicts: list[Verdict]) -> list[str]:
+    """One line per way the reward failed (the same error on every case is said once), with the number of
+    completions it failed on and which."""
+    by_failure: dict[str, list[Verdict]] = {}
+    for v in verdicts:
+        if v.failure is not None:
+            by_failure.setdefault(v.failure, []).append(v)
+    return [
+        f"FAILED on {which(failed, verdicts)}: the reward {failure}" for failure, failed in by_failure.items()
+    ]
+
+
+def which(failed: list[Verdict], verdicts: list[Verdict]) -> str:
+    """``failed`` among ``verdicts`` in a few words: all, whole rows, whole cases, or the first few."""
+    if len(failed) == len(verdicts):
+        return f"all {len(verdicts)} completions"
+    count = f"{len(failed)} of {len(verdicts)} completions"
+    rows = sorted({v.row for v in failed})
+    cases = list(dict.fromkeys(v.case.name for v in failed))
+    if len(failed) == sum(v.row in rows for v in verdicts):
+        return f"{count}: every case of row(s) {', '.join(map(str, rows))}"
+    if len(failed) == sum(v.case.name in cases for v in verdicts):
+        others = [name for name in dict.fromkeys(v.case.name for v in verdicts) if name not in cases]
+        if len(others) < len(cases):
+            return f"{count}: all but the {', '.join(map(repr, others))} one(s)"
+        return f"{count}: {', '.join(map(repr, cases))}, in every row"
+    named = [f"row {v.row} {v.case.name!r}" for v in failed]
+    return f"{count}: " + ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
