@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rewards.convention import SHAPES
+from reasonkit.rewards_command import add_verifier_completions_option
 
 
 def add_command(commands) -> None:
@@ -32,14 +32,7 @@ def add_command(commands) -> None:
         help="the reward that judges answers: a built-in (math), package.module:function or file.py:function "
         "(default exact_answer)",
     )
-    cmd.add_argument(
-        "--completions",
-        default="auto",
-        choices=SHAPES,
-        help="give the verifier text or conversational (message list) completions; auto: its annotation, "
-        "else the prompts' shape, as for every reward (see the README, Rewards): text here, where the "
-        "prompts are strings (default auto)",
-    )
+    add_verifier_completions_option(cmd)
     cmd.add_argument(
         "--num-samples", type=int, default=1, metavar="N", help="completions per problem (default 1)"
     )

@@ -218,3 +218,15 @@ def which(failed: list[Verdict], verdicts: list[Verdict]) -> str:
         return f"{count}: {', '.join(map(repr, cases))}, in every row"
     named = [f"row {v.row} {v.case.name!r}" for v in failed]
     return f"{count}: " + ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+
+
+def add_verifier_completions_option(cmd) -> None:
+    """``--completions`` of the commands that judge with a verifier (``eval``, ``generate``)."""
+    cmd.add_argument(
+        "--completions",
+        default="auto",
+        choices=SHAPES,
+        help="give the verifier text or conversational (message list) completions; auto: its annotation, "
+        "else the prompts' shape, as for every reward (see the README, Rewards): text here, where the "
+        "prompts are strings (default auto)",
+    )
