@@ -46,6 +46,7 @@ from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt
 from reasonkit.grpo.objective import accuracy_verifier, grpo_objective
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
 from reasonkit.grpo.scoring import RewardScorer, Scores, check_columns, load_rewards
+from reasonkit.grpo.step_metrics import mean_present, run_summary, step_metrics
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, reward_logs, truncate_jsonl
@@ -334,29 +335,9 @@ class GRPORun:
         return batch
 
     def _metrics(self, scored: Scored, selection: Selection, rollouts: list, train_stats: dict) -> dict:
-        scores, excluded, lengths = scored.scores, selection.excluded, selection.lengths
-        count = len(selection.advantages)
+        prompt_tokens = sum(self._gather([len(r.prompt_ids) for r in rollouts]))
         metrics = {
-            "reward/mean": scores.total[~excluded].mean().item(),
-            "reward/std": scores.total[~excluded].std(unbiased=False).item(),
-            **{f"reward/{name}/mean": _mean(values) for name, values in scores.by_reward.items()},
-            **{
-                f"reward/{name}/none": values.count(None) / count for name, values in scores.by_reward.items()
-            },
-            **{f"reward/{name}/failed": failed / count for name, failed in scores.failed.items()},
-            "reward/unscored": scores.unscored / count,
-            "excluded": excluded.float().mean().item(),  # left out of the loss and of group statistics
-            "completion_length": lengths.mean().item(),
-            "truncated": selection.truncated.float().mean().item(),
-            "zero_variance_groups": (selection.advantages.reshape(-1, self.stage.num_generations) == 0)
-            .all(dim=1)
-            .float()
-            .mean()
-            .item(),
-            "skipped": 1
-            - selection.runs.float().mean().item(),  # completions whose forward passes did not run
-            "tokens": lengths.sum().item() + sum(self._gather([len(r.prompt_ids) for r in rollouts])),
-            **scored.logged,  # what rewards logged with log_metric
+            **step_metrics(scored, selection, self.stage.num_generations, prompt_tokens),
             **train_stats,
         }
         if "answer" in scored.columns:
@@ -365,7 +346,7 @@ class GRPORun:
             )
             # A gold answer the verifier cannot read (None) says nothing about the completion.
             judged = [None if score is None else float(score == 1.0) for score in correct]
-            metrics["accuracy"] = _mean(self._gather(judged))
+            metrics["accuracy"] = mean_present(self._gather(judged))
         return metrics
 
     def _update(self, batch: Batch) -> dict:
@@ -605,24 +586,7 @@ class GRPORun:
         self.metrics_log.close()
         records = read_jsonl(self.ctx.directory / "metrics.jsonl")
         plot_curves(records, self.ctx.directory / "curves.png", title=f"{self.ctx.name} (grpo)")
-        if not records:
-            return {"steps": self.progress.step}
-        window = records[-max(1, len(records) // 10) :]  # the last tenth of the run
-        summary = {
-            "steps": self.progress.step,
-            "first_reward": records[0]["reward/mean"],
-            "last_reward": _mean([r["reward/mean"] for r in window]),
-        }
-        if "accuracy" in records[0]:
-            summary.update(
-                first_accuracy=records[0]["accuracy"], last_accuracy=_mean([r["accuracy"] for r in window])
-            )
-        return summary
-
-
-def _mean(values) -> float:
-    present = [v for v in values if v is not None]
-    return sum(present) / len(present) if present else math.nan
+        return run_summary(records, self.progress.step)
 
 
 def run_grpo(ctx: StageContext, stage: GRPOStage, resume: bool = False) -> dict:
