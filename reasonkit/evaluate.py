@@ -47,10 +47,10 @@ def evaluate(
     samples_path: Path | None = None,
     label: str = "eval",
 ) -> dict:
-    """Generate ``num_samples`` completions per problem, judge them, and return the metrics."""
+    """Generate ``num_samples`` completions per problem, judge them, and return the metrics (the caller
+    has checked that the problems have the columns the verifier reads: ``check_verifier_columns``)."""
     if stage.max_problems is not None:
         problems = problems[: stage.max_problems]
-    check_verifier_columns(verifier, problems)
     n = stage.num_samples
     sampling = SamplingSettings(
         n=n,
@@ -264,9 +264,7 @@ def evaluate_saved_model(
         )
     finally:
         engine.close()
-    decoding = {
-        key: value for key, value in asdict(stage).items() if key not in ("type", "models", "benchmarks")
-    }
+    decoding = {key: value for key, value in eval_settings(stage).items() if key != "models"}
     record = {"model": path, "benchmark": benchmark, **result, "verifier": verifier, "decoding": decoding}
     (out / f"{stem}.results.json").write_text(json.dumps(record, indent=2))
     pass1 = result["pass@1"]

@@ -58,7 +58,7 @@ from reasonkit.models import (
     match_vocabulary,
 )
 from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision, load_dtype
-from reasonkit.rollout import EngineInputs, SamplingSettings, engine_class, make_engine
+from reasonkit.rollout import EngineInputs, SamplingSettings, engine_class
 from reasonkit.schedule import scheduler_type
 from reasonkit.stage import StageContext, save_stage_model
 from rewards.convention import TrainerState
@@ -144,8 +144,7 @@ class GRPORun:
 
     def _make_engine(self):
         s = self.stage
-        return make_engine(
-            s.engine,
+        return self.engine_class.from_inputs(
             EngineInputs(
                 self.ctx.init_path,
                 self.tokenizer,
@@ -155,7 +154,7 @@ class GRPORun:
                 vllm=s.vllm,
                 model=self.accelerator.unwrap_model(self.policy),
                 generation_context=self._policy_for_generation,
-            ),
+            )
         )
 
     @contextlib.contextmanager
