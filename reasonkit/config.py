@@ -258,8 +258,13 @@ class GRPOStage:
     max_grad_norm: float = 1.0
     # null: full fine-tuning; with LoRA the KL reference is the adapter-free model
     lora: LoRASettings | None = None
-    # Tokens (prompt + completion) per packed micro-batch forward. null: 16384 with flash_attention_2,
-    # 1024 otherwise: without a varlen kernel, attention over a packed row costs the square of its length.
+    # How a micro-batch's sequences go through the model. packed: concatenated into one row, no padding,
+    # fast only with a varlen attention kernel (flash_attention_2); padded: a row per sequence, grouped
+    # by length, fast with any kernel. auto: packed with flash_attention_2, else padded.
+    micro_batch_layout: Literal["auto", "packed", "padded"] = "auto"
+    # Tokens per micro-batch forward, padding included. null: 16384 packed with flash_attention_2, else
+    # 1024 packed (attention over a packed row costs the square of its length); padded 8192 on GPUs, 512
+    # on CPUs (measured fastest there).
     token_budget: int | None = None
 
     # Engine

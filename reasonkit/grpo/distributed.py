@@ -9,6 +9,8 @@ update is the one a single process would make on the whole batch.
 
 from __future__ import annotations
 
+import torch
+
 from reasonkit.config import ConfigError, GRPOStage
 
 
@@ -16,6 +18,14 @@ def prompt_shard(indices: list[int], rank: int, world: int) -> list[int]:
     """This process's contiguous share of the step's prompts (gathering keeps rank order = batch order)."""
     per_rank = len(indices) // world
     return indices[rank * per_rank : (rank + 1) * per_rank]
+
+
+def sum_over_processes(accelerator, values: dict[str, float]) -> dict[str, float]:
+    """Each value summed over every process."""
+    if accelerator.num_processes == 1:
+        return values
+    summed = accelerator.reduce(torch.tensor(list(values.values()), device=accelerator.device), "sum")
+    return dict(zip(values, summed.tolist(), strict=True))
 
 
 def check_world(stage: GRPOStage, name: str, world: int) -> None:

@@ -2,8 +2,9 @@
 
 Each step: B prompts → G completions each from the rollout engine → rewards (weighted sum of the
 recipe's reward functions) → advantages ``(r - mean_group) / (std + eps)`` → (reference log-probs when
-β > 0; old log-probs when μ > 1) → μ optimisation passes, each one optimizer step over packed
-micro-batches of at most ``token_budget`` tokens → metrics → checkpoint every ``save_steps``.
+β > 0; old log-probs when μ > 1) → μ optimisation passes, each one optimizer step over micro-batches
+of at most ``token_budget`` tokens (packed or padded, grpo/logprobs.py) → metrics → checkpoint every
+``save_steps``.
 
 Per token: ``-min(ρA, clip(ρ, 1-ε_low, 1+ε_high)A) + β·KL_k3(π_θ‖π_ref)``, aggregated as configured
 (``sequence_mean`` by default: mean over each completion, then over completions), normalised over every
@@ -42,10 +43,10 @@ from reasonkit.data import load_prompt_rows, prompt_format, rl_split
 from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_OPEN
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler, Scored, Selection
-from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
+from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard, sum_over_processes
+from reasonkit.grpo.logprobs import completion_logprobs, micro_batch_shape, micro_batches
 from reasonkit.grpo.objective import accuracy_verifier, grpo_objective
-from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
-from reasonkit.grpo.scoring import RewardScorer, Scores, check_columns, load_rewards
+from reasonkit.grpo.scoring import RewardScorer, check_columns, gather_scores, load_rewards
 from reasonkit.grpo.step_metrics import mean_present, run_summary, step_metrics
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
@@ -76,8 +77,6 @@ class GRPORun:
         self.ctx, self.stage, self.resume = ctx, stage, resume
         self.seed = stage.seed if stage.seed is not None else ctx.recipe.seed
         self.checkpoint_root = ctx.directory / "checkpoints"
-        varlen = ctx.recipe.model.attn_implementation == "flash_attention_2"
-        self.token_budget = stage.token_budget or (16384 if varlen else 1024)
         self.engine_class = engine_class(stage.engine)
         self.loss_settings = GRPOLossSettings(
             epsilon_low=stage.epsilon_low,
@@ -100,6 +99,12 @@ class GRPORun:
         )
         set_seed(self.seed, device_specific=True)  # seed + process index: each process samples its own
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        self.layout, self.token_budget = micro_batch_shape(
+            self.stage.micro_batch_layout,
+            self.stage.token_budget,
+            self.ctx.recipe.model.attn_implementation,
+            self.accelerator.device.type,
+        )
         check_world(self.stage, self.ctx.name, self.world)
         self.deepspeed_config = None
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
@@ -273,10 +278,12 @@ class GRPORun:
     def learn(self, rows: list[dict], rollouts: list) -> dict:
         """Score this process's ``rollouts`` (G per row, row by row), then one GRPO update on the whole
         batch over every process; its metrics."""
+        started = time.time()
         scored = self._score(rows, rollouts)
+        scoring_seconds = time.time() - started
         selection = self._select(scored, rollouts)
         train_stats = self._update(self._build_batch(rollouts, selection))
-        return self._metrics(scored, selection, rollouts, train_stats)
+        return {**self._metrics(scored, selection, rollouts, train_stats), "scoring_seconds": scoring_seconds}
 
     def _score(self, rows: list[dict], rollouts: list) -> Scored:
         """Every reward on every completion, gathered over processes (rewards are TRL's convention)."""
@@ -291,7 +298,7 @@ class GRPORun:
             self.progress.step, s.max_steps, self.progress.step * s.prompts_per_step / len(self.rows)
         )
         prompts = [row["prompt"] for row in group_rows]
-        scores = self._gather_scores(self.scorer.score(prompts, completions, columns))
+        scores = gather_scores(self.scorer.score(prompts, completions, columns), self._gather)
         logged, completions_table = reward_logs(self.scorer.pool.logs, self._gather, prompts, completions)
         if self.metrics_log and completions_table:  # a reward logged columns with log_extra
             self.metrics_log.log_completions(self.progress.step + 1, completions_table)
@@ -318,15 +325,16 @@ class GRPORun:
         mine = slice(self.rank * len(rollouts), (self.rank + 1) * len(rollouts))
         kept = selection.runs[mine].nonzero().squeeze(1).tolist()
         sequences = [(rollouts[i].prompt_ids, rollouts[i].completion_ids) for i in kept]
-        micro_batches = token_budget_batches([len(p) + len(c) for p, c in sequences], self.token_budget)
+        lengths = [len(p) + len(c) for p, c in sequences]
+        batches = micro_batches(lengths, self.token_budget, self.layout)
         batch = Batch(
             sequences,
             selection.advantages[mine][kept],
-            micro_batches,
+            batches,
             total_sequences=int(selection.trains.sum()),
             total_tokens=int(selection.lengths[selection.trains].sum()),
             run_tokens=int(selection.lengths[selection.runs].sum()),
-            num_passes=max(self._gather([len(micro_batches)])),
+            num_passes=max(self._gather([len(batches)])),
             filler=(rollouts[0].prompt_ids, rollouts[0].completion_ids),
         )
         if not self.engine.logprobs_are_trainers:
@@ -359,43 +367,29 @@ class GRPORun:
                 for _ in range(s.num_iterations):
                     self.scheduler.step()
             return {"learning_rate": learning_rate}
+        started = time.time()
         self._reference_and_old_logprobs(batch)
+        logprob_seconds = time.time() - started  # the reference's and the old policy's
         for _ in range(s.num_iterations):
             train_stats = self._optimise(batch)
         self._sync_engine()
-        return train_stats
+        return {**train_stats, "logprob_seconds": logprob_seconds, "update_seconds": time.time() - started}
 
     def _gather(self, values: list) -> list:
         """Every process's ``values``, concatenated in process order (= the batch's order)."""
         return gather_object(list(values)) if self.world > 1 else list(values)
 
-    def _gather_scores(self, scores: Scores) -> Scores:
-        if self.world == 1:
-            return scores
-        return Scores(
-            total=torch.tensor(self._gather(scores.total.tolist())),
-            by_reward={name: self._gather(values) for name, values in scores.by_reward.items()},
-            failed={name: sum(self._gather([count])) for name, count in scores.failed.items()},
-            unscored=sum(self._gather([scores.unscored])),
-            failed_samples=torch.tensor(self._gather(scores.failed_samples.tolist()), dtype=torch.bool),
-        )
-
-    def _sum_over_processes(self, values: dict[str, float]) -> dict[str, float]:
-        if self.world == 1:
-            return values
-        summed = self.accelerator.reduce(
-            torch.tensor(list(values.values()), device=self.accelerator.device), "sum"
-        )
-        return dict(zip(values, summed.tolist(), strict=True))
-
     @torch.no_grad()
     def _reference_and_old_logprobs(self, batch: Batch) -> None:
-        def logprobs_of(model):
-            out = []
+        def logprobs_of(model):  # in the batch's sequence order (a micro-batch may take them out of it)
+            out = [None] * len(batch.sequences)
             for ids, sequences in batch.passes():
                 with self._autocast():
-                    logprobs = packed_logprobs(model, sequences, self.stage.temperature).logprobs
-                out += logprobs if ids else []
+                    logprobs = completion_logprobs(
+                        model, sequences, self.stage.temperature, layout=self.layout
+                    ).logprobs
+                for i, sequence_logprobs in zip(ids, logprobs):  # none for a filler
+                    out[i] = sequence_logprobs
             return out
 
         if self.stage.beta > 0:
@@ -413,7 +407,7 @@ class GRPORun:
                 yield self.policy
 
     def _optimise(self, batch: Batch) -> dict:
-        """One optimizer step over the batch, in packed micro-batches whose losses add up to the batch loss."""
+        """One optimizer step over the batch, in micro-batches whose losses add up to the batch loss."""
         s = self.stage
         self.policy.train()
         self.optimizer.zero_grad()
@@ -431,10 +425,11 @@ class GRPORun:
             self.accelerator.gradient_state._set_sync_gradients(last)
             with contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy):
                 with self._autocast():
-                    out = packed_logprobs(
+                    out = completion_logprobs(
                         self.policy,
                         sequences,
                         s.temperature,
+                        layout=self.layout,
                         with_entropy=True,
                         truncation=(s.top_p, s.top_k) if first_pass and ids else None,
                     )
@@ -452,7 +447,7 @@ class GRPORun:
         learning_rate = self.scheduler.get_last_lr()[0]  # the rate this step uses
         self.optimizer.step()
         self.scheduler.step()
-        totals = self._sum_over_processes(totals)
+        totals = sum_over_processes(self.accelerator, totals)
         # KL, clip fraction and entropy: means over the tokens that ran (with β = 0, not the skipped ones).
         tokens = batch.run_tokens
         mismatch = {}

@@ -41,6 +41,19 @@ def test_skipping_zero_advantage_completions_leaves_the_update_unchanged(
     assert_same_update(whole, skipped, initial)
 
 
+def test_padded_and_packed_micro_batches_make_the_same_update(tiny_model_dir, tmp_path, initial):
+    """The layout is an optimisation for the attention kernel at hand: one packed row per micro-batch or
+    length-grouped padded rows (taken out of the batch's order), split by different budgets, and the
+    head in chunks of a few positions, all give the update of the whole batch at once."""
+    whole = update(tiny_model_dir, tmp_path / "whole")
+    packed = update(tiny_model_dir, tmp_path / "packed", "micro_batch_layout=packed", "token_budget=40")
+    padded = update(tiny_model_dir, tmp_path / "padded", "micro_batch_layout=padded", "token_budget=60")
+    assert whole["metrics"]["micro_batches"] == 1
+    assert packed["metrics"]["micro_batches"] > 4 and padded["metrics"]["micro_batches"] > 4
+    assert_same_update(whole, packed, initial)
+    assert_same_update(whole, padded, initial)
+
+
 def test_bfloat16_training_moves_weights_as_float32_does(tiny_model_dir, tmp_path, initial):
     """At lr 1e-6 an AdamW step is far below half a bf16 ulp of most weights: bf16 weights updated in
     place would barely move. With float32 master weights and bf16 compute, the update is float32's."""

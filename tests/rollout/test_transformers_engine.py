@@ -4,7 +4,7 @@ from peft import get_peft_model
 from transformers import GenerationConfig
 
 from reasonkit.config import LoRASettings
-from reasonkit.grpo.packing import packed_logprobs
+from reasonkit.grpo.logprobs import completion_logprobs
 from reasonkit.models import load_model, lora_config
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.rollout.base import end_at_first_stop
@@ -32,7 +32,7 @@ def test_rollouts_carry_ids_logprobs_text_and_truncation(tiny_model_dir, tiny_to
             assert r.completion_ids.index(tiny_tokenizer.eos_token_id) == len(r.completion_ids) - 1
             assert tiny_tokenizer.eos_token not in r.text
     # The engine's sampling log-probs are the trainer's log-probs of the same tokens at that temperature.
-    trainer_side = packed_logprobs(
+    trainer_side = completion_logprobs(
         model, [(r.prompt_ids, r.completion_ids) for r in rollouts], temperature=0.7
     )
     for r, lp in zip(rollouts, trainer_side.logprobs):
@@ -64,7 +64,9 @@ def test_samples_the_recipes_settings_not_the_checkpoints(opinionated_model_dir,
     engine = TransformersEngine(model, tiny_tokenizer)
     sampling = SamplingSettings(n=4, temperature=0.7, max_new_tokens=8, seed=0)
     rollouts = engine.generate(PROMPTS, sampling, with_logprobs=True)
-    trainer = packed_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], temperature=0.7)
+    trainer = completion_logprobs(
+        model, [(r.prompt_ids, r.completion_ids) for r in rollouts], temperature=0.7
+    )
     for r, lp in zip(rollouts, trainer.logprobs):
         assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-4), (r.rollout_logprobs, lp)
     assert model.generation_config.repetition_penalty == 1.3  # the model's own config is left as loaded

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from reasonkit.grpo.packing import packed_logprobs
+from reasonkit.grpo.logprobs import completion_logprobs
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer
 from reasonkit.rollout import SamplingSettings, TransformersEngine
 from reasonkit.rollout.base import end_at_first_stop
@@ -41,7 +41,7 @@ def test_greedy_matches_transformers_and_logprobs_match_the_trainer(engine, tiny
     sampling = SamplingSettings(n=4, temperature=0.8, top_p=0.9, top_k=50, max_new_tokens=8, seed=3)
     rollouts = engine.generate(PROMPTS, sampling)
     assert [r.prompt_index for r in rollouts] == [0] * 4 + [1] * 4
-    trainer = packed_logprobs(
+    trainer = completion_logprobs(
         model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 0.8, truncation=(0.9, 50)
     )
     for r, lp in zip(rollouts, trainer.truncated_logprobs):
@@ -108,7 +108,7 @@ def test_both_engines_sample_the_recipes_settings_and_stop_at_the_checkpoints_eo
         )
     assert not from_vllm[0].truncated and from_vllm[0].completion_ids[-1] == engine_.stop_token_ids[1]
     rollouts = engine_.generate(PROMPTS, SamplingSettings(n=4, temperature=0.7, max_new_tokens=8, seed=0))
-    trainer = packed_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 0.7)
+    trainer = completion_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 0.7)
     for r, lp in zip(rollouts, trainer.logprobs):
         assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-3), (r.rollout_logprobs, lp)
 

@@ -1,0 +1,153 @@
+"""What the side-by-side benchmarks share: model shapes built on the spot, the prompts, the reward, the
+varied-length regime, and how a process reports its time and memory.
+
+Every benchmark runs each side in a process of its own (so peak memory is that side's alone) and the
+orchestrator (bench.py) alternates them A/B/A/B.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import resource
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # reasonkit from this checkout, wherever the script is started
+
+# Random-init models, built on the spot. `qwen0.5b` has Qwen2.5-0.5B's width and vocabulary (its 24
+# layers on a GPU; a few on a CPU), so the LM head and the log-prob pass weigh as they do on the real
+# model. Llama modules with Qwen's biased attention projections: a Qwen2 checkpoint would make
+# transformers rebuild our local tokenizer with Qwen's pre-tokenizer.
+SHAPES = {
+    "tiny": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                 num_key_value_heads=4, vocab_size=None),  # the demo's
+    "25m": dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=6, num_attention_heads=8,
+                num_key_value_heads=8, vocab_size=None),
+    "qwen0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                     num_key_value_heads=2, vocab_size=151_936, attention_bias=True),
+}  # fmt: skip
+ARITHMETIC = dict(digits=2, test_size=100, rl_size=1000)
+
+
+def build_model(shape: str, directory: Path, layers: int | None = None) -> Path:
+    """Save a random-init model of ``shape`` (``layers`` overriding its depth) with a tiny tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from reasonkit.models import train_tiny_tokenizer
+    from reasonkit.tasks import arithmetic_splits
+
+    if (directory / "config.json").exists():
+        return directory
+    corpus = [p.prompt + " " + p.trace + " " + p.answer for p in arithmetic_splits(digits=2)["train"][:2000]]
+    tokenizer = train_tiny_tokenizer(corpus)
+    sizes = dict(SHAPES[shape])
+    sizes["vocab_size"] = sizes["vocab_size"] or len(tokenizer)
+    if layers:
+        sizes["num_hidden_layers"] = layers
+    config = LlamaConfig(
+        **sizes,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def parameter_count(directory: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(directory / "model.safetensors"), "pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+
+
+def prompt_rows(model_dir: Path) -> list[dict]:
+    """The GRPO prompts both sides train on: the arithmetic task's `rl` split, rendered by the tokenizer's
+    chat template exactly as reasonkit renders them (TRL gets the rendered text)."""
+    from reasonkit.data import prompt_format
+    from reasonkit.models import load_tokenizer
+    from reasonkit.tasks import arithmetic_splits
+
+    tokenizer = load_tokenizer(str(model_dir))
+    fmt = prompt_format(tokenizer, None)
+    return [
+        {"prompt": fmt.render(tokenizer, p.prompt), "answer": p.answer}
+        for p in arithmetic_splits(**ARITHMETIC)["rl"]
+    ]
+
+
+def digit_share(prompts, completions, **kwargs) -> list[float]:
+    """The share of a completion's characters that are digits: a cheap reward that varies within every
+    group, even for a random model, so advantages are never all zero (TRL's calling convention)."""
+    return [sum(c.isdigit() for c in text) / max(1, len(text)) for text in completions]
+
+
+def install_varied_lengths(max_new_tokens: int, seed: int = 0) -> None:
+    """The *varied* regime: every completion ends (with EOS) at a length drawn log-uniformly between
+    ``max_new_tokens / 12`` and ``max_new_tokens``, as real reasoning runs spread (10x between short and
+    long in one batch). Patched into transformers' ``generate``, which both trainers call, so the same
+    distribution holds on both sides."""
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+    from transformers.generation.utils import GenerationMixin
+
+    draw = random.Random(seed)
+    shortest = max(1, max_new_tokens // 12)
+
+    class EndAtDrawnLength(LogitsProcessor):
+        def __init__(self, prompt_length: int, eos: int):
+            self.prompt_length, self.eos, self.ends = prompt_length, eos, None
+
+        def __call__(self, input_ids, scores):
+            if self.ends is None:
+                self.ends = torch.tensor(
+                    [round(math.exp(draw.uniform(math.log(shortest), math.log(max_new_tokens))))
+                     for _ in range(input_ids.shape[0])],
+                    device=scores.device,
+                )  # fmt: skip
+            ending = (input_ids.shape[1] - self.prompt_length + 1) >= self.ends
+            scores[ending] = -math.inf
+            scores[ending, self.eos] = 0.0
+            return scores
+
+    original = GenerationMixin.generate
+
+    def generate(self, *args, **kwargs):
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        config = kwargs.get("generation_config") or self.generation_config
+        eos = config.eos_token_id
+        processor = EndAtDrawnLength(input_ids.shape[1], eos[0] if isinstance(eos, list) else eos)
+        kwargs["logits_processor"] = LogitsProcessorList([*kwargs.get("logits_processor", []), processor])
+        return original(self, *args, **kwargs)
+
+    GenerationMixin.generate = generate
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_result(path: str | None, result: dict) -> None:
+    text = json.dumps(result, indent=1)
+    if path:
+        Path(path).write_text(text)
+    else:
+        print(text)
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

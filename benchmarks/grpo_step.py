@@ -1,0 +1,217 @@
+"""One side of the GRPO benchmark: reasonkit's GRPO stage or TRL's GRPOTrainer, same model, prompts,
+reward and settings, a few steps timed phase by phase. bench.py runs both sides, alternating.
+
+    python benchmarks/grpo_step.py --side reasonkit --model DIR --steps 6 --out rk.json
+    python benchmarks/grpo_step.py --side trl --model DIR --steps 6 --out trl.json
+
+Settings matched (TRL's named after ours): B prompts x G completions per step, one optimizer step per
+batch (μ = 1), max new tokens, temperature 1 (no top-p/top-k), β with the k3 estimator, clip ε = 0.2,
+advantages (r - mean) / std per group, loss averaged over the batch's tokens (ours `token_mean`, TRL's
+`dapo`), AdamW at a constant rate, gradient clipping 1.0, float32, no gradient checkpointing.
+What cannot be matched: TRL takes the batch in gradient-accumulation micro-batches of whole padded
+sequences (`--trl-micro-batch` completions); reasonkit in token-budget micro-batches of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from common import ARITHMETIC, digit_share, install_varied_lengths, median, peak_rss_mib, write_result
+
+PHASES = ["generation", "scoring", "logprobs", "optimisation"]  # optimisation: the rest of the step
+
+
+class PhaseClock:
+    """Wall and CPU seconds of each phase of each step. CPU seconds (one thread per process) stay
+    meaningful when other work shares the machine; wall seconds are what a user waits."""
+
+    def __init__(self):
+        self.steps: list[dict] = []
+        self.current = None
+
+    def begin_step(self) -> None:
+        self.current = {f"{p}_{kind}": 0.0 for p in PHASES for kind in ("wall", "cpu")}
+        self.started = (time.time(), time.process_time())
+
+    def end_step(self) -> None:
+        wall, cpu = time.time() - self.started[0], time.process_time() - self.started[1]
+        step = self.current
+        for kind, total in (("wall", wall), ("cpu", cpu)):
+            step[f"step_{kind}"] = total
+            step[f"optimisation_{kind}"] = total - sum(step[f"{p}_{kind}"] for p in PHASES[:3])
+        self.steps.append(step)
+
+    def timed(self, phase: str, fn):
+        def wrapper(*args, **kwargs):
+            wall, cpu = time.time(), time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if self.current is not None:
+                    self.current[f"{phase}_wall"] += time.time() - wall
+                    self.current[f"{phase}_cpu"] += time.process_time() - cpu
+
+        return wrapper
+
+
+def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
+    from reasonkit.config import build_recipe
+    from reasonkit.grpo.trainer import GRPORun
+    from reasonkit.pipeline import run_recipe
+
+    step = GRPORun._step
+
+    def timed_step(run):
+        if not hasattr(run.engine.generate, "__wrapped_phase__"):
+            run.engine.generate = clock.timed("generation", run.engine.generate)
+            run.engine.generate.__wrapped_phase__ = True
+        clock.begin_step()
+        try:
+            return step(run)
+        finally:
+            clock.end_step()
+
+    GRPORun._step = timed_step
+    GRPORun._score = clock.timed("scoring", GRPORun._score)
+    GRPORun._reference_and_old_logprobs = clock.timed("logprobs", GRPORun._reference_and_old_logprobs)
+    grpo = {
+        "type": "grpo",
+        "rewards": [{"name": f"{Path(__file__).parent / 'common.py'}:digit_share"}],
+        "prompts_per_step": args.prompts,
+        "num_generations": args.generations,
+        "max_new_tokens": args.max_new_tokens,
+        "max_steps": args.steps,
+        "beta": args.beta,
+        "kl_estimator": "k3",
+        "loss_aggregation": "token_mean",
+        "learning_rate": 1e-6,
+        "logging_steps": 1,
+        "save_steps": 10_000,
+        "engine": args.engine,
+        "reward_workers": args.reward_workers,
+        "generation_batch_size": args.prompts * args.generations,
+        **({"token_budget": args.token_budget} if args.token_budget else {}),
+        **({"micro_batch_layout": args.layout} if args.layout else {}),
+    }
+    recipe = build_recipe(
+        {
+            "output_dir": str(out_dir),
+            "model": {"path": args.model},
+            "data": {"task": "arithmetic", "arithmetic": ARITHMETIC},
+            "stages": {"grpo": grpo},
+            "report_to": ["jsonl"],
+        }
+    )
+    run_recipe(recipe, overwrite=True)
+
+
+def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
+    import torch
+    from common import prompt_rows
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    batch = args.prompts * args.generations
+    config = GRPOConfig(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=args.trl_micro_batch,
+        gradient_accumulation_steps=batch // args.trl_micro_batch,
+        num_generations=args.generations,
+        max_completion_length=args.max_new_tokens,
+        max_steps=args.steps,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        beta=args.beta,
+        epsilon=0.2,
+        num_iterations=1,
+        scale_rewards="group",
+        loss_type="dapo",
+        learning_rate=1e-6,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        adam_beta2=0.99,  # ours
+        weight_decay=0.0,
+        bf16=False,
+        gradient_checkpointing=False,
+        use_vllm=args.engine == "vllm",
+        vllm_mode="colocate",
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = GRPOTrainer(
+        model=args.model,
+        reward_funcs=digit_share,
+        args=config,
+        train_dataset=Dataset.from_list(prompt_rows(Path(args.model))),
+    )
+    trainer._generate = clock.timed("generation", trainer._generate)
+    trainer._calculate_rewards = clock.timed("scoring", trainer._calculate_rewards)
+    per_token = trainer._get_per_token_logps_and_entropies
+    timed_per_token = clock.timed("logprobs", per_token)
+
+    def logprobs(*a, **kw):  # the reference's and old policy's passes run without gradient
+        return per_token(*a, **kw) if torch.is_grad_enabled() else timed_per_token(*a, **kw)
+
+    trainer._get_per_token_logps_and_entropies = logprobs
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, *a, **kw):
+            clock.begin_step()
+
+        def on_step_end(self, *a, **kw):
+            clock.end_step()
+
+    trainer.add_callback(StepClock())
+    trainer.train()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--side", choices=["reasonkit", "trl"], required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--regime", choices=["uniform", "varied"], default="uniform")
+    parser.add_argument("--engine", choices=["transformers", "vllm"], default="transformers")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--beta", type=float, default=0.04)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=2, help="steps left out of the median")
+    parser.add_argument("--reward-workers", type=int, default=0, help="reasonkit's; 0: in-process, as TRL")
+    parser.add_argument("--trl-micro-batch", type=int, default=16)
+    parser.add_argument("--token-budget", type=int, default=None)
+    parser.add_argument("--layout", default=None, help="reasonkit's micro_batch_layout (default: its auto)")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.regime == "varied":
+        install_varied_lengths(args.max_new_tokens)
+    started = time.time()
+    clock = PhaseClock()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = run_reasonkit if args.side == "reasonkit" else run_trl
+        run(args, Path(tmp), clock)
+    timed = clock.steps[args.warmup :] or clock.steps
+    write_result(
+        args.out,
+        {
+            "side": args.side,
+            "steps": clock.steps,
+            "median": {key: median([s[key] for s in timed]) for key in timed[0]},
+            "peak_rss_mib": peak_rss_mib(),
+            "wall_seconds": time.time() - started,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
