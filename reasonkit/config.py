@@ -169,7 +169,7 @@ class EvalStage:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     max_new_tokens: int = 256
-    batch_size: int = 128  # prompts per generate call (transformers engine)
+    batch_size: int = 128  # completions (problems x num_samples) per generate call (transformers engine)
     max_problems: int | None = None
     seed: int | None = None
     engine: str = "auto"  # as in a GRPO stage: auto, vllm, transformers or a class of your own
@@ -272,8 +272,9 @@ class GRPOStage:
     # or path/to/file.py:Class (reasonkit/rollout/base.py says what it must do).
     engine: str = "auto"
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
-    # prompts per generate call (transformers engine)
-    generation_batch_size: int = 64
+    # completions (prompts x num_generations) per generate call (transformers engine); at least one
+    # prompt's G. What a call holds in memory.
+    generation_batch_size: int = 256
     # The sampler's and trainer's log-probs differ (kernels, precision): weight each token's loss by
     # min(π_trainer/π_sampler, importance_cap); null turns the correction off. Engines with their own
     # weights (vLLM) only.

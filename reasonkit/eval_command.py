@@ -44,7 +44,7 @@ def add_command(commands) -> None:
     cmd.add_argument("--max-new-tokens", type=int, default=1024, metavar="N", help="(default 1024)")
     cmd.add_argument("--max-problems", type=int, metavar="N", help="evaluate the first N problems only")
     cmd.add_argument(
-        "--batch-size", type=int, default=64, metavar="N", help="prompts per generate call (default 64)"
+        "--batch-size", type=int, default=64, metavar="N", help="completions per generate call (default 64)"
     )
     cmd.add_argument("--seed", type=int, default=0, help="(default 0)")
     cmd.add_argument(

@@ -28,9 +28,9 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.checkpoint import checkpoint
 
 LAYOUTS = ("packed", "padded")
-# Logit values per LM-head chunk (64M: 256 MiB in float32). Qwen's 151,936-token vocabulary gives chunks of
-# 441 positions; a small vocabulary fits a whole micro-batch in one chunk, computed without a recompute.
-CHUNK_LOGITS = 1 << 26
+# Logit values per LM-head chunk (16M: 64 MiB in float32). Qwen's 151,936-token vocabulary gives chunks of
+# 110 positions; a small vocabulary fits a whole micro-batch in one chunk, computed without a recompute.
+CHUNK_LOGITS = 1 << 24
 
 
 @dataclass

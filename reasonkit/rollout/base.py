@@ -75,7 +75,8 @@ class EngineInputs:
     tokenizer: Any
     dtype: str = "float32"
     seed: int = 0  # make it process-specific where several processes sample
-    batch_size: int = 64  # prompts per generate call, where the engine batches itself
+    # completions (prompts x n) per generate call, where the engine batches itself: what a call holds in memory
+    batch_size: int = 256
     vllm: Any = None  # VLLMSettings (memory, tensor parallelism) for the vLLM engine
     # A model this process already holds (the policy being trained), and a context that yields it ready
     # to sample from (gathered under ZeRO-3, autocast): an engine that samples in place uses them.

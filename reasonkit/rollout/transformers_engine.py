@@ -23,10 +23,10 @@ class TransformersEngine:
 
     logprobs_are_trainers = True
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, generation_context=None):
+    def __init__(self, model, tokenizer, batch_size: int = 256, generation_context=None):
         self.model = model
         self.tokenizer = tokenizer
-        self.batch_size = batch_size  # prompts per generate call
+        self.batch_size = batch_size  # completions per generate call (at least one prompt's n)
         self.stop_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
         self.generation_context = generation_context or (lambda: contextlib.nullcontext(self.model))
 
@@ -58,8 +58,10 @@ class TransformersEngine:
         with self.generation_context() as model, _checkpoint_generation_config_ignored(model):
             was_training = model.training
             model.eval()
-            for start in range(0, len(prompt_texts), self.batch_size):
-                batch = prompt_texts[start : start + self.batch_size]
+            # A call's memory grows with its completions, not its prompts: n of them per prompt.
+            prompts_per_call = max(1, self.batch_size // sampling.n)
+            for start in range(0, len(prompt_texts), prompts_per_call):
+                batch = prompt_texts[start : start + prompts_per_call]
                 rollouts += self._generate_batch(model, batch, start, sampling, with_logprobs)
                 if progress is not None:
                     progress.update(len(batch))

@@ -84,3 +84,24 @@ def test_stops_at_every_eos_id_of_the_checkpoint(opinionated_model_dir, tiny_tok
     first = rollouts[0]  # the extra EOS id is what plain greedy decoding of this prompt emits third
     assert first.completion_ids[-1] == stop_ids[1] and len(first.completion_ids) <= 3 and not first.truncated
     assert first.text == tiny_tokenizer.decode(first.completion_ids[:-1], skip_special_tokens=True)
+
+
+def test_batch_size_counts_completions_so_memory_does_not_grow_with_n(tiny_model_dir, tiny_tokenizer):
+    """generation_batch_size bounds the rows of one generate call (prompts x n), whatever n is."""
+    model = load_model(str(tiny_model_dir))
+    rows_per_call = []
+    generate = model.generate
+
+    def counting(**kwargs):
+        out = generate(**kwargs)
+        rows_per_call.append(out.sequences.shape[0])
+        return out
+
+    model.generate = counting
+    engine = TransformersEngine(model, tiny_tokenizer, batch_size=8)
+    prompts = [f"<|user|>What is {a} * 3?<|end|><|assistant|>" for a in range(5)]
+    rollouts = engine.generate(prompts, SamplingSettings(n=4, temperature=1.0, max_new_tokens=3, seed=0))
+    assert rows_per_call == [8, 8, 4]  # 2 prompts x 4 per call
+    assert [r.prompt_index for r in rollouts] == [i for i in range(5) for _ in range(4)]
+    engine.generate(prompts, SamplingSettings(n=16, temperature=1.0, max_new_tokens=3, seed=0))
+    assert rows_per_call[3:] == [16] * 5  # never fewer than one prompt's n
