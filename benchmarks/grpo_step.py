@@ -205,6 +205,7 @@ def main() -> None:
         args.out,
         {
             "side": args.side,
+            "completions_per_step": args.prompts * args.generations,
             "steps": clock.steps,
             "median": {key: median([s[key] for s in timed]) for key in timed[0]},
             "peak_rss_mib": peak_rss_mib(),

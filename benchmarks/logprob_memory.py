@@ -70,7 +70,9 @@ def main() -> None:
             seconds=time.time() - started,
         )
     except (RuntimeError, MemoryError) as exc:  # the address-space limit refused an allocation
-        result.update(failed=f"allocation refused over {args.limit_gib:g} GiB: {str(exc).splitlines()[0][:120]}")
+        result.update(
+            failed=f"allocation refused over {args.limit_gib:g} GiB: {str(exc).splitlines()[0][:120]}"
+        )
     result["model_mib"] = before
     write_result(args.out, result)
 

@@ -121,6 +121,9 @@ class SFTStage:
     # Examples longer than this (prompt + completion + EOS, in tokens) are dropped, never truncated.
     max_length: int = 2048
     packing: bool = False  # refused when true: packing splits and mixes traces
+    # Batches of examples of similar length (transformers' length-grouped sampler): less padding, so
+    # faster when traces vary in length; batches are still drawn in random order.
+    length_grouped: bool = False
     lora: LoRASettings | None = None  # null: full fine-tuning
     logging_steps: int = 10
     save_steps: int | None = None  # null: save at the end only
@@ -263,8 +266,8 @@ class GRPOStage:
     # by length, fast with any kernel. auto: packed with flash_attention_2, else padded.
     micro_batch_layout: Literal["auto", "packed", "padded"] = "auto"
     # Tokens per micro-batch forward, padding included. null: 16384 packed with flash_attention_2, else
-    # 1024 packed (attention over a packed row costs the square of its length); padded 8192 on GPUs, 512
-    # on CPUs (measured fastest there).
+    # 1024 packed (attention over a packed row costs the square of its length); padded 8192 on GPUs, on
+    # CPUs 2^18 / hidden size, at least 256 (cache-sized: measured fastest there).
     token_budget: int | None = None
 
     # Engine

@@ -106,6 +106,7 @@ class SFTRun:
             max_length=s.max_length,
             packing=False,
             completion_only_loss=True,
+            train_sampling_strategy="group_by_length" if s.length_grouped else "random",
             logging_steps=s.logging_steps,
             save_strategy="steps" if s.save_steps else "no",
             save_steps=s.save_steps or 500,

@@ -99,12 +99,6 @@ class GRPORun:
         )
         set_seed(self.seed, device_specific=True)  # seed + process index: each process samples its own
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
-        self.layout, self.token_budget = micro_batch_shape(
-            self.stage.micro_batch_layout,
-            self.stage.token_budget,
-            self.ctx.recipe.model.attn_implementation,
-            self.accelerator.device.type,
-        )
         check_world(self.stage, self.ctx.name, self.world)
         self.deepspeed_config = None
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
@@ -193,6 +187,13 @@ class GRPORun:
             match_vocabulary(self.tokenizer, self.ref_model)  # the pad row the policy may have been given
             self.ref_model.eval().requires_grad_(False)
         self.policy = model
+        self.layout, self.token_budget = micro_batch_shape(
+            self.stage.micro_batch_layout,
+            self.stage.token_budget,
+            model_cfg.attn_implementation,
+            self.accelerator.device.type,
+            model.config.hidden_size,
+        )
 
     def _place_reference(self) -> None:
         """After the policy is prepared (DeepSpeed's config is complete then)."""
