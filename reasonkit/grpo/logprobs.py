@@ -148,7 +148,7 @@ def completion_logprobs(
     head = _output_embeddings(model)
     hidden = _completion_hidden_states(model, head, sequences, layout)  # [sum C_i, H]
     targets = torch.tensor([t for _, c in sequences for t in c], device=hidden.device)  # [sum C_i]
-    chunk_tokens = max(1, chunk_logits // head.weight.shape[0])
+    chunk_tokens = max(1, chunk_logits // head.out_features)  # (the weight's shape is [0] under ZeRO-3)
     extras: dict[int, tuple] = {}  # per chunk: (entropy, truncated log-probs), computed once
 
     def chunk_logprobs(start: int, chunk_hidden: torch.Tensor) -> torch.Tensor:
