@@ -63,9 +63,9 @@ def main(argv: list[str]) -> int:
         return 0 if argv else 2
     os.environ["VLLM_SERVER_DEV_MODE"] = "1"
     import torch
+    from vllm.entrypoints.launchers.api_server.entry import main as serve
 
     from reasonkit.rollout.weight_transfer_gloo import register
-    from vllm.entrypoints.launchers.api_server.entry import main as serve
 
     register()
     model, options = (argv[0], argv[1:]) if not argv[0].startswith("-") else (None, argv)

@@ -101,3 +101,16 @@ class RewardScorer:
         failed_samples = torch.zeros(len(completions), dtype=torch.bool)
         failed_samples[[f.sample for f in failures]] = True
         return Scores(torch.tensor(total, dtype=torch.float32), by_reward, failed, unscored, failed_samples)
+
+
+def gather_scores(scores: Scores, gather, world: int) -> Scores:
+    """Every process's scores, concatenated in process order (``gather``: the trainer's list gather)."""
+    if world == 1:
+        return scores
+    return Scores(
+        total=torch.tensor(gather(scores.total.tolist())),
+        by_reward={name: gather(values) for name, values in scores.by_reward.items()},
+        failed={name: sum(gather([count])) for name, count in scores.failed.items()},
+        unscored=sum(gather([scores.unscored])),
+        failed_samples=torch.tensor(gather(scores.failed_samples.tolist()), dtype=torch.bool),
+    )

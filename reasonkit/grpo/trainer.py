@@ -41,11 +41,12 @@ from reasonkit.config import GRPOStage
 from reasonkit.data import load_prompt_rows, prompt_format, rl_split
 from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_OPEN
+from reasonkit.grpo.async_rollouts import RolloutSource, stage_sampling, version_lag_metrics
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler, Scored, Selection
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
 from reasonkit.grpo.objective import accuracy_verifier, grpo_objective
 from reasonkit.grpo.packing import packed_logprobs, token_budget_batches
-from reasonkit.grpo.scoring import RewardScorer, Scores, check_columns, load_rewards
+from reasonkit.grpo.scoring import RewardScorer, check_columns, gather_scores, load_rewards
 from reasonkit.grpo.step_metrics import mean_present, run_summary, step_metrics
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
@@ -58,7 +59,7 @@ from reasonkit.models import (
     match_vocabulary,
 )
 from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision, load_dtype
-from reasonkit.rollout import EngineInputs, SamplingSettings, engine_class
+from reasonkit.rollout import EngineInputs, engine_class
 from reasonkit.schedule import scheduler_type
 from reasonkit.stage import StageContext, save_stage_model
 from rewards.convention import TrainerState
@@ -126,6 +127,7 @@ class GRPORun:
         self.sampler, self.progress = PromptSampler(len(self.rows), self.seed), Progress()
         self.accelerator.register_for_checkpointing(self.sampler, self.progress)
         self.engine = self._make_engine()
+        self.rollout_source = self._rollout_source()
         self.metrics_log = (
             MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
         )
@@ -152,9 +154,26 @@ class GRPORun:
                 seed=self.seed + self.rank,  # each process samples its own noise
                 batch_size=s.generation_batch_size,
                 vllm=s.vllm,
+                vllm_server=s.vllm_server,
+                process_index=self.rank,
+                num_processes=self.world,
                 model=self.accelerator.unwrap_model(self.policy),
                 generation_context=self._policy_for_generation,
             )
+        )
+
+    def _rollout_source(self) -> RolloutSource:
+        s = self.stage
+        return RolloutSource(
+            self.engine,
+            self.sampler,
+            draw=lambda: [
+                self.rows[i]
+                for i in prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
+            ],
+            render=lambda row: self.fmt.render(self.tokenizer, row["prompt"]),
+            sampling=stage_sampling(s),
+            ahead=s.async_rollouts,
         )
 
     @contextlib.contextmanager
@@ -244,29 +263,17 @@ class GRPORun:
 
     def _step(self) -> dict:
         started = time.time()
-        s = self.stage
-        shard = prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
-        rows = [self.rows[i] for i in shard]
-        rollouts = self.engine.generate(
-            [self.fmt.render(self.tokenizer, row["prompt"]) for row in rows],
-            SamplingSettings(
-                n=s.num_generations,
-                temperature=s.temperature,
-                top_p=s.top_p,
-                top_k=s.top_k,
-                max_new_tokens=s.max_new_tokens,
-            ),
-            # An engine sampling the policy itself has the trainer's log-probs, not worth their [N, T,
-            # vocab] of memory; another engine's are weighed against the trainer's.
-            with_logprobs=not self.engine.logprobs_are_trainers,
-        )
-        generated = time.time()
-        metrics = self.learn(rows, rollouts)
+        generated = self.rollout_source.next(steps_left=self.stage.max_steps - self.progress.step)
+        lags = version_lag_metrics(self._gather(generated.weight_version_lags))  # before this step's push
+        generation_done = time.time()
+        metrics = self.learn(generated.rows, generated.rollouts)
         seconds = time.time() - started
         return {
             **metrics,
+            **lags,
             "tokens_per_second": metrics.pop("tokens") / seconds,
-            "generation_seconds": generated - started,
+            # async_rollouts > 0: only the wait for a batch generated while earlier steps trained
+            "generation_seconds": generation_done - started,
             "step_seconds": seconds,
         }
 
@@ -291,7 +298,7 @@ class GRPORun:
             self.progress.step, s.max_steps, self.progress.step * s.prompts_per_step / len(self.rows)
         )
         prompts = [row["prompt"] for row in group_rows]
-        scores = self._gather_scores(self.scorer.score(prompts, completions, columns))
+        scores = gather_scores(self.scorer.score(prompts, completions, columns), self._gather, self.world)
         logged, completions_table = reward_logs(self.scorer.pool.logs, self._gather, prompts, completions)
         if self.metrics_log and completions_table:  # a reward logged columns with log_extra
             self.metrics_log.log_completions(self.progress.step + 1, completions_table)
@@ -368,17 +375,6 @@ class GRPORun:
     def _gather(self, values: list) -> list:
         """Every process's ``values``, concatenated in process order (= the batch's order)."""
         return gather_object(list(values)) if self.world > 1 else list(values)
-
-    def _gather_scores(self, scores: Scores) -> Scores:
-        if self.world == 1:
-            return scores
-        return Scores(
-            total=torch.tensor(self._gather(scores.total.tolist())),
-            by_reward={name: self._gather(values) for name, values in scores.by_reward.items()},
-            failed={name: sum(self._gather([count])) for name, count in scores.failed.items()},
-            unscored=sum(self._gather([scores.unscored])),
-            failed_samples=torch.tensor(self._gather(scores.failed_samples.tolist()), dtype=torch.bool),
-        )
 
     def _sum_over_processes(self, values: dict[str, float]) -> dict[str, float]:
         if self.world == 1:
@@ -540,7 +536,8 @@ class GRPORun:
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG states and data position, so a resumed run continues exactly."""
         directory = self.checkpoint_root / f"step-{self.progress.step:06d}"
-        self.accelerator.save_state(str(directory))
+        with self.rollout_source.rewound():  # async_rollouts: the data position of the next step to train
+            self.accelerator.save_state(str(directory))
         if self.ctx.is_main_process:
             write_manifest(
                 directory,
@@ -596,5 +593,7 @@ def run_grpo(ctx: StageContext, stage: GRPOStage, resume: bool = False) -> dict:
         run.save_final()
         return run.cleanup()
     finally:
+        if hasattr(run, "rollout_source"):
+            run.rollout_source.close()
         if hasattr(run, "scorer"):
             run.scorer.close()

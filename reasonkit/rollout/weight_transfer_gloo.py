@@ -83,7 +83,9 @@ def open_group(address: str, port: int, rank: int, world_size: int, timeout_s: f
     """A gloo group of its own over a TCPStore that rank 0 hosts (outside torch.distributed's default group)."""
     timeout = datetime.timedelta(seconds=timeout_s)
     store = dist.TCPStore(address, port, world_size, is_master=rank == 0, timeout=timeout)
-    return dist.ProcessGroupGloo(dist.PrefixStore("reasonkit_weights", store), rank, world_size, timeout), store
+    return dist.ProcessGroupGloo(
+        dist.PrefixStore("reasonkit_weights", store), rank, world_size, timeout
+    ), store
 
 
 def chunk_spans(sizes: list[int], dtypes: list[str], limit: int) -> list[tuple[int, int]]:
@@ -159,7 +161,9 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, GlooUpdateInfo
 
     def receive_weights(self, update_info: GlooUpdateInfo) -> None:
         if self.group is None:
-            raise RuntimeError("gloo weight transfer not initialised: call /init_weight_transfer_engine first")
+            raise RuntimeError(
+                "gloo weight transfer not initialised: call /init_weight_transfer_engine first"
+            )
         dtypes = [getattr(torch, name) for name in update_info.dtype_names]
         sizes = [_nbytes(shape, dtype) for shape, dtype in zip(update_info.shapes, dtypes)]
         for start, end in chunk_spans(sizes, update_info.dtype_names, self.chunk_bytes):
@@ -196,7 +200,9 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
     def trainer_init(cls, init_info: GlooTrainerInitInfo, *, client, source=None):
         if source is None:
             raise ValueError("the gloo weight transfer needs a WeightSource")
-        engine = cls(client=client, source=source, is_sender=init_info.is_sender, chunk_bytes=init_info.chunk_bytes)
+        engine = cls(
+            client=client, source=source, is_sender=init_info.is_sender, chunk_bytes=init_info.chunk_bytes
+        )
         if not engine.is_sender:
             return engine
         worker_info = GlooInitInfo(
@@ -258,9 +264,15 @@ def _checked(source, meta: list[ParamMeta]) -> Iterator[tuple[str, torch.Tensor]
     count = 0
     for name, tensor in source:
         if count >= len(meta):
-            raise ValueError(f"the weight source yielded more than the {len(meta)} parameters it declared: {name}")
+            raise ValueError(
+                f"the weight source yielded more than the {len(meta)} parameters it declared: {name}"
+            )
         expected = meta[count]
-        if (name, tensor.dtype, tuple(tensor.shape)) != (expected.name, expected.dtype, tuple(expected.shape)):
+        if (name, tensor.dtype, tuple(tensor.shape)) != (
+            expected.name,
+            expected.dtype,
+            tuple(expected.shape),
+        ):
             raise ValueError(
                 f"the weight source yielded {name} {tensor.dtype} {tuple(tensor.shape)} where its metadata "
                 f"declared {expected.name} {expected.dtype} {tuple(expected.shape)}"
