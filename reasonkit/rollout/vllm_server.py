@@ -316,19 +316,22 @@ class VLLMServerEngine:
                 "logprobs": 0 if with_logprobs else None,  # 0: only the sampled token's
             },
         }
-        for attempt in range(self.settings.retries + 1):
+        for attempt in range(1, self.settings.retries + 2):
             try:
                 choices = server.post("/inference/v1/generate", body)["choices"]
                 break
             except REQUEST_ERRORS as exc:
-                if attempt == self.settings.retries:
-                    raise EngineError(
-                        f"engine vllm_server: generation at {server.url} failed {attempt + 1} times ({exc}); "
-                        "the run stops here, its last checkpoint intact. Check the server, then resume with "
-                        "`reasonkit run RECIPE --resume`"
-                    ) from exc
+                if attempt > self.settings.retries:
+                    raise self._stopped(server, f"failed {attempt} times ({exc})") from exc
                 log.warning("generation at %s failed (%s); trying again once it answers", server.url, exc)
-                wait_until_up([server], self.settings.startup_timeout, self.model_path)
+                try:
+                    wait_until_up([server], self.settings.startup_timeout, self.model_path)
+                except EngineError:
+                    raise self._stopped(
+                        server,
+                        f"failed ({exc}) and the server did not come back within "
+                        f"{self.settings.startup_timeout:.0f} s",
+                    ) from exc
         for choice in choices:
             if _oldest_version(choice) is None:
                 raise EngineError(
@@ -337,6 +340,13 @@ class VLLMServerEngine:
                     "checkpoint intact: resume with `reasonkit run RECIPE --resume`, which pushes the weights again"
                 )
         return choices
+
+    def _stopped(self, server: Server, what: str) -> EngineError:
+        return EngineError(
+            f"engine vllm_server: generation at {server.url} {what}. The run stops here, its last checkpoint "
+            f"intact: restart the server ({serve_command(server.url, self.model_path)}) and resume with "
+            "`reasonkit run RECIPE --resume`"
+        )
 
     def _rollout(self, index: int, prompt_ids: list[int], choice: dict, with_logprobs: bool) -> Rollout:
         token_ids, truncated = end_at_first_stop(list(choice["token_ids"]), self.stop_token_ids)

@@ -101,7 +101,7 @@ def test_server_killed_mid_run_stops_it_with_its_last_checkpoint_intact_then_it_
         settings = {"urls": [victim.url], "startup_timeout": 3, "retries": 1}
         recipe = server_recipe(tmp_path, tiny_model_dir, victim.url, max_steps=4, save_steps=2)
         recipe.stages["grpo"].vllm_server.__dict__.update(settings)
-        with pytest.raises(EngineError, match=f"generation at {victim.url} failed 2 times"):
+        with pytest.raises(EngineError, match=f"generation at {victim.url} failed .* last checkpoint intact"):
             run_recipe(recipe)
     monkeypatch.undo()
     checkpoint = tmp_path / "grpo" / "checkpoints" / "step-000002"
