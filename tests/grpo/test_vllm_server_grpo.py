@@ -84,9 +84,10 @@ def test_async_rollouts_with_an_engine_on_the_trainers_devices_is_refused(tmp_pa
 def test_server_killed_mid_run_stops_it_with_its_last_checkpoint_intact_then_it_resumes(
     vllm_server, tiny_model_dir, tmp_path, monkeypatch
 ):
-    """The run's own server is killed before step 3: generation fails, is retried once the server would be
-    back, then the run stops naming the URL; the step-2 checkpoint is intact, and the run resumes from it
-    on another server (which first receives the checkpoint's weights)."""
+    """Two servers (data-parallel rollout, one transfer group): both sample the pushed weights. One is killed
+    before step 3: generation there fails, is retried once the server would be back, then the run stops
+    naming its URL; the step-2 checkpoint is intact, and the run resumes from it on the other server
+    alone (which first receives the checkpoint's weights)."""
     from tests.vllm_server_process import running_server
 
     with running_server(tiny_model_dir, tmp_path / "victim.log") as victim:
@@ -98,7 +99,7 @@ def test_server_killed_mid_run_stops_it_with_its_last_checkpoint_intact_then_it_
             return real_step(self)
 
         monkeypatch.setattr(grpo_trainer.GRPORun, "_step", step_killing_the_server_at_3)
-        settings = {"urls": [victim.url], "startup_timeout": 3, "retries": 1}
+        settings = {"urls": [victim.url, vllm_server.url], "startup_timeout": 3, "retries": 1}
         recipe = server_recipe(tmp_path, tiny_model_dir, victim.url, max_steps=4, save_steps=2)
         recipe.stages["grpo"].vllm_server.__dict__.update(settings)
         with pytest.raises(EngineError, match=f"generation at {victim.url} failed .* last checkpoint intact"):
@@ -106,7 +107,9 @@ def test_server_killed_mid_run_stops_it_with_its_last_checkpoint_intact_then_it_
     monkeypatch.undo()
     checkpoint = tmp_path / "grpo" / "checkpoints" / "step-000002"
     assert (checkpoint / "model.safetensors").is_file()
-    assert [r["step"] for r in metrics(tmp_path)] == [1, 2]
+    before = metrics(tmp_path)
+    assert [r["step"] for r in before] == [1, 2]
+    assert all(r["mismatch/abs_logprob_gap"] < 1e-4 for r in before)  # both servers had the weights
 
     run_recipe(
         server_recipe(tmp_path, tiny_model_dir, vllm_server.url, max_steps=4, save_steps=2), resume=True
