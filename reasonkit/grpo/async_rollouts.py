@@ -3,7 +3,9 @@
 ``async_rollouts: 0`` — each step draws its prompts, generates, then trains (on-policy).
 ``async_rollouts: k > 0`` — the next k steps' batches are already being generated, in a background
 thread, while this one trains: generation (most of a step on real models) overlaps training. With k = 1
-(one-step-off-policy) the batch a step trains on was sampled by the weights of one update earlier. Only an
+(one-step-off-policy) the batch a step trains on was sampled by the weights of one update earlier (the
+server's requests running when a push comes finish on the old weights; those still queued wait for the
+new ones, so part of a batch may be fresher: the lag is at most k, measured per completion). Only an
 engine that generates apart from the trainer (``generates_apart``: vllm_server) may do this; it pauses
 its servers while weights change, and tags each completion with the weight version that sampled it.
 

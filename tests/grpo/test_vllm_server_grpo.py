@@ -67,12 +67,16 @@ def test_async_grpo_trains_one_step_off_policy_and_measures_the_lag(vllm_server,
     run_recipe(server_recipe(tmp_path, tiny_model_dir, vllm_server.url, async_rollouts=1, max_steps=4))
     records = metrics(tmp_path)
     assert [r["step"] for r in records] == [1, 2, 3, 4]
-    # Step 1 trains on the starting weights' samples; every later step on samples one update old.
-    assert [r["weight_version_lag/mean"] for r in records] == [0, 1, 1, 1]
-    assert records[0]["mismatch/abs_logprob_gap"] < 1e-4
+    # Step 1 trains on the starting weights' samples. Each later batch was set going before the previous
+    # step's push: what was running then finished on the old weights (one update old), requests that had
+    # not started waited for the new ones. The lag is at most 1, and measured per completion.
+    lags = [r["weight_version_lag/mean"] for r in records]
+    assert lags[0] == 0 and records[0]["mismatch/abs_logprob_gap"] < 1e-4
+    assert all(r["weight_version_lag/max"] <= 1 for r in records) and sum(lags[1:]) > 0, lags
     for r in records[1:]:
-        assert r["mismatch/abs_logprob_gap"] > 1e-4  # off-policy: the sampler was the previous policy
         assert 0 <= r["importance_weight/capped"] <= 1
+        if r["weight_version_lag/mean"] > 0:
+            assert r["mismatch/abs_logprob_gap"] > 1e-4  # off-policy: sampled by the previous policy
 
 
 def test_async_rollouts_with_an_engine_on_the_trainers_devices_is_refused(tmp_path, tiny_model_dir):

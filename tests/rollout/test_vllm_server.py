@@ -119,3 +119,21 @@ def test_server_not_up_names_the_url_and_the_command_to_start_it(tiny_model_dir,
     assert f"reasonkit vllm-serve {tiny_model_dir} --host 127.0.0.1 --port {url.rsplit(':', 1)[1]}" in str(
         caught.value
     )
+
+
+def test_server_request_timing_out_is_retried_then_stops_the_run_naming_the_url(
+    vllm_server, tiny_model_dir, tiny_tokenizer
+):
+    engine = server_engine(
+        vllm_server.url, tiny_tokenizer, load_model(str(tiny_model_dir)), tiny_model_dir, retries=2
+    )
+    try:
+        engine.servers[0].timeout = 1e-4  # no generation answers that fast
+        with pytest.raises(
+            EngineError, match=rf"generation at {vllm_server.url} failed 3 times \(.*timed out"
+        ):
+            engine.generate(PROMPTS[:1], SamplingSettings(n=2, max_new_tokens=4))
+        engine.servers[0].timeout = 60  # the server itself is fine: the next request goes through
+        assert len(engine.generate(PROMPTS[:1], SamplingSettings(n=2, max_new_tokens=4))) == 2
+    finally:
+        engine.close()
