@@ -2,6 +2,7 @@
 and the demo task's reward curve, synchronous vs one-step-off-policy, for the same number of samples.
 
     python benchmarks/server_async.py --out runs/bench_server [--steps 12] [--curve-steps 60]
+    (--steps 0 or --curve-steps 0 skips that part; --model DIR reuses a distilled demo model)
 
 1. The demo's `trace` model (distilled once, kept in OUT/trace; pass --model DIR to reuse one).
 2. A server of it (`reasonkit vllm-serve`) on a free loopback port, on the same machine.
@@ -91,7 +92,7 @@ def main() -> None:
             "server sync": on_server,
             "server async_rollouts=1": {**on_server, "async_rollouts": 1},
         }
-        for name, stage in variants.items():
+        for name, stage in variants.items() if args.steps else ():
             directory = out / "steps" / name.replace(" ", "_")
             reasonkit_run(grpo_recipe(model, directory, args.steps, **stage), directory)
             steps = records(directory)[1:]  # the first step warms up
@@ -103,11 +104,12 @@ def main() -> None:
                 ),
             }
             print(name, results[name], flush=True)
-        base = results["colocated vllm"]["median_step_seconds"]
-        for name in variants:
-            results[name]["vs_colocated"] = round(results[name]["median_step_seconds"] / base, 3)
+        if args.steps:
+            base = results["colocated vllm"]["median_step_seconds"]
+            for name in variants:
+                results[name]["vs_colocated"] = round(results[name]["median_step_seconds"] / base, 3)
         curves = {}
-        for name, ahead in (("sync", 0), ("async=1", 1)):
+        for name, ahead in (("sync", 0), ("async=1", 1)) if args.curve_steps else ():
             directory = out / "curve" / name.replace("=", "")
             reasonkit_run(
                 grpo_recipe(model, directory, args.curve_steps, **on_server, async_rollouts=ahead), directory
@@ -127,8 +129,10 @@ def main() -> None:
                 for r in records(directory)
             ]
         results["curves"] = curves
+    results["load_average"] = os.getloadavg()  # other work on the machine slows every variant
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    plot(curves, out / "reward_curve.png")
+    if curves:
+        plot(curves, out / "reward_curve.png")
     print(json.dumps({k: v for k, v in results.items() if k != "curves"}, indent=2))
 
 
