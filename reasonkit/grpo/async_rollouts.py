@@ -74,8 +74,8 @@ class RolloutSource:
     """Batches of completions in step order, ``ahead`` of them in flight (0: generated when asked for).
 
     ``draw()`` takes the next step's rows from the prompt sampler (called in step order, on the trainer's
-    thread); ``render(row)`` is the prompt text. Generation runs on one background thread, so batches come
-    back in the order they were drawn.
+    thread); ``render(row["prompt"])`` is the prompt's text as the model reads it. Generation runs on one
+    background thread, so batches come back in the order they were drawn.
     """
 
     def __init__(
@@ -83,7 +83,7 @@ class RolloutSource:
         engine: RolloutEngine,
         sampler,
         draw: Callable[[], list[dict]],
-        render: Callable[[dict], str],
+        render: Callable[[object], str],
         sampling: SamplingSettings,
         ahead: int = 0,
     ):
@@ -112,7 +112,7 @@ class RolloutSource:
         return Generated(rows, rollouts, lags, time.time() - started)
 
     def _submit(self, rows: list[dict]) -> Future:
-        prompts = [self.render(row) for row in rows]
+        prompts = [self.render(row["prompt"]) for row in rows]
         # An engine sampling the policy itself has the trainer's log-probs, not worth their [N, T, vocab] of
         # memory; another engine's are weighed against the trainer's.
         with_logprobs = not self.engine.logprobs_are_trainers

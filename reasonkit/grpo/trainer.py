@@ -16,6 +16,7 @@ forward pass; the normalisers still count them, so the update is the one without
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -164,17 +165,13 @@ class GRPORun:
 
     def _rollout_source(self) -> RolloutSource:
         s = self.stage
-        return RolloutSource(
-            self.engine,
-            self.sampler,
-            draw=lambda: [
-                self.rows[i]
-                for i in prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
-            ],
-            render=lambda row: self.fmt.render(self.tokenizer, row["prompt"]),
-            sampling=stage_sampling(s),
-            ahead=s.async_rollouts,
-        )
+
+        def draw() -> list[dict]:  # this process's share of the next step's prompts
+            shard = prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
+            return [self.rows[i] for i in shard]
+
+        render = functools.partial(self.fmt.render, self.tokenizer)  # a prompt as the model reads it
+        return RolloutSource(self.engine, self.sampler, draw, render, stage_sampling(s), s.async_rollouts)
 
     @contextlib.contextmanager
     def _policy_for_generation(self):
@@ -185,8 +182,11 @@ class GRPORun:
         with unwrap_model_for_generation(self.policy, self.accelerator) as model, self._autocast():
             yield model
 
-    def _sync_engine(self) -> None:
+    def _sync_engine(self) -> float:
+        """Push the policy's weights to an engine that holds its own; the seconds it took."""
+        started = time.time()
         self.engine.sync_weights(self.accelerator.unwrap_model(self.policy))
+        return time.time() - started
 
     def _setup_model(self) -> None:
         model_cfg = self.ctx.recipe.model
@@ -369,8 +369,7 @@ class GRPORun:
         self._reference_and_old_logprobs(batch)
         for _ in range(s.num_iterations):
             train_stats = self._optimise(batch)
-        self._sync_engine()
-        return train_stats
+        return {**train_stats, "weight_sync_seconds": self._sync_engine()}
 
     def _gather(self, values: list) -> list:
         """Every process's ``values``, concatenated in process order (= the batch's order)."""
