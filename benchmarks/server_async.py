@@ -136,17 +136,33 @@ def main() -> None:
     print(json.dumps({k: v for k, v in results.items() if k != "curves"}, indent=2))
 
 
-def plot(curves: dict, path: Path) -> None:
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Mean of each value and the ``window - 1`` before it (fewer at the start).
+
+    >>> moving_average([1.0, 3.0, 5.0, 7.0], 2)
+    [1.0, 2.0, 4.0, 6.0]
+    """
+    return [
+        sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
+        for i in range(len(values))
+    ]
+
+
+def plot(curves: dict, path: Path, window: int = 10) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, rows in curves.items():
+    for (name, rows), color in zip(curves.items(), ("tab:blue", "tab:orange")):
         steps = [r["step"] for r in rows]
-        for axis, key in zip(axes, ("reward/mean", "accuracy")):
-            axis.plot(steps, [r[key] for r in rows], label=name)
+        for axis, key in zip(axes, ("reward/mean", "weight_version_lag/mean")):
+            values = [r[key] or 0.0 for r in rows]
+            axis.plot(steps, values, color=color, alpha=0.3)
+            axis.plot(
+                steps, moving_average(values, window), color=color, label=f"{name} ({window}-step mean)"
+            )
             axis.set_title(key)
             axis.set_xlabel("step (32 prompts x 8 samples each)")
     axes[0].legend()
