@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--curve-steps", type=int, default=60)
     args = parser.parse_args()
     out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
     model = args.model.resolve() if args.model else trace_model(out)
     from tests.vllm_server_process import running_server
 
