@@ -373,7 +373,7 @@ class VLLMServerEngine:
                 self.transfer = self._connect()
             if self.rank == 0:
                 self.transfer.client.version = str(self.weight_version)
-                for server in self.servers:  # requests in flight finish with the old weights; new ones wait
+                for server in self.servers:  # running requests finish on the old weights; queued ones wait
                     server.post("/pause", None, mode="wait")
             try:
                 self.transfer.send_weights()
@@ -381,16 +381,17 @@ class VLLMServerEngine:
                 if self.rank == 0:
                     for server in self.servers:
                         server.post("/resume")
-        except REQUEST_ERRORS as exc:
-            raise EngineError(
-                f"engine vllm_server: pushing weights version {self.weight_version} failed: {exc}. The servers may hold "
-                "partial weights; the run stops here, its last checkpoint intact: restart the servers and resume "
-                "with `reasonkit run RECIPE --resume`"
-            ) from exc
         except EngineError as exc:
             if self.weight_version == 0:  # the first push is where a different model shows (names, shapes)
                 raise EngineError(f"{exc}\nDoes the server serve {self.model_path}?") from exc
             raise
+        # HTTP failures, and the transfer's own (a gloo/NCCL peer gone or timed out: RuntimeError)
+        except (*REQUEST_ERRORS, RuntimeError) as exc:
+            raise EngineError(
+                f"engine vllm_server: pushing weights version {self.weight_version} failed: {exc}. The servers "
+                "may hold partial weights; the run stops here, its last checkpoint intact: restart the servers "
+                "and resume with `reasonkit run RECIPE --resume`"
+            ) from exc
         if self.world > 1 and torch.distributed.is_initialized():
             torch.distributed.barrier()  # no process generates before the push is over
 
@@ -439,6 +440,7 @@ class VLLMServerEngine:
     def close(self) -> None:
         if self.transfer is not None:
             self.transfer.shutdown()
+            self.transfer.client.pool.shutdown(wait=False)
             self.transfer = None
         self.pool.shutdown(wait=False, cancel_futures=True)
 
