@@ -41,6 +41,7 @@ def vllm_available() -> bool:
 
 class VLLMEngine:
     logprobs_are_trainers = False  # its own kernels and precision: the trainer corrects for the gap
+    generates_apart = False  # on the trainer's own devices: no generating ahead (async_rollouts)
 
     @classmethod
     def from_inputs(cls, inputs: EngineInputs) -> VLLMEngine:
