@@ -248,7 +248,11 @@ class GlooTrainerWeightTransferEngine(TrainerWeightTransferEngine[GlooTrainerIni
     def _broadcast_all(self, pairs: Iterator[tuple[str, torch.Tensor]], update: GlooUpdateInfo) -> None:
         sizes = [_nbytes(s, getattr(torch, d)) for s, d in zip(update.shapes, update.dtype_names)]
         for start, end in chunk_spans(sizes, update.dtype_names, self.chunk_bytes):
-            tensors = [next(pairs)[1] for _ in range(start, end)]
+            tensors = [tensor for _, (_, tensor) in zip(range(start, end), pairs)]
+            if len(tensors) != end - start:
+                raise ValueError(
+                    f"the weight source ended after {start + len(tensors)} of {len(update.names)} parameters"
+                )
             flat = torch.cat([t.detach().reshape(-1).cpu() for t in tensors])
             _broadcast(self.group, flat)
         for _ in pairs:  # to its end: the source's gathers, and _checked's count of what it yielded
