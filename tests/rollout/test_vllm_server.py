@@ -128,12 +128,17 @@ def test_server_request_timing_out_is_retried_then_stops_the_run_naming_the_url(
         vllm_server.url, tiny_tokenizer, load_model(str(tiny_model_dir)), tiny_model_dir, retries=2
     )
     try:
-        engine.servers[0].timeout = 1e-4  # no generation answers that fast
-        with pytest.raises(
-            EngineError, match=rf"generation at {vllm_server.url} failed 3 times \(.*timed out"
-        ):
-            engine.generate(PROMPTS[:1], SamplingSettings(n=2, max_new_tokens=4))
-        engine.servers[0].timeout = 60  # the server itself is fine: the next request goes through
+        engine.servers[0].timeout = 1.0
+        # A paused server holds new requests (it still answers /health): each one times out.
+        requests.post(f"{vllm_server.url}/pause", params={"mode": "keep"}, timeout=30).raise_for_status()
+        try:
+            with pytest.raises(
+                EngineError, match=rf"generation at {vllm_server.url} failed 3 times \(.*timed out"
+            ):
+                engine.generate(PROMPTS[:1], SamplingSettings(n=2, max_new_tokens=4))
+        finally:
+            requests.post(f"{vllm_server.url}/resume", timeout=30).raise_for_status()
+        engine.servers[0].timeout = 60  # the server is fine again: the next request goes through
         assert len(engine.generate(PROMPTS[:1], SamplingSettings(n=2, max_new_tokens=4))) == 2
     finally:
         engine.close()
