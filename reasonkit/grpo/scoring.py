@@ -103,8 +103,10 @@ class RewardScorer:
         return Scores(torch.tensor(total, dtype=torch.float32), by_reward, failed, unscored, failed_samples)
 
 
-def gather_scores(scores: Scores, gather) -> Scores:
-    """Every process's scores in process order; ``gather(list) -> list`` concatenates over processes."""
+def gather_scores(scores: Scores, gather, world: int) -> Scores:
+    """Every process's scores, concatenated in process order (``gather``: the trainer's list gather)."""
+    if world == 1:
+        return scores
     return Scores(
         total=torch.tensor(gather(scores.total.tolist())),
         by_reward={name: gather(values) for name, values in scores.by_reward.items()},

@@ -17,6 +17,7 @@ forward pass; the normalisers still count them, so the update is the one without
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -36,12 +37,12 @@ from reasonkit.algorithms import (
     group_advantages,
     grpo_loss,
     mismatch_by_length,
-    truncated_importance_weights,
 )
 from reasonkit.config import GRPOStage
 from reasonkit.data import load_prompt_rows, prompt_format, rl_split
 from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_OPEN
+from reasonkit.grpo.async_rollouts import RolloutSource, stage_sampling, version_lag_metrics
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler, Scored, Selection
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard, sum_over_processes
 from reasonkit.grpo.logprobs import completion_logprobs, micro_batch_shape, micro_batches
@@ -59,7 +60,7 @@ from reasonkit.models import (
     match_vocabulary,
 )
 from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision, load_dtype
-from reasonkit.rollout import EngineInputs, SamplingSettings, engine_class
+from reasonkit.rollout import EngineInputs, engine_class
 from reasonkit.schedule import scheduler_type
 from reasonkit.stage import StageContext, save_stage_model
 from rewards.convention import TrainerState
@@ -125,6 +126,7 @@ class GRPORun:
         self.sampler, self.progress = PromptSampler(len(self.rows), self.seed), Progress()
         self.accelerator.register_for_checkpointing(self.sampler, self.progress)
         self.engine = self._make_engine()
+        self.rollout_source = self._rollout_source()
         self.metrics_log = (
             MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
         )
@@ -151,10 +153,23 @@ class GRPORun:
                 seed=self.seed + self.rank,  # each process samples its own noise
                 batch_size=s.generation_batch_size,
                 vllm=s.vllm,
+                vllm_server=s.vllm_server,
+                process_index=self.rank,
+                num_processes=self.world,
                 model=self.accelerator.unwrap_model(self.policy),
                 generation_context=self._policy_for_generation,
             )
         )
+
+    def _rollout_source(self) -> RolloutSource:
+        s = self.stage
+
+        def draw() -> list[dict]:  # this process's share of the next step's prompts
+            shard = prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
+            return [self.rows[i] for i in shard]
+
+        render = functools.partial(self.fmt.render, self.tokenizer)  # a prompt as the model reads it
+        return RolloutSource(self.engine, self.sampler, draw, render, stage_sampling(s), s.async_rollouts)
 
     @contextlib.contextmanager
     def _policy_for_generation(self):
@@ -165,8 +180,11 @@ class GRPORun:
         with unwrap_model_for_generation(self.policy, self.accelerator) as model, self._autocast():
             yield model
 
-    def _sync_engine(self) -> None:
+    def _sync_engine(self) -> float:
+        """Push the policy's weights to an engine that holds its own; the seconds it took."""
+        started = time.time()
         self.engine.sync_weights(self.accelerator.unwrap_model(self.policy))
+        return time.time() - started
 
     def _setup_model(self) -> None:
         model_cfg = self.ctx.recipe.model
@@ -250,29 +268,17 @@ class GRPORun:
 
     def _step(self) -> dict:
         started = time.time()
-        s = self.stage
-        shard = prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
-        rows = [self.rows[i] for i in shard]
-        rollouts = self.engine.generate(
-            [self.fmt.render(self.tokenizer, row["prompt"]) for row in rows],
-            SamplingSettings(
-                n=s.num_generations,
-                temperature=s.temperature,
-                top_p=s.top_p,
-                top_k=s.top_k,
-                max_new_tokens=s.max_new_tokens,
-            ),
-            # An engine sampling the policy itself has the trainer's log-probs, not worth their [N, T,
-            # vocab] of memory; another engine's are weighed against the trainer's.
-            with_logprobs=not self.engine.logprobs_are_trainers,
-        )
-        generated = time.time()
-        metrics = self.learn(rows, rollouts)
+        generated = self.rollout_source.next(steps_left=self.stage.max_steps - self.progress.step)
+        lags = version_lag_metrics(self._gather(generated.weight_version_lags))  # before this step's push
+        generation_done = time.time()
+        metrics = self.learn(generated.rows, generated.rollouts)
         seconds = time.time() - started
         return {
             **metrics,
+            **lags,
             "tokens_per_second": metrics.pop("tokens") / seconds,
-            "generation_seconds": generated - started,
+            # async_rollouts > 0: only the wait for a batch generated while earlier steps trained
+            "generation_seconds": generation_done - started,
             "step_seconds": seconds,
         }
 
@@ -299,7 +305,7 @@ class GRPORun:
             self.progress.step, s.max_steps, self.progress.step * s.prompts_per_step / len(self.rows)
         )
         prompts = [row["prompt"] for row in group_rows]
-        scores = gather_scores(self.scorer.score(prompts, completions, columns), self._gather)
+        scores = gather_scores(self.scorer.score(prompts, completions, columns), self._gather, self.world)
         logged, completions_table = reward_logs(self.scorer.pool.logs, self._gather, prompts, completions)
         if self.metrics_log and completions_table:  # a reward logged columns with log_extra
             self.metrics_log.log_completions(self.progress.step + 1, completions_table)
@@ -370,11 +376,16 @@ class GRPORun:
             return {"learning_rate": learning_rate}
         started = time.time()
         self._reference_and_old_logprobs(batch)
-        logprob_seconds = time.time() - started  # the reference's and the old policy's
+        logprob_seconds = time.time() - started
         for _ in range(s.num_iterations):
             train_stats = self._optimise(batch)
-        self._sync_engine()
-        return {**train_stats, "logprob_seconds": logprob_seconds, "update_seconds": time.time() - started}
+        weight_sync_seconds = self._sync_engine()
+        return {
+            **train_stats,
+            "logprob_seconds": logprob_seconds,  # the reference's and the old policy's
+            "update_seconds": time.time() - started,  # log-probs, optimisation and weight sync
+            "weight_sync_seconds": weight_sync_seconds,
+        }
 
     def _gather(self, values: list) -> list:
         """Every process's ``values``, concatenated in process order (= the batch's order)."""
@@ -476,7 +487,10 @@ class GRPORun:
         policy_logprobs = pad_sequence(out.logprobs, batch_first=True)  # [n, T]
         response_mask = pad_sequence([torch.ones_like(lp) for lp in out.logprobs], batch_first=True)
         if first_pass:
-            self._weigh_against_sampler(batch, ids, out.truncated_logprobs, response_mask)
+            cap = self.stage.importance_cap if self.stage.importance_cap is not None else math.inf
+            batch.weigh_against_sampler(
+                ids, out.truncated_logprobs, response_mask, cap, self.stage.importance_level
+            )
 
         def padded(per_sequence: list[torch.Tensor] | None) -> torch.Tensor | None:  # [n, T]
             if per_sequence is None:
@@ -516,27 +530,14 @@ class GRPORun:
                 f"checkpoint is {self._latest_checkpoint() or '(none yet)'}; lower the learning rate or check the rewards."
             )
 
-    def _weigh_against_sampler(self, batch: Batch, ids, trainer_view, response_mask) -> None:
-        """Store, per sequence, the trainer's log-probs of the sampler's distribution and the truncated
-        importance weights min(π_trainer / π_sampler, cap) (or exp of their ratio, uncapped, for metrics)."""
-        s = self.stage
-        trainer = pad_sequence(trainer_view, batch_first=True)
-        sampler = pad_sequence([batch.rollout_logprobs[i] for i in ids], batch_first=True).to(trainer.device)
-        mask = response_mask.to(trainer.device)
-        cap = s.importance_cap if s.importance_cap is not None else math.inf
-        weights = truncated_importance_weights(trainer, sampler, mask, cap, s.importance_level)
-        for row, i in enumerate(ids):
-            length = len(batch.rollout_logprobs[i])
-            batch.importance_weights[i] = weights[row, :length].cpu()
-            batch.trainer_logprobs[i] = trainer[row, :length].cpu()
-
     def objective(self) -> dict:
         return grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)
 
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG states and data position, so a resumed run continues exactly."""
         directory = self.checkpoint_root / f"step-{self.progress.step:06d}"
-        self.accelerator.save_state(str(directory))
+        with self.rollout_source.rewound():  # async_rollouts: the data position of the next step to train
+            self.accelerator.save_state(str(directory))
         if self.ctx.is_main_process:
             write_manifest(
                 directory,
@@ -592,5 +593,7 @@ def run_grpo(ctx: StageContext, stage: GRPOStage, resume: bool = False) -> dict:
         run.save_final()
         return run.cleanup()
     finally:
+        if hasattr(run, "rollout_source"):
+            run.rollout_source.close()
         if hasattr(run, "scorer"):
             run.scorer.close()

@@ -18,6 +18,7 @@ from reasonkit.rollout.vllm_engine import vllm_available
 ENGINES = {
     "transformers": "reasonkit.rollout.transformers_engine:TransformersEngine",
     "vllm": "reasonkit.rollout.vllm_engine:VLLMEngine",
+    "vllm_server": "reasonkit.rollout.vllm_server:VLLMServerEngine",
 }
 
 

@@ -34,6 +34,9 @@ class Rollout:
     rollout_logprobs: list[float] | None  # the engine's log-prob of each completion token, when asked for
     text: str  # the completion decoded without its stop token, special tokens skipped
     truncated: bool  # hit max_new_tokens before any stop token
+    # Which push of the policy's weights sampled it (the oldest, when an update landed mid-completion);
+    # None from engines that sample the policy in place or never receive weights.
+    weight_version: int | None = None
 
 
 def stop_token_ids(tokenizer, checkpoint_eos: int | list[int] | None) -> list[int]:
@@ -78,6 +81,10 @@ class EngineInputs:
     # completions (prompts x n) per generate call, where the engine batches itself: what a call holds in memory
     batch_size: int = 256
     vllm: Any = None  # VLLMSettings (memory, tensor parallelism) for the vLLM engine
+    vllm_server: Any = None  # VLLMServerSettings (urls, timeouts, weight transfer) for the vLLM server engine
+    # This process among the trainer's processes: an engine whose weight push is a collective needs them.
+    process_index: int = 0
+    num_processes: int = 1
     # A model this process already holds (the policy being trained), and a context that yields it ready
     # to sample from (gathered under ZeRO-3, autocast): an engine that samples in place uses them.
     model: Any = None
@@ -91,6 +98,9 @@ class RolloutEngine(Protocol):
     # are not returned; False: it holds its own copy of the weights, returns its sampling log-probs
     # (the trainer corrects for the gap), and needs the policy's weights after every update.
     logprobs_are_trainers: bool
+    # True: it generates on devices of its own, so generation may run in another thread while the trainer
+    # trains (async_rollouts), and it keeps its weights still while they change (optional; default False).
+    generates_apart: bool
 
     @classmethod
     def from_inputs(cls, inputs: EngineInputs) -> RolloutEngine: ...

@@ -22,6 +22,7 @@ class TransformersEngine:
     """
 
     logprobs_are_trainers = True
+    generates_apart = False  # on the trainer's own devices: no generating ahead (async_rollouts)
 
     def __init__(self, model, tokenizer, batch_size: int = 256, generation_context=None):
         self.model = model

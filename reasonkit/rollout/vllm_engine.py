@@ -28,6 +28,7 @@ from reasonkit.rollout.base import (
     end_at_first_stop,
     stop_token_ids,
 )
+from reasonkit.rollout.policy_weights import policy_weights
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def vllm_available() -> bool:
 
 class VLLMEngine:
     logprobs_are_trainers = False  # its own kernels and precision: the trainer corrects for the gap
+    generates_apart = False  # on the trainer's own devices: no generating ahead (async_rollouts)
 
     @classmethod
     def from_inputs(cls, inputs: EngineInputs) -> VLLMEngine:
@@ -173,7 +175,7 @@ class VLLMEngine:
         # One reload (vLLM re-processes every layer per reload), fed lazily: in-process, vLLM pulls the
         # weights from this generator as it loads them.
         self.llm.collective_rpc(
-            "reload_weights", kwargs={"weights_iterator": _weights(model), "is_checkpoint_format": True}
+            "reload_weights", kwargs={"weights_iterator": policy_weights(model), "is_checkpoint_format": True}
         )
         self.llm.reset_prefix_cache()  # stays awake: generation comes next
 
@@ -221,62 +223,3 @@ def _global_rng_kept():
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
-
-
-def _weights(model):
-    """(name, tensor) as the base model names them, one module at a time.
-
-    A LoRA layer yields its base weight plus its adapters' deltas, computed out of place: merging adapters
-    into the frozen base and out again at every push is lossy in bf16, the base drifts, and it is also the
-    KL reference. Under ZeRO-3, each module's parameters are gathered from their shards and copied out, so
-    the whole model never exists twice at once.
-    """
-    from peft.tuners.lora import LoraLayer
-
-    sharded = any(hasattr(p, "ds_id") for p in model.parameters())  # ds_id marks a ZeRO-3 shard
-    lora_layer = None  # the name of the last LoRA layer seen: its submodules are pushed with it
-    for module_name, module in model.named_modules():
-        if lora_layer is not None and module_name.startswith(lora_layer + "."):
-            continue
-        if isinstance(module, LoraLayer):
-            lora_layer = module_name
-            with _gathered(list(module.parameters()), sharded):
-                tensors = _merged_lora(module)
-        else:
-            params = list(module.named_parameters(recurse=False))
-            if not params:
-                continue
-            with _gathered([p for _, p in params], sharded):
-                tensors = [(name, p.detach().clone() if sharded else p.detach()) for name, p in params]
-        yield from ((_base_name(f"{module_name}.{name}"), tensor) for name, tensor in tensors)
-
-
-def _merged_lora(layer) -> list[tuple[str, torch.Tensor]]:
-    """A LoRA layer's weight with its active adapters added (peft's ``get_delta_weight``: B @ A times the
-    scaling, transposed for fan_in_fan_out), summed in float32 and rounded once to the base dtype."""
-    base = layer.get_base_layer()
-    adapters = [a for a in layer.active_adapters if a in layer.lora_A and a not in layer.merged_adapters]
-    unsupported = [a for a in adapters if a in layer.lora_variant or layer.lora_bias[a]]
-    if unsupported:
-        raise NotImplementedError(f"pushing LoRA variants (DoRA, ...) or lora_bias to vLLM: {unsupported}")
-    # a copy: under ZeRO-3 the gathered weight is released when the gather ends
-    weight = base.weight.detach().to(torch.float32, copy=True)
-    for adapter in adapters:
-        weight += layer.get_delta_weight(adapter).float()
-    tensors = [("weight", weight.to(base.weight.dtype))]
-    if base.bias is not None:
-        tensors.append(("bias", base.bias.detach().clone()))
-    return tensors
-
-
-def _gathered(params, sharded: bool):
-    if not sharded:
-        return contextlib.nullcontext()
-    import deepspeed
-
-    return deepspeed.zero.GatheredParameters(params)
-
-
-def _base_name(name: str) -> str:
-    """A peft parameter's name in the base model (vLLM's checkpoint names)."""
-    return name.removeprefix("base_model.model.").replace(".base_layer.", ".")

@@ -39,7 +39,7 @@ def test_an_engine_from_a_test_file_evaluates_in_a_recipe(tmp_path):
 def test_an_engine_that_cannot_be_found_is_a_recipe_error(tmp_path):
     with pytest.raises(
         ConfigError,
-        match=r"stages.eval.engine: unknown engine 'vlm'; one of \['auto', 'transformers', 'vllm'\]",
+        match=r"stages.eval.engine: unknown engine 'vlm'; one of \['auto', 'transformers', 'vllm', 'vllm_server'\]",
     ):
         eval_recipe(tmp_path, engine="vlm")
     with pytest.raises(
