@@ -46,7 +46,8 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
     if state.is_main_process:
         prepare_output_dir(out, recipe, resume, overwrite)
         (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
-        if recipe.model.tiny is not None and not (resume and Path(base_model).exists()):
+        uses_lm = any(stage_type(s.type).language_model for s in recipe.stages.values())
+        if uses_lm and recipe.model.tiny is not None and not (resume and Path(base_model).exists()):
             build_tiny_base_model(recipe, Path(base_model))
     state.wait_for_everyone()
 
@@ -165,6 +166,9 @@ def print_summary(summary: dict) -> None:
                 {
                     "stage": name,
                     "model": f"({metrics['type']})",
+                    "accuracy": metrics.get("exact_accuracy"),  # stages that evaluate themselves (trm)
+                    "CI": _interval(metrics.get("exact_interval")),
+                    "n": metrics.get("n"),
                     "train_loss": metrics.get("train_loss"),
                     "reward": _first_to_last(metrics, "reward"),
                     "steps": metrics.get("steps"),
@@ -187,6 +191,10 @@ def print_summary(summary: dict) -> None:
     print(
         f"\ntotal wall time: {summary['wall_seconds']:.0f} s; summary: {Path(summary['recipe']) / 'summary.json'}"
     )
+
+
+def _interval(bounds: list[float] | None) -> str | None:
+    return f"{bounds[0]:.3f}-{bounds[1]:.3f}" if bounds else None
 
 
 def _first_to_last(metrics: dict, name: str) -> str | None:
