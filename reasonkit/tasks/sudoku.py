@@ -357,19 +357,8 @@ def read_puzzle_rows(
     ``solution``/``answer``/``solutions``/``a``. Every solution is checked to be a solved grid that keeps
     its puzzle's clues; a row that is not raises ValueError naming it.
     """
-    from pathlib import Path
-
-    import datasets
-
-    local = Path(path)
-    if local.exists():
-        kind = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(local.suffix)
-        if kind is None:
-            raise ValueError(f"{path}: read .csv, .jsonl, .json or .parquet files")
-        table = datasets.load_dataset(kind, data_files=str(local), split="train")
-    else:
-        table = datasets.load_dataset(path, split=split)
-    columns = set(table.column_names)
+    table = _read_table(path, split)
+    columns = set(table[0]) if table else set()
     puzzle_column = puzzle_column or next((c for c in PUZZLE_COLUMNS if c in columns), None)
     solution_column = solution_column or next((c for c in SOLUTION_COLUMNS if c in columns), None)
     if puzzle_column not in columns or solution_column not in columns:
@@ -386,3 +375,28 @@ def read_puzzle_rows(
             raise ValueError(f"{path} row {i}: the solution does not solve the puzzle")
         rows.append((puzzle, solution))
     return rows
+
+
+def _read_table(path: str, split: str) -> list[dict]:
+    """Rows of a local file (read as text: a grid like 0020... must not become a number) or a hub dataset."""
+    import csv
+    import json
+    from pathlib import Path
+
+    local = Path(path)
+    if not local.exists():
+        import datasets
+
+        return list(datasets.load_dataset(path, split=split))
+    if local.suffix == ".csv":
+        with local.open(newline="") as f:
+            return list(csv.DictReader(f))
+    if local.suffix == ".jsonl":
+        return [json.loads(line) for line in local.read_text().splitlines() if line.strip()]
+    if local.suffix == ".json":
+        return json.loads(local.read_text())
+    if local.suffix == ".parquet":
+        import datasets
+
+        return list(datasets.load_dataset("parquet", data_files=str(local), split="train"))
+    raise ValueError(f"{path}: read .csv, .jsonl, .json or .parquet files")

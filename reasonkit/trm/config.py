@@ -146,10 +146,10 @@ def default_eval_steps(stage: TRMStage) -> list[int]:
     [1, 3, 6, 12, 24]
     """
     n = effective_supervision_steps(stage)
+    if stage.network.mode != "trm":
+        return [1]  # the baselines answer in one step; more would feed their answer back (a recursion)
     if stage.eval_steps:
         return sorted(set(stage.eval_steps))
-    if n == 1:
-        return [1]
     return sorted({1, max(1, n // 2), n, 2 * n, 4 * n})
 
 

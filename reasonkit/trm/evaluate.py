@@ -118,6 +118,8 @@ def evaluate_split(
         str(k): puzzle_metrics(kind, data, rollout.answers[:, k - 1], confidence) for k in eval_steps
     }
     result["halting"] = {}
+    if model.config.mode != "trm":
+        return result
     for rule, steps in halting_rules(rollout, trained_steps, tolerance).items():
         metrics = puzzle_metrics(kind, data, at_steps(rollout, steps), confidence)
         result["halting"][rule] = {"average_steps": steps.float().mean().item(), **metrics}

@@ -330,7 +330,10 @@ def stage_summary(results: dict, records: list[dict], steps: int, objective: dic
         "valid": test["valid"],
         "n": test["n"],
         "exact_accuracy_by_test_steps": {k: v["exact_accuracy"] for k, v in test["by_steps"].items()},
-        "halting": {rule: {"average_steps": v["average_steps"], "exact_accuracy": v["exact_accuracy"]} for rule, v in test["halting"].items()},
+        "halting": {
+            rule: {"average_steps": v["average_steps"], "exact_accuracy": v["exact_accuracy"]}
+            for rule, v in test["halting"].items()
+        },
         "steps": steps,
         "train_loss": records[-1]["loss"] if records else None,
         "parameters": objective["parameters"],
