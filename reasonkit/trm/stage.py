@@ -316,7 +316,7 @@ class TRMRun:
         self.metrics_log.close()
         records = read_jsonl(self.ctx.directory / "metrics.jsonl")
         plot_curves(records, self.ctx.directory / "curves.png", title=f"{self.ctx.name} (trm)")
-        return stage_summary(results, records, self.step, self.objective())
+        return {**stage_summary(results, records, self.step, self.objective()), "processes": self.world}
 
 
 def stage_summary(results: dict, records: list[dict], steps: int, objective: dict) -> dict:
