@@ -159,7 +159,7 @@ def ema_decay(stage: TRMStage) -> float:
     """
     if stage.ema_decay is not None:
         return stage.ema_decay
-    return min(0.999, 1 - 10 / max(stage.max_steps, 20))
+    return max(0.0, min(0.999, 1 - 10 / stage.max_steps))  # 0 for runs of <= 10 steps: the last weights
 
 
 def check_trm(name: str, stage: TRMStage, recipe, trained: list[str]) -> list[str]:
@@ -189,12 +189,12 @@ def check_trm(name: str, stage: TRMStage, recipe, trained: list[str]) -> list[st
         errors.append(f"{where}.eval_steps: supervision steps are >= 1")
     if stage.ema:
         decay = ema_decay(stage)
-        if not 0 < decay < 1:
+        if not 0 <= decay < 1:
             errors.append(f"{where}.ema_decay: {decay}; between 0 and 1")
         elif decay**stage.max_steps > 0.05:
             errors.append(
                 f"{where}.ema_decay: {decay} over {stage.max_steps} steps leaves the initial weights "
                 f"{decay ** stage.max_steps:.0%} of the average, so evaluation would score them; use at most "
-                f"{1 - 3 / stage.max_steps:.4g} or leave it null (scaled to the run)"
+                f"{max(0.0, 1 - 3 / stage.max_steps):.4g} or leave it null (scaled to the run)"
             )
     return errors
