@@ -188,9 +188,26 @@ def print_summary(summary: dict) -> None:
         "seconds",
     ]
     print("\n" + format_table(rows, columns))
+    print_step_tables(summary)
     print(
         f"\ntotal wall time: {summary['wall_seconds']:.0f} s; summary: {Path(summary['recipe']) / 'summary.json'}"
     )
+
+
+def print_step_tables(summary: dict) -> None:
+    """Exact accuracy per test-time supervision step count, for stages that report it (trm), on the
+    held-out puzzles and on the harder ones."""
+    rows = []
+    for name, metrics in summary["stages"].items():
+        for split, where in (("test", metrics), ("harder", metrics.get("harder") or {})):
+            by_steps = where.get("exact_accuracy_by_test_steps")
+            if by_steps:
+                rows.append(
+                    {"stage": name, "puzzles": split, **{f"{k} steps": v for k, v in by_steps.items()}}
+                )
+    if any(len(r) > 3 for r in rows):
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        print("\nexact accuracy by supervision steps at test time:\n" + format_table(rows, columns))
 
 
 def _interval(bounds: list[float] | None) -> str | None:

@@ -74,7 +74,11 @@ def shortest_path(maze: Maze, side: int, source: int, target: int) -> list[int]:
 
 def _neighbours(cell: int, side: int) -> list[int]:
     r, c = divmod(cell, side)
-    return [nr * side + nc for nr, nc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)) if 0 <= nr < side and 0 <= nc < side]
+    return [
+        nr * side + nc
+        for nr, nc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1))
+        if 0 <= nr < side and 0 <= nc < side
+    ]
 
 
 def is_valid_answer(maze: Maze, answer: Maze, side: int) -> bool:
@@ -130,7 +134,9 @@ def symmetry_key(maze: Maze, side: int) -> Maze:
     return min(dihedral(maze, side, e) for e in range(8))
 
 
-def generate(side: int, count: int, rng: random.Random, exclude: set = frozenset()) -> list[tuple[Maze, Maze]]:
+def generate(
+    side: int, count: int, rng: random.Random, exclude: set = frozenset()
+) -> list[tuple[Maze, Maze]]:
     """``count`` mazes distinct up to the dihedral group, none whose key is in ``exclude``."""
     seen, out = set(exclude), []
     for _ in range(50 * count + 100):

@@ -62,7 +62,8 @@ def _units(shape: Shape) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, 
     boxes = [tuple(i for i in range(shape.cells) if shape.box_of(i) == b) for b in range(n)]
     units = tuple(rows + cols + boxes)
     peers = tuple(
-        tuple(sorted({p for unit in units if cell in unit for p in unit} - {cell})) for cell in range(shape.cells)
+        tuple(sorted({p for unit in units if cell in unit for p in unit} - {cell}))
+        for cell in range(shape.cells)
     )
     return units, peers
 
@@ -124,7 +125,9 @@ def _candidates(puzzle: Grid, shape: Shape) -> list[int]:
     return [full if v == 0 else 1 << (v - 1) for v in puzzle]
 
 
-def _search(cands: list[int], shape: Shape, limit: int, rng: random.Random | None, found: list, guesses: list):
+def _search(
+    cands: list[int], shape: Shape, limit: int, rng: random.Random | None, found: list, guesses: list
+):
     if not _propagate(cands, shape):
         return
     open_cells = [i for i, m in enumerate(cands) if m & (m - 1)]
@@ -326,7 +329,9 @@ def parse_grid(text: str, shape: Shape) -> Grid:
     """
     text = text.strip()
     if len(text) != shape.cells:
-        raise ValueError(f"a {shape.size}x{shape.size} grid has {shape.cells} characters, got {len(text)}: {text!r}")
+        raise ValueError(
+            f"a {shape.size}x{shape.size} grid has {shape.cells} characters, got {len(text)}: {text!r}"
+        )
     cells = []
     for ch in text:
         if ch in ".0":

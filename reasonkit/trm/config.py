@@ -154,7 +154,9 @@ def default_eval_steps(stage: TRMStage) -> list[int]:
 
 
 def ema_decay(stage: TRMStage) -> float:
-    """>>> round(ema_decay(TRMStage(max_steps=1000)), 4), ema_decay(TRMStage(max_steps=100_000))
+    """The EMA decay used: the recipe's, or one scaled to the run's length.
+
+    >>> round(ema_decay(TRMStage(max_steps=1000)), 4), ema_decay(TRMStage(max_steps=100_000))
     (0.99, 0.999)
     """
     if stage.ema_decay is not None:
@@ -174,7 +176,9 @@ def check_trm(name: str, stage: TRMStage, recipe, trained: list[str]) -> list[st
     if task.name == "maze" and (task.maze.side < 5 or task.maze.side % 2 == 0):
         errors.append(f"{where}.task.maze.side: {task.maze.side}; use an odd number >= 5")
     if net.block == "attention" and net.hidden_size % net.num_heads:
-        errors.append(f"{where}.network: hidden_size {net.hidden_size} is not a multiple of num_heads {net.num_heads}")
+        errors.append(
+            f"{where}.network: hidden_size {net.hidden_size} is not a multiple of num_heads {net.num_heads}"
+        )
     if net.block == "attention" and (net.hidden_size // max(net.num_heads, 1)) % 2:
         errors.append(f"{where}.network: rotary embeddings need an even head dim")
     for key in ("latent_steps", "recursions", "num_layers", "hidden_size"):
@@ -194,7 +198,7 @@ def check_trm(name: str, stage: TRMStage, recipe, trained: list[str]) -> list[st
         elif decay**stage.max_steps > 0.05:
             errors.append(
                 f"{where}.ema_decay: {decay} over {stage.max_steps} steps leaves the initial weights "
-                f"{decay ** stage.max_steps:.0%} of the average, so evaluation would score them; use at most "
+                f"{decay**stage.max_steps:.0%} of the average, so evaluation would score them; use at most "
                 f"{max(0.0, 1 - 3 / stage.max_steps):.4g} or leave it null (scaled to the run)"
             )
     return errors

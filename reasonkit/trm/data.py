@@ -68,7 +68,8 @@ class PuzzleKind:
 
 def to_tensors(pairs: list[tuple[tuple, tuple]]) -> PuzzleSet:
     return PuzzleSet(
-        torch.tensor([p for p, _ in pairs], dtype=torch.long), torch.tensor([s for _, s in pairs], dtype=torch.long)
+        torch.tensor([p for p, _ in pairs], dtype=torch.long),
+        torch.tensor([s for _, s in pairs], dtype=torch.long),
     )
 
 
@@ -93,7 +94,9 @@ def _make_splits(task: TRMTask) -> dict[str, PuzzleSet]:
     if task.name == "maze":
         side = task.maze.side
         test = mazes.generate(side, task.test_size, rng)
-        train = mazes.generate(side, task.train_size, rng, exclude={mazes.symmetry_key(m, side) for m, _ in test})
+        train = mazes.generate(
+            side, task.train_size, rng, exclude={mazes.symmetry_key(m, side) for m, _ in test}
+        )
         return {"train": to_tensors(train), "test": to_tensors(test)}
     shape = sudoku.shape_of(task.sudoku.size)
     splits: dict[str, list] = {}
@@ -104,14 +107,18 @@ def _make_splits(task: TRMTask) -> dict[str, PuzzleSet]:
         splits["test"] = sudoku.generate(shape, task.test_size, rng, _hardness(task.sudoku))
     held_out |= {sudoku.symmetry_key(p, shape) for p, _ in splits["test"]}
     if task.harder:
-        splits["harder"] = sudoku.generate(shape, task.harder_size, rng, _hardness(task.harder), exclude=held_out)
+        splits["harder"] = sudoku.generate(
+            shape, task.harder_size, rng, _hardness(task.harder), exclude=held_out
+        )
         held_out |= {sudoku.symmetry_key(p, shape) for p, _ in splits["harder"]}
     if task.train_file:
         # A file's training puzzles are used as they are (Sudoku-Extreme's splits are disjoint by
         # construction); a generated set is kept apart from the held-out puzzles here.
         splits["train"] = _read(task.train_file, shape)
     else:
-        splits["train"] = sudoku.generate(shape, task.train_size, rng, _hardness(task.sudoku), exclude=held_out)
+        splits["train"] = sudoku.generate(
+            shape, task.train_size, rng, _hardness(task.sudoku), exclude=held_out
+        )
     return {name: to_tensors(pairs) for name, pairs in splits.items()}
 
 
@@ -128,7 +135,9 @@ def _read(source, shape: sudoku.Shape) -> list:
 class SlotFeed:
     """Examples for global slots ``slots`` (this process's share) out of ``batch_size`` slots in all."""
 
-    def __init__(self, data: PuzzleSet, kind: PuzzleKind, batch_size: int, slots: range, seed: int, augment: bool):
+    def __init__(
+        self, data: PuzzleSet, kind: PuzzleKind, batch_size: int, slots: range, seed: int, augment: bool
+    ):
         self.data, self.kind, self.batch_size, self.slots = data, kind, batch_size, slots
         self.seed, self.augment = seed, augment
         self._orders: dict[int, torch.Tensor] = {}
@@ -139,7 +148,9 @@ class SlotFeed:
             self._orders[epoch] = torch.randperm(len(self.data), generator=generator)
         return self._orders[epoch]
 
-    def example(self, slot: int, count: int, max_steps: int, exploration: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def example(
+        self, slot: int, count: int, max_steps: int, exploration: float
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Slot ``slot``'s ``count``-th example: (puzzle [L], label [L], the fewest supervision steps it
         must take before it may halt)."""
         draw = count * self.batch_size + slot

@@ -41,28 +41,43 @@ def load_trm(directory: str | Path):
 
 
 def run(args) -> int:
-    from reasonkit.trm.data import puzzle_splits, to_tensors, _read
+    from reasonkit.trm.data import _read, puzzle_splits, to_tensors
     from reasonkit.trm.evaluate import evaluate_model, report
 
     stage, kind, model = load_trm(args.model)
     if args.benchmark:
         if stage.task.name != "sudoku":
-            raise ConfigError("--benchmark files are Sudoku-Extreme shaped; a maze model evaluates its own task")
+            raise ConfigError(
+                "--benchmark files are Sudoku-Extreme shaped; a maze model evaluates its own task"
+            )
         splits = {
-            Path(path).stem: to_tensors(_read(PuzzleFile(path, split=args.split, max_rows=args.max_problems), kind.shape))
+            Path(path).stem: to_tensors(
+                _read(PuzzleFile(path, split=args.split, max_rows=args.max_problems), kind.shape)
+            )
             for path in args.benchmark
         }
     else:
         splits = {k: v for k, v in puzzle_splits(stage.task).items() if k != "train"}
         if args.max_problems:
-            splits = {k: dataclasses.replace(v, inputs=v.inputs[: args.max_problems], labels=v.labels[: args.max_problems]) for k, v in splits.items()}
+            splits = {
+                k: dataclasses.replace(
+                    v, inputs=v.inputs[: args.max_problems], labels=v.labels[: args.max_problems]
+                )
+                for k, v in splits.items()
+            }
     trained = effective_supervision_steps(stage)
     steps = sorted(set(args.steps)) if args.steps else default_eval_steps(stage)
     out = Path(args.output)
     results = evaluate_model(
-        model, kind, splits, out, eval_steps=steps, trained_steps=trained,
+        model,
+        kind,
+        splits,
+        out,
+        eval_steps=steps,
+        trained_steps=trained,
         tolerance=args.tolerance if args.tolerance is not None else stage.fixed_point_tolerance,
-        batch_size=args.batch_size, confidence=stage.confidence,
+        batch_size=args.batch_size,
+        confidence=stage.confidence,
     )
     print("\n" + report(results, trained))
     print(f"\nresults, accuracy-vs-steps and dynamics plots: {out}/")

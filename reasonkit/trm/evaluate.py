@@ -66,7 +66,9 @@ def roll_out(model: TRM, inputs: torch.Tensor, steps: int, batch_size: int) -> S
     return StepRollout(torch.cat(answers), torch.cat(halts) if halts else None, torch.cat(changes))
 
 
-def puzzle_metrics(kind: PuzzleKind, data: PuzzleSet, answers: torch.Tensor, confidence: float = 0.95) -> dict:
+def puzzle_metrics(
+    kind: PuzzleKind, data: PuzzleSet, answers: torch.Tensor, confidence: float = 0.95
+) -> dict:
     """Exact accuracy with its bootstrap interval, cell accuracy on the cells to fill, and validity."""
     answers = answers.long()  # [N, L]
     exact = (answers == data.labels).all(-1).float().tolist()
@@ -108,12 +110,21 @@ def halting_rules(rollout: StepRollout, trained_steps: int, tolerance: float) ->
 
 
 def evaluate_split(
-    model: TRM, kind: PuzzleKind, data: PuzzleSet, *, eval_steps: list[int], trained_steps: int,
-    tolerance: float, batch_size: int, confidence: float,
+    model: TRM,
+    kind: PuzzleKind,
+    data: PuzzleSet,
+    *,
+    eval_steps: list[int],
+    trained_steps: int,
+    tolerance: float,
+    batch_size: int,
+    confidence: float,
 ) -> dict:
     """Every metric on one held-out set: ``by_steps`` (per test-time step count) and ``halting``."""
     rollout = roll_out(model, data.inputs, max(eval_steps), batch_size)
-    result = puzzle_metrics(kind, data, rollout.answers[:, min(trained_steps, max(eval_steps)) - 1], confidence)
+    result = puzzle_metrics(
+        kind, data, rollout.answers[:, min(trained_steps, max(eval_steps)) - 1], confidence
+    )
     result["by_steps"] = {
         str(k): puzzle_metrics(kind, data, rollout.answers[:, k - 1], confidence) for k in eval_steps
     }
@@ -142,7 +153,6 @@ def recursion_dynamics(model: TRM, inputs: torch.Tensor, steps: int) -> list[dic
         z_changes = current.pop(t)["z"]
         rows.append(
             {
-                "step": step,
                 "recursion": t + 1,
                 "z_change": sum(z_changes) / len(z_changes),
                 "z_change_last": z_changes[-1],
@@ -153,9 +163,12 @@ def recursion_dynamics(model: TRM, inputs: torch.Tensor, steps: int) -> list[dic
 
     y, z = model.initial_state(len(inputs))
     for step in range(1, steps + 1):
+        first = len(rows)
         out = model(inputs, y, z, watch=watch)
+        for row in rows[first:]:
+            row["step"] = step
         y, z = out.y, out.z
-    return rows
+    return [{"step": r.pop("step"), **r} for r in rows]
 
 
 def plot_steps(by_steps: dict, trained_steps: int, path: Path, title: str) -> None:
@@ -202,8 +215,17 @@ def plot_dynamics(rows: list[dict], path: Path, title: str) -> None:
 
 
 def evaluate_model(
-    model: TRM, kind: PuzzleKind, splits: dict[str, PuzzleSet], out: Path, *, eval_steps: list[int],
-    trained_steps: int, tolerance: float, batch_size: int, confidence: float, dynamics_examples: int = 256,
+    model: TRM,
+    kind: PuzzleKind,
+    splits: dict[str, PuzzleSet],
+    out: Path,
+    *,
+    eval_steps: list[int],
+    trained_steps: int,
+    tolerance: float,
+    batch_size: int,
+    confidence: float,
+    dynamics_examples: int = 256,
 ) -> dict:
     """Every held-out split, with tables and plots written to ``out``; returns {split: metrics} and
     ``dynamics`` (rows of recursion_dynamics on the first test puzzles)."""
@@ -211,12 +233,20 @@ def evaluate_model(
     results: dict = {}
     for name, data in splits.items():
         result = evaluate_split(
-            model, kind, data, eval_steps=eval_steps, trained_steps=trained_steps, tolerance=tolerance,
-            batch_size=batch_size, confidence=confidence,
+            model,
+            kind,
+            data,
+            eval_steps=eval_steps,
+            trained_steps=trained_steps,
+            tolerance=tolerance,
+            batch_size=batch_size,
+            confidence=confidence,
         )
         results[name] = result
         if len(eval_steps) > 1:
-            plot_steps(result["by_steps"], trained_steps, out / f"{name}_steps.png", f"{name}: accuracy vs steps")
+            plot_steps(
+                result["by_steps"], trained_steps, out / f"{name}_steps.png", f"{name}: accuracy vs steps"
+            )
     if model.config.mode == "trm":
         rows = recursion_dynamics(model, splits["test"].inputs[:dynamics_examples], max(eval_steps))
         results["dynamics"] = rows
@@ -240,13 +270,23 @@ def steps_table(result: dict) -> str:
 
 
 def halting_table(result: dict) -> str:
-    rows = [{"halting": rule, "avg steps": v["average_steps"], "exact": v["exact_accuracy"], "cell": v["cell_accuracy"]} for rule, v in result["halting"].items()]
+    rows = [
+        {
+            "halting": rule,
+            "avg steps": v["average_steps"],
+            "exact": v["exact_accuracy"],
+            "cell": v["cell_accuracy"],
+        }
+        for rule, v in result["halting"].items()
+    ]
     return format_table(rows, ["halting", "avg steps", "exact", "cell"])
 
 
 def dynamics_table(rows: list[dict], limit_steps: int | None = None) -> str:
     shown = [r for r in rows if limit_steps is None or r["step"] <= limit_steps]
-    return format_table(shown, ["step", "recursion", "z_change", "z_change_last", "y_change", "cells_changed"])
+    return format_table(
+        shown, ["step", "recursion", "z_change", "z_change_last", "y_change", "cells_changed"]
+    )
 
 
 def report(results: dict, trained_steps: int) -> str:
@@ -255,7 +295,9 @@ def report(results: dict, trained_steps: int) -> str:
     for name, result in results.items():
         if name == "dynamics":
             continue
-        parts.append(f"{name}: exact {result['exact_accuracy']:.3f} at {trained_steps} steps (n={result['n']})")
+        parts.append(
+            f"{name}: exact {result['exact_accuracy']:.3f} at {trained_steps} steps (n={result['n']})"
+        )
         if len(result["by_steps"]) > 1:
             parts += [steps_table(result), halting_table(result)]
     if "dynamics" in results:

@@ -90,7 +90,9 @@ class Attention(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # [B, L, D]
         B, L, D = h.shape
-        q, k, v = self.qkv(h).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # [B, H, L, d]
+        q, k, v = (
+            self.qkv(h).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        )  # [B, H, L, d]
         q, k = apply_rotary(q, self.cos[:L], self.sin[:L]), apply_rotary(k, self.cos[:L], self.sin[:L])
         mixed = F.scaled_dot_product_attention(q, k, v)  # no mask: every cell sees every cell
         return self.out(mixed.transpose(1, 2).reshape(B, L, D))

@@ -33,7 +33,7 @@ from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import package_versions, write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
 from reasonkit.stage import StageContext
-from reasonkit.trm.config import TRMStage, default_eval_steps, ema_decay, effective_supervision_steps
+from reasonkit.trm.config import TRMStage, default_eval_steps, effective_supervision_steps, ema_decay
 from reasonkit.trm.data import PuzzleKind, SlotFeed, puzzle_splits
 from reasonkit.trm.evaluate import evaluate_model, report
 from reasonkit.trm.model import TRM, cell_losses, learning_rate_factor, parameter_count
@@ -82,7 +82,9 @@ class TRMRun:
         self.accelerator = Accelerator(mixed_precision="no", step_scheduler_with_optimizer=False)
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         if self.stage.batch_size % self.world:
-            raise TRMError(f"stages.{self.ctx.name}.batch_size {self.stage.batch_size} is not divisible by {self.world} processes")
+            raise TRMError(
+                f"stages.{self.ctx.name}.batch_size {self.stage.batch_size} is not divisible by {self.world} processes"
+            )
         self.kind = PuzzleKind(self.stage.task)
         self.splits = puzzle_splits(self.stage.task)
         set_seed(self.seed)  # the same initial weights on every process
@@ -90,7 +92,9 @@ class TRMRun:
         self._setup_optimizer()
         self._setup_slots()
         self.step = 0
-        self.metrics_log = MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
+        self.metrics_log = (
+            MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
+        )
         if self.resume:
             self._load_latest_checkpoint()
 
@@ -98,13 +102,18 @@ class TRMRun:
         self.model = build_model(self.stage, self.kind)
         if self.stage.init != "model":  # continue an earlier trm stage
             self.model.load_state_dict(torch.load(Path(self.ctx.init_path) / WEIGHTS_FILE, weights_only=True))
-        self.ema = {n: p.detach().clone() for n, p in self.model.named_parameters()} if self.stage.ema else None
+        self.ema = (
+            {n: p.detach().clone() for n, p in self.model.named_parameters()} if self.stage.ema else None
+        )
         self.ema_decay = ema_decay(self.stage)
 
     def _setup_optimizer(self) -> None:
         s = self.stage
         optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=s.learning_rate, betas=(s.adam_beta1, s.adam_beta2), weight_decay=s.weight_decay
+            self.model.parameters(),
+            lr=s.learning_rate,
+            betas=(s.adam_beta1, s.adam_beta2),
+            weight_decay=s.weight_decay,
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: learning_rate_factor(step, s.warmup_steps, s.max_steps, s.lr_scheduler)
@@ -115,7 +124,14 @@ class TRMRun:
     def _setup_slots(self) -> None:
         share = self.stage.batch_size // self.world
         ids = torch.arange(self.rank * share, (self.rank + 1) * share)
-        self.feed = SlotFeed(self.splits["train"], self.kind, self.stage.batch_size, range(ids[0], ids[-1] + 1), self.seed, self.stage.task.augment)
+        self.feed = SlotFeed(
+            self.splits["train"],
+            self.kind,
+            self.stage.batch_size,
+            range(ids[0], ids[-1] + 1),
+            self.seed,
+            self.stage.task.augment,
+        )
         L = self.kind.seq_len
         y, z = self._raw_model().initial_state(share)
         self.slots = Slots(
@@ -135,7 +151,13 @@ class TRMRun:
 
     def train(self) -> None:
         s = self.stage
-        with tqdm(total=s.max_steps, initial=self.step, desc=f"trm {self.ctx.name}", unit="step", disable=not self.ctx.is_main_process) as bar:
+        with tqdm(
+            total=s.max_steps,
+            initial=self.step,
+            desc=f"trm {self.ctx.name}",
+            unit="step",
+            disable=not self.ctx.is_main_process,
+        ) as bar:
             while self.step < s.max_steps:
                 metrics = self._step()
                 self.step += 1
@@ -152,7 +174,9 @@ class TRMRun:
         """Halted slots take their stream's next example and start from (y0, z0)."""
         slots, model = self.slots, self._raw_model()
         for i in torch.nonzero(slots.halted).flatten().tolist():
-            puzzle, label, min_steps = self.feed.example(int(slots.ids[i]), int(slots.drawn[i]), self.n_sup, self.stage.halt_exploration)
+            puzzle, label, min_steps = self.feed.example(
+                int(slots.ids[i]), int(slots.drawn[i]), self.n_sup, self.stage.halt_exploration
+            )
             slots.tokens[i], slots.labels[i], slots.min_steps[i] = puzzle, label, min_steps
             slots.drawn[i] += 1
             slots.steps[i] = 0
@@ -267,7 +291,9 @@ class TRMRun:
             return
         state = torch.load(latest / "state.pt", weights_only=False)
         if state["world"] != self.world:
-            raise TRMError(f"{latest} was written by {state['world']} processes; resume it with as many (now {self.world})")
+            raise TRMError(
+                f"{latest} was written by {state['world']} processes; resume it with as many (now {self.world})"
+            )
         self._raw_model().load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -286,7 +312,9 @@ class TRMRun:
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.evaluated_weights(), directory / WEIGHTS_FILE)
         (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.stage), indent=2))
-        write_manifest(directory, stage="trm", objective=self.objective(), traces=False, think_prefilled=False)
+        write_manifest(
+            directory, stage="trm", objective=self.objective(), traces=False, think_prefilled=False
+        )
         (directory / "recipe.yaml").write_text(yaml.safe_dump(to_dict(self.ctx.recipe), sort_keys=False))
 
     def evaluate(self) -> dict:
@@ -307,7 +335,9 @@ class TRMRun:
             batch_size=self.stage.eval_batch_size,
             confidence=self.stage.confidence,
         )
-        print(f"\n{self.ctx.name} (trm, {self.stage.network.mode}):\n" + report(results, self.n_sup), flush=True)
+        print(
+            f"\n{self.ctx.name} (trm, {self.stage.network.mode}):\n" + report(results, self.n_sup), flush=True
+        )
         return results
 
     def cleanup(self, results: dict) -> dict:
@@ -368,7 +398,8 @@ def trm_objective(stage: TRMStage) -> dict:
         if net.mode == "trm"
         else "none",
         "supervision_steps": effective_supervision_steps(stage),
-        "loss": f"{stage.loss} cross-entropy per cell" + (f" + {stage.halt_loss_weight} x halting BCE" if stage.halting and net.mode == "trm" else ""),
+        "loss": f"{stage.loss} cross-entropy per cell"
+        + (f" + {stage.halt_loss_weight} x halting BCE" if stage.halting and net.mode == "trm" else ""),
         "optimizer": f"AdamW lr {stage.learning_rate}, betas ({stage.adam_beta1}, {stage.adam_beta2}), weight decay {stage.weight_decay}",
         "ema_decay": ema_decay(stage) if stage.ema else None,
     }

@@ -21,7 +21,13 @@ WEIGHT_TOLERANCE = 0.05 * LEARNING_RATE
 def write_recipe(tmp_path, name: str) -> str:
     stage = {
         "type": "trm",
-        "task": {"name": "sudoku", "sudoku": {"size": 6, "min_clues": 12}, "train_size": 40, "test_size": 8, "augment": True},
+        "task": {
+            "name": "sudoku",
+            "sudoku": {"size": 6, "min_clues": 12},
+            "train_size": 40,
+            "test_size": 8,
+            "augment": True,
+        },
         "network": {"hidden_size": 32, "latent_steps": 2, "recursions": 2},
         "supervision_steps": 2,  # slots finish their examples and draw new ones within the run
         "halt_exploration": 0.5,
@@ -39,7 +45,13 @@ def write_recipe(tmp_path, name: str) -> str:
 
 
 def run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     if done.returncode != 0:
         pytest.fail(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
 
@@ -48,9 +60,24 @@ def test_two_processes_make_the_same_updates_as_one(tmp_path):
     run([sys.executable, "-m", "reasonkit", "run", write_recipe(tmp_path, "one")])
     run(
         [
-            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(free_port()), "-m", "reasonkit", "run", write_recipe(tmp_path, "two"),
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(free_port()),
+            "-m",
+            "reasonkit",
+            "run",
+            write_recipe(tmp_path, "two"),
         ]
     )
     one = torch.load(tmp_path / "one" / "trm" / "model" / "model.pt")
@@ -58,13 +85,20 @@ def test_two_processes_make_the_same_updates_as_one(tmp_path):
     for name, weight in one.items():
         torch.testing.assert_close(two[name], weight, rtol=0, atol=WEIGHT_TOLERANCE, msg=name)
     metrics = [
-        [json.loads(line) for line in (tmp_path / run_name / "trm" / "metrics.jsonl").read_text().splitlines()]
+        [
+            json.loads(line)
+            for line in (tmp_path / run_name / "trm" / "metrics.jsonl").read_text().splitlines()
+        ]
         for run_name in ("one", "two")
     ]
     for a, b in zip(*metrics):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)  # over all 8 slots, gathered from both processes
+        assert b["loss"] == pytest.approx(
+            a["loss"], rel=1e-4
+        )  # over all 8 slots, gathered from both processes
         assert b["train_exact"] == a["train_exact"]
-    summaries = [json.loads((tmp_path / r / "summary.json").read_text())["stages"]["trm"] for r in ("one", "two")]
+    summaries = [
+        json.loads((tmp_path / r / "summary.json").read_text())["stages"]["trm"] for r in ("one", "two")
+    ]
     assert [s["processes"] for s in summaries] == [1, 2]
     from reasonkit.trm.eval_command import load_trm
     from reasonkit.trm.stage import build_model

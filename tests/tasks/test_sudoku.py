@@ -41,9 +41,9 @@ def test_min_clues_stops_removal_and_max_clues_filters():
 def test_hardness_by_search():
     shape = SHAPES[9]
     rng = random.Random(3)
-    (puzzle, _), = generate(shape, 1, rng, Hardness(min_guesses=1))
+    ((puzzle, _),) = generate(shape, 1, rng, Hardness(min_guesses=1))
     assert sudoku.search_needed(puzzle, shape) >= 1
-    (easy, _), = generate(shape, 1, rng, Hardness(min_clues=40, max_guesses=0))
+    ((easy, _),) = generate(shape, 1, rng, Hardness(min_clues=40, max_guesses=0))
     assert sudoku.search_needed(easy, shape) == 0
 
 
@@ -51,7 +51,7 @@ def test_hardness_by_search():
 def test_symmetries_keep_puzzles_valid_unique_and_keyed_alike(size):
     shape = SHAPES[size]
     rng = random.Random(size)
-    (puzzle, solution), = generate(shape, 1, rng)
+    ((puzzle, solution),) = generate(shape, 1, rng)
     transposed = 0
     for _ in range(20):
         symmetry = sudoku.random_symmetry(shape, rng)

@@ -19,7 +19,9 @@ def puzzles(batch: int = 3) -> torch.Tensor:
 def test_one_supervision_step_runs_n_latent_and_one_answer_update_per_recursion():
     model = make(latent_steps=3, recursions=2)
     seen = []
-    out = model(puzzles(), *model.initial_state(3), watch=lambda kind, t, before, after: seen.append((kind, t)))
+    out = model(
+        puzzles(), *model.initial_state(3), watch=lambda kind, t, before, after: seen.append((kind, t))
+    )
     assert seen == [("z", 0)] * 3 + [("y", 0)] + [("z", 1)] * 3 + [("y", 1)]
     assert out.logits.shape == (3, L, V) and out.halt_logits.shape == (3,)
     assert not out.y.requires_grad and not out.z.requires_grad  # carried detached
@@ -52,7 +54,11 @@ def test_one_step_gradient_differs_from_full_and_reaches_every_weight():
         model = make(latent_steps=3, recursions=1, gradient=gradient)
         model(puzzles(), *model.initial_state(3)).logits.square().sum().backward()
         grads[gradient] = model.f_latent.blocks[0].mlp.down.weight.grad.clone()
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "q_head" not in n)
+        assert all(
+            p.grad is not None and p.grad.abs().sum() > 0
+            for n, p in model.named_parameters()
+            if "q_head" not in n
+        )
     assert not torch.allclose(grads["full"], grads["one_step"])
 
 
@@ -102,3 +108,21 @@ def test_stablemax_cross_entropy_by_hand():
     torch.testing.assert_close(stablemax_cross_entropy(logits, torch.tensor([[0]])), expected.view(1, 1))
     softmax = cell_losses(logits, torch.tensor([[0]]), "softmax")
     torch.testing.assert_close(softmax, -torch.log_softmax(logits, -1)[..., 0])
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "reasonkit.trm.model",
+        "reasonkit.trm.config",
+        "reasonkit.trm.evaluate",
+        "reasonkit.tasks.sudoku",
+        "reasonkit.tasks.mazes",
+    ],
+)
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0

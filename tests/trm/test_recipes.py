@@ -27,9 +27,22 @@ def sudoku_extreme_files(tmp_path_factory):
 def test_sudoku_extreme_recipe_is_the_reference_setting():
     stage = load_recipe("recipes/trm_sudoku_extreme.yaml").stages["trm"]
     net = stage.network
-    assert (net.hidden_size, net.block, net.latent_steps, net.recursions, net.num_layers) == (512, "mlp_t", 6, 3, 2)
-    assert (stage.supervision_steps, stage.learning_rate, stage.weight_decay, stage.ema) == (16, 1e-4, 1.0, True)
-    assert stage.task.train_file.path == "sapientinc/sudoku-extreme" and stage.task.train_file.max_rows == 1000
+    assert (net.hidden_size, net.block, net.latent_steps, net.recursions, net.num_layers) == (
+        512,
+        "mlp_t",
+        6,
+        3,
+        2,
+    )
+    assert (stage.supervision_steps, stage.learning_rate, stage.weight_decay, stage.ema) == (
+        16,
+        1e-4,
+        1.0,
+        True,
+    )
+    assert (
+        stage.task.train_file.path == "sapientinc/sudoku-extreme" and stage.task.train_file.max_rows == 1000
+    )
     assert stage.task.augment
 
 

@@ -14,7 +14,13 @@ from reasonkit.pipeline import run_recipe
 from reasonkit.trm.config import TRMTask
 from reasonkit.trm.data import PuzzleKind, SlotFeed, puzzle_splits
 
-TASK = {"name": "sudoku", "sudoku": {"size": 6, "min_clues": 12}, "train_size": 48, "test_size": 16, "augment": True}
+TASK = {
+    "name": "sudoku",
+    "sudoku": {"size": 6, "min_clues": 12},
+    "train_size": 48,
+    "test_size": 16,
+    "augment": True,
+}
 SMALL = {"hidden_size": 32, "latent_steps": 2, "recursions": 2}
 
 
@@ -43,7 +49,9 @@ def trm_stage(**extra) -> dict:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("trm")
-    path = recipe_file(tmp_path, {"trm": trm_stage(), "single_pass": trm_stage(network={**SMALL, "mode": "single_pass"})})
+    path = recipe_file(
+        tmp_path, {"trm": trm_stage(), "single_pass": trm_stage(network={**SMALL, "mode": "single_pass"})}
+    )
     summary = run_recipe(load_recipe(path))
     return tmp_path / "run", summary
 
@@ -57,12 +65,22 @@ def test_run_writes_summary_model_curves_and_evaluation(trained):
     assert summary["stages"]["single_pass"]["exact_accuracy_by_test_steps"].keys() == {"1"}
     saved = json.loads((out / "summary.json").read_text())
     assert saved["stages"]["trm"]["exact_accuracy"] == trm["exact_accuracy"]
-    for name in ("curves.png", "metrics.jsonl", "model/model.pt", "model/config.json", "model/reasonkit_manifest.json",
-                 "eval/results.json", "eval/test_steps.png", "eval/dynamics.png"):
+    for name in (
+        "curves.png",
+        "metrics.jsonl",
+        "model/model.pt",
+        "model/config.json",
+        "model/reasonkit_manifest.json",
+        "eval/results.json",
+        "eval/test_steps.png",
+        "eval/dynamics.png",
+    ):
         assert (out / "trm" / name).exists(), name
     records = [json.loads(line) for line in (out / "trm" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 7))
-    assert {"loss", "cross_entropy", "halt_bce", "train_exact", "grad_norm", "learning_rate"} <= set(records[0])
+    assert {"loss", "cross_entropy", "halt_bce", "train_exact", "grad_norm", "learning_rate"} <= set(
+        records[0]
+    )
 
 
 def test_every_weight_moved_and_the_model_reloads(trained):
@@ -81,7 +99,10 @@ def test_every_weight_moved_and_the_model_reloads(trained):
 
 def test_reasonkit_eval_on_a_trained_trm_prints_steps_halting_and_dynamics(trained, tmp_path, capsys):
     out, summary = trained
-    assert main(["eval", str(out / "trm" / "model"), "--steps", "1", "2", "12", "--output", str(tmp_path / "e")]) == 0
+    assert (
+        main(["eval", str(out / "trm" / "model"), "--steps", "1", "2", "12", "--output", str(tmp_path / "e")])
+        == 0
+    )
     printed = capsys.readouterr().out
     for text in ("test steps", "q_head", "fixed_point", "z_change", "cells_changed"):
         assert text in printed
@@ -91,7 +112,10 @@ def test_reasonkit_eval_on_a_trained_trm_prints_steps_halting_and_dynamics(train
     assert len(results["dynamics"]) == 12 * 2  # every step's recursions
     assert (tmp_path / "e" / "dynamics.png").exists() and (tmp_path / "e" / "test_steps.png").exists()
     # the stage's own evaluation of the same weights agrees
-    assert results["test"]["by_steps"]["1"]["exact_accuracy"] == summary["stages"]["trm"]["exact_accuracy_by_test_steps"]["1"]
+    assert (
+        results["test"]["by_steps"]["1"]["exact_accuracy"]
+        == summary["stages"]["trm"]["exact_accuracy_by_test_steps"]["1"]
+    )
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -111,7 +135,10 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_slot_streams_do_not_depend_on_how_slots_are_split():
-    task = TRMTask(**{**TASK, "sudoku": {"size": 6, "min_clues": 12}} | {"sudoku": __import__("reasonkit.trm.config", fromlist=["x"]).SudokuSettings(size=6, min_clues=12)})
+    task = TRMTask(
+        **{**TASK, "sudoku": {"size": 6, "min_clues": 12}}
+        | {"sudoku": __import__("reasonkit.trm.config", fromlist=["x"]).SudokuSettings(size=6, min_clues=12)}
+    )
     data, kind = puzzle_splits(task)["train"], PuzzleKind(task)
     whole = SlotFeed(data, kind, 8, range(0, 8), seed=3, augment=True)
     half = SlotFeed(data, kind, 8, range(4, 8), seed=3, augment=True)
@@ -130,10 +157,20 @@ def test_held_out_puzzles_differ_from_training_ones_under_the_symmetries():
     from reasonkit.tasks.sudoku import SHAPES, symmetry_key
     from reasonkit.trm.config import SudokuSettings
 
-    task = TRMTask(sudoku=SudokuSettings(size=6), train_size=150, test_size=50, harder=SudokuSettings(size=6, max_clues=9), harder_size=10)
+    task = TRMTask(
+        sudoku=SudokuSettings(size=6),
+        train_size=150,
+        test_size=50,
+        harder=SudokuSettings(size=6, max_clues=9),
+        harder_size=10,
+    )
     splits = puzzle_splits(task)
     key = lambda s: {symmetry_key(tuple(p.tolist()), SHAPES[6]) for p in splits[s].inputs}  # noqa: E731
-    assert len(key("test")) == 50 and not key("test") & key("train") and not key("harder") & (key("train") | key("test"))
+    assert (
+        len(key("test")) == 50
+        and not key("test") & key("train")
+        and not key("harder") & (key("train") | key("test"))
+    )
     assert all((p != 0).sum() <= 9 for p in splits["harder"].inputs)
 
 
