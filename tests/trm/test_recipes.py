@@ -96,3 +96,33 @@ def test_demo_recipe_validates_with_the_three_models():
     assert len(budgets) == 1  # the same training budget
     tasks = {repr(s.task) for s in recipe.stages.values()}
     assert len(tasks) == 1  # the same puzzles
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_ablation_recipe_is_the_demo_with_one_line_changed_per_stage():
+    import dataclasses
+
+    demo = flat(dataclasses.asdict(load_recipe("recipes/demo/sudoku_trm.yaml").stages["trm"]))
+    stages = load_recipe("recipes/demo/sudoku_trm_ablations.yaml").stages
+    changed = {}
+    for name, stage in stages.items():
+        settings = flat(dataclasses.asdict(stage))
+        changed[name] = {k for k in settings if settings[k] != demo[k]}
+    assert changed == {
+        "trm": set(),
+        "separate_networks": {"network.separate_networks"},
+        "four_layers": {"network.num_layers"},
+        "attention": {"network.block"},
+        "one_step_gradient": {"network.gradient"},
+        "no_ema": {"ema"},
+        "no_halting": {"halting"},
+    }
