@@ -298,6 +298,10 @@ def report(results: dict, trained_steps: int) -> str:
         parts.append(
             f"{name}: exact {result['exact_accuracy']:.3f} at {trained_steps} steps (n={result['n']})"
         )
+        if "without_ema" in result:
+            parts[-1] += (
+                f"; the trained weights without the EMA: {result['without_ema']['exact_accuracy']:.3f}"
+            )
         if len(result["by_steps"]) > 1:
             parts += [steps_table(result), halting_table(result)]
     if "dynamics" in results:

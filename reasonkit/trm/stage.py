@@ -35,7 +35,7 @@ from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_json
 from reasonkit.stage import StageContext
 from reasonkit.trm.config import TRMStage, default_eval_steps, effective_supervision_steps, ema_decay
 from reasonkit.trm.data import PuzzleKind, SlotFeed, puzzle_splits
-from reasonkit.trm.evaluate import evaluate_model, report
+from reasonkit.trm.evaluate import evaluate_model, evaluate_split, report
 from reasonkit.trm.model import TRM, cell_losses, learning_rate_factor, parameter_count
 
 log = logging.getLogger(__name__)
@@ -335,6 +335,22 @@ class TRMRun:
             batch_size=self.stage.eval_batch_size,
             confidence=self.stage.confidence,
         )
+        if self.ema is not None:
+            # The EMA does not touch training, so the trained weights themselves are the no-EMA ablation
+            # of this very run (as if trained with ema: false).
+            model.load_state_dict(self._raw_model().state_dict())
+            raw = evaluate_split(
+                model,
+                self.kind,
+                held_out["test"],
+                eval_steps=[self.n_sup],
+                trained_steps=self.n_sup,
+                tolerance=self.stage.fixed_point_tolerance,
+                batch_size=self.stage.eval_batch_size,
+                confidence=self.stage.confidence,
+            )
+            keys = ("exact_accuracy", "exact_low", "exact_high", "cell_accuracy")
+            results["test"]["without_ema"] = {k: raw[k] for k in keys}
         print(
             f"\n{self.ctx.name} (trm, {self.stage.network.mode}):\n" + report(results, self.n_sup), flush=True
         )
@@ -369,6 +385,8 @@ def stage_summary(results: dict, records: list[dict], steps: int, objective: dic
         "parameters": objective["parameters"],
         "effective_depth": objective["effective_depth_per_supervision_step"],
     }
+    if "without_ema" in test:
+        summary["exact_accuracy_without_ema"] = test["without_ema"]["exact_accuracy"]
     if "harder" in results:
         harder = results["harder"]
         summary["harder"] = {
