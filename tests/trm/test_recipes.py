@@ -123,6 +123,5 @@ def test_ablation_recipe_is_the_demo_with_one_line_changed_per_stage():
         "four_layers": {"network.num_layers"},
         "attention": {"network.block"},
         "one_step_gradient": {"network.gradient"},
-        "no_ema": {"ema"},
         "no_halting": {"halting"},
     }
