@@ -22,7 +22,6 @@ import logging
 import math
 import time
 import warnings
-from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -62,7 +61,7 @@ from reasonkit.models import (
 from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision, load_dtype
 from reasonkit.rollout import EngineInputs, engine_class
 from reasonkit.schedule import scheduler_type
-from reasonkit.stage import StageContext, save_stage_model
+from reasonkit.stage import StageContext, latest_checkpoint, save_stage_model
 from rewards.convention import TrainerState
 from rewards.pool import default_workers
 
@@ -527,7 +526,7 @@ class GRPORun:
         if bad.item():
             raise TrainingError(
                 f"the loss became {loss.item()} at step {self.progress.step + 1}; stopping. The last good "
-                f"checkpoint is {self._latest_checkpoint() or '(none yet)'}; lower the learning rate or check the rewards."
+                f"checkpoint is {latest_checkpoint(self.checkpoint_root) or '(none yet)'}; lower the learning rate or check the rewards."
             )
 
     def objective(self) -> dict:
@@ -547,12 +546,8 @@ class GRPORun:
                 think_prefilled=self.fmt.think_prefilled,
             )
 
-    def _latest_checkpoint(self) -> Path | None:
-        found = sorted(self.checkpoint_root.glob("step-*")) if self.checkpoint_root.exists() else []
-        return found[-1] if found else None
-
     def _load_latest_checkpoint(self) -> None:
-        latest = self._latest_checkpoint()
+        latest = latest_checkpoint(self.checkpoint_root)
         if latest is None:
             log.info("no checkpoint in %s: starting from the beginning", self.checkpoint_root)
             return

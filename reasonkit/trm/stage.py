@@ -32,7 +32,7 @@ from reasonkit.errors import ReasonkitError
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import package_versions, write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
-from reasonkit.stage import StageContext
+from reasonkit.stage import StageContext, latest_checkpoint
 from reasonkit.trm.config import TRMStage, default_eval_steps, effective_supervision_steps, ema_decay
 from reasonkit.trm.data import PuzzleKind, SlotFeed, puzzle_splits
 from reasonkit.trm.evaluate import evaluate_model, evaluate_split, report
@@ -280,12 +280,8 @@ class TRMRun:
         torch.save(dataclasses.asdict(self.slots), directory / f"slots-{self.rank}.pt")
         self.accelerator.wait_for_everyone()
 
-    def _latest_checkpoint(self) -> Path | None:
-        found = sorted(self.checkpoint_root.glob("step-*")) if self.checkpoint_root.exists() else []
-        return found[-1] if found else None
-
     def _load_latest_checkpoint(self) -> None:
-        latest = self._latest_checkpoint()
+        latest = latest_checkpoint(self.checkpoint_root)
         if latest is None:
             log.info("no checkpoint in %s: starting from the beginning", self.checkpoint_root)
             return
