@@ -171,47 +171,47 @@ def recursion_dynamics(model: TRM, inputs: torch.Tensor, steps: int) -> list[dic
     return [{"step": r.pop("step"), **r} for r in rows]
 
 
-def plot_steps(by_steps: dict, trained_steps: int, path: Path, title: str) -> None:
+def _figure(width: float):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots(figsize=(width, 3.2))
+
+
+def _save(fig, ax, title: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_steps(by_steps: dict, trained_steps: int, path: Path, title: str) -> None:
     ks = sorted(int(k) for k in by_steps)
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _figure(5)
     ax.plot(ks, [by_steps[str(k)]["exact_accuracy"] for k in ks], marker="o", label="exact")
     ax.plot(ks, [by_steps[str(k)]["cell_accuracy"] for k in ks], marker=".", label="cell")
     ax.axvline(trained_steps, color="grey", linestyle=":", label=f"trained ({trained_steps})")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("supervision steps at test time")
     ax.set_ylabel("accuracy")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, ax, title, path)
 
 
 def plot_dynamics(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     per_step = max(r["recursion"] for r in rows)
     x = [(r["step"] - 1) * per_step + r["recursion"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = _figure(6)
     for key in ("z_change", "y_change", "cells_changed"):
         ax.plot(x, [max(r[key], 1e-7) for r in rows], marker=".", label=key)
     ax.set_yscale("log")
     ax.set_xlabel(f"recursion (supervision step x {per_step})")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, ax, title, path)
 
 
 def evaluate_model(
