@@ -87,6 +87,23 @@ def prompt_rows(model_dir: Path) -> list[dict]:
     ]
 
 
+def run_reasonkit_stage(model: str, out_dir: Path, name: str, stage: dict, arithmetic: dict) -> None:
+    """One reasonkit stage on ``model`` over the arithmetic task, as a recipe, metrics to JSONL only."""
+    from reasonkit.config import build_recipe
+    from reasonkit.pipeline import run_recipe
+
+    recipe = build_recipe(
+        {
+            "output_dir": str(out_dir),
+            "model": {"path": model},
+            "data": {"task": "arithmetic", "arithmetic": arithmetic},
+            "stages": {name: stage},
+            "report_to": ["jsonl"],
+        }
+    )
+    run_recipe(recipe, overwrite=True)
+
+
 def digit_share(prompts, completions, **kwargs) -> list[float]:
     """The share of a completion's characters that are digits: a cheap reward that varies within every
     group, even for a random model, so advantages are never all zero (TRL's calling convention)."""

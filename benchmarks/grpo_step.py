@@ -19,7 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ARITHMETIC, digit_share, install_varied_lengths, median, peak_rss_mib, write_result
+from common import (
+    ARITHMETIC,
+    digit_share,
+    install_varied_lengths,
+    median,
+    peak_rss_mib,
+    run_reasonkit_stage,
+    write_result,
+)
 
 PHASES = ["generation", "scoring", "logprobs", "optimisation"]  # optimisation: the rest of the step
 
@@ -58,9 +66,7 @@ class PhaseClock:
 
 
 def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
-    from reasonkit.config import build_recipe
     from reasonkit.grpo.trainer import GRPORun
-    from reasonkit.pipeline import run_recipe
 
     step = GRPORun._step
 
@@ -96,16 +102,7 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
         **({"token_budget": args.token_budget} if args.token_budget else {}),
         **({"micro_batch_layout": args.layout} if args.layout else {}),
     }
-    recipe = build_recipe(
-        {
-            "output_dir": str(out_dir),
-            "model": {"path": args.model},
-            "data": {"task": "arithmetic", "arithmetic": ARITHMETIC},
-            "stages": {"grpo": grpo},
-            "report_to": ["jsonl"],
-        }
-    )
-    run_recipe(recipe, overwrite=True)
+    run_reasonkit_stage(args.model, out_dir, "grpo", grpo, ARITHMETIC)
 
 
 def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:

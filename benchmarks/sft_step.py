@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import median, peak_rss_mib, write_result
+from common import median, peak_rss_mib, run_reasonkit_stage, write_result
 
 TASK = dict(digits=2, test_size=100, quick_share=0.2, shortcut_rate=0.7)
 
@@ -47,21 +47,9 @@ class BatchCounter:
 
 
 def run_reasonkit(args, out_dir: Path) -> None:
-    from reasonkit.config import build_recipe
-    from reasonkit.pipeline import run_recipe
-
     stage = {"type": "sft", "batch_size": args.batch_size, "max_steps": args.steps, "learning_rate": 3e-3,
              "max_length": 128, "logging_steps": 10, "length_grouped": args.length_grouped}  # fmt: skip
-    recipe = build_recipe(
-        {
-            "output_dir": str(out_dir),
-            "model": {"path": args.model},
-            "data": {"task": "arithmetic", "arithmetic": TASK},
-            "stages": {"sft": stage},
-            "report_to": ["jsonl"],
-        }
-    )
-    run_recipe(recipe, overwrite=True)
+    run_reasonkit_stage(args.model, out_dir, "sft", stage, TASK)
 
 
 def run_trl(args, out_dir: Path) -> None:

@@ -10,6 +10,17 @@ from reasonkit.config import load_recipe
 from reasonkit.pipeline import run_recipe
 from reasonkit.tasks.sudoku import SHAPES, generate
 
+# A GPU recipe cut to two CPU steps on two puzzles, evaluated at 1 and 2 supervision steps.
+TWO_STEPS = [
+    "stages.trm.batch_size=2",
+    "stages.trm.max_steps=2",
+    "stages.trm.ema_decay=null",
+    "stages.trm.warmup_steps=1",
+    "stages.trm.eval_steps=[1,2]",
+    "stages.trm.save_steps=null",
+    "report_to=[jsonl]",
+]
+
 
 @pytest.fixture(scope="module")
 def sudoku_extreme_files(tmp_path_factory):
@@ -51,13 +62,7 @@ def test_sudoku_extreme_recipe_takes_cpu_steps_on_local_files(tmp_path, sudoku_e
         f"output_dir={tmp_path / 'run'}",
         f"stages.trm.task.train_file.path={sudoku_extreme_files / 'train.csv'}",
         f"stages.trm.task.test_file.path={sudoku_extreme_files / 'test.csv'}",
-        "stages.trm.batch_size=2",
-        "stages.trm.max_steps=2",
-        "stages.trm.ema_decay=null",
-        "stages.trm.warmup_steps=1",
-        "stages.trm.eval_steps=[1,2]",
-        "stages.trm.save_steps=null",
-        "report_to=[jsonl]",
+        *TWO_STEPS,
     ]
     assert main(["run", "recipes/trm_sudoku_extreme.yaml", "--dry-run", *overrides]) == 0
     summary = run_recipe(load_recipe("recipes/trm_sudoku_extreme.yaml", overrides))
@@ -72,13 +77,7 @@ def test_maze_recipe_takes_cpu_steps(tmp_path):
         "stages.trm.task.train_size=8",
         "stages.trm.task.test_size=4",
         "stages.trm.network.hidden_size=64",
-        "stages.trm.batch_size=2",
-        "stages.trm.max_steps=2",
-        "stages.trm.ema_decay=null",
-        "stages.trm.warmup_steps=1",
-        "stages.trm.eval_steps=[1,2]",
-        "stages.trm.save_steps=null",
-        "report_to=[jsonl]",
+        *TWO_STEPS,
     ]
     recipe = load_recipe("recipes/trm_maze.yaml", overrides)
     assert recipe.stages["trm"].network.block == "attention"
