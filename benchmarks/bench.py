@@ -38,7 +38,7 @@ SECTIONS = ["grpo", "rollout", "rewards", "sft", "memory"]
 GRPO_CASES = [
     ("tiny", None, 16, 8, 48, 6, 2, 2),
     ("25m", None, 16, 8, 48, 3, 1, 2),
-    ("qwen0.5b", 4, 4, 4, 32, 2, 1, 1),  # about 2 min a run on a CPU
+    ("qwen0.5b", 4, 4, 4, 32, 3, 1, 1),  # about 3 min a run on a CPU
 ]
 GRPO_QUICK = [("tiny", None, 8, 4, 24, 3, 1, 1)]
 
@@ -67,16 +67,18 @@ class Bench:
             return {"error": f"exit {done.returncode}; see {self.out / (name + '.log')}"}
         return json.loads(result_file.read_text())
 
-    def model(self, shape: str, layers: int | None) -> Path:
-        return build_model(shape, self.models / f"{shape}-{layers or 'all'}", layers=layers)
+    def model(self, shape: str, layers: int | None, stop_rate: float | None = None) -> Path:
+        name = f"{shape}-{layers or 'all'}" + (f"-stopping{stop_rate:.3f}" if stop_rate else "")
+        return build_model(shape, self.models / name, layers=layers, stop_rate=stop_rate)
 
     def grpo(self) -> None:
         cases = GRPO_QUICK if self.args.quick else GRPO_CASES
         rows = []
         for shape, layers, B, G, T, steps, warmup, repeats in cases:
-            model = self.model(shape, layers)
             for regime in ["uniform"] if self.args.quick else ["uniform", "varied"]:
-                common = ["--model", model, "--regime", regime, "--prompts", B, "--generations", G,
+                # varied: the same shape, made to stop at a constant rate per token (common.py)
+                model = self.model(shape, layers, stop_rate=3 / T if regime == "varied" else None)
+                common = ["--model", model, "--prompts", B, "--generations", G,
                           "--max-new-tokens", T, "--steps", steps, "--warmup", warmup,
                           "--trl-micro-batch", min(16, B * G)]  # fmt: skip
                 runs = {"reasonkit": [], "trl": []}
@@ -146,25 +148,26 @@ def grpo_table(rows) -> list[str]:
         " was quiet are the same), split into generation / scoring / reference log-probs / optimisation"
         " (the rest), and each process's peak memory. Ratio: reasonkit / TRL (below 1: we are faster).",
         "",
-        "| shape | params | regime | B x G, tokens | reasonkit step (gen / score / logp / opt) | TRL step (gen / score / logp / opt) | ratio | peak MiB (rk / TRL) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| shape | params | regime | B x G, tokens | mean length (rk / TRL) | reasonkit step (gen / score / logp / opt) | TRL step (gen / score / logp / opt) | ratio | peak MiB (rk / TRL) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for shape, layers, model, regime, B, G, T, runs in rows:
         cells = {}
         for side, results in runs.items():
             errors = [r["error"] for r in results if "error" in r]
             if errors:
-                cells[side] = (f"failed: {errors[0]}", float("nan"), float("nan"))
+                cells[side] = (f"failed: {errors[0]}", float("nan"), float("nan"), float("nan"))
                 continue
             parts = [
                 medians(results, f"{p}_cpu") for p in ["generation", "scoring", "logprobs", "optimisation"]
             ]
             step = medians(results, "step_cpu")
             text = f"{step:.2f} s ({' / '.join(f'{p:.2f}' for p in parts)})"
-            cells[side] = (text, step, max(r["peak_rss_mib"] for r in results))
+            cells[side] = (text, step, max(r["peak_rss_mib"] for r in results), median([r.get("mean_completion_length", float("nan")) for r in results]))
         name = f"{shape} ({layers} layers)" if layers else shape
         lines.append(
-            f"| {name} | {parameter_count(model) / 1e6:.1f}M | {regime} | {B} x {G}, {T} | {cells['reasonkit'][0]} | "
+            f"| {name} | {parameter_count(model) / 1e6:.1f}M | {regime} | {B} x {G}, {T} | "
+            f"{cells['reasonkit'][3]:.1f} / {cells['trl'][3]:.1f} | {cells['reasonkit'][0]} | "
             f"{cells['trl'][0]} | **{ratio(cells['reasonkit'][1], cells['trl'][1])}** | "
             f"{cells['reasonkit'][2]:.0f} / {cells['trl'][2]:.0f} |"
         )

@@ -1,5 +1,5 @@
-"""What the side-by-side benchmarks share: model shapes built on the spot, the prompts, the reward, the
-varied-length regime, and how a process reports its time and memory.
+"""What the side-by-side benchmarks share: model shapes built on the spot (and their variant that stops at
+varied lengths), the prompts, the reward, and how a process reports its time and memory.
 
 Every benchmark runs each side in a process of its own (so peak memory is that side's alone) and the
 orchestrator (bench.py) alternates them A/B/A/B.
@@ -32,8 +32,9 @@ SHAPES = {
 ARITHMETIC = dict(digits=2, test_size=100, rl_size=1000)
 
 
-def build_model(shape: str, directory: Path, layers: int | None = None) -> Path:
-    """Save a random-init model of ``shape`` (``layers`` overriding its depth) with a tiny tokenizer."""
+def build_model(shape: str, directory: Path, layers: int | None = None, stop_rate: float | None = None) -> Path:
+    """Save a random-init model of ``shape`` (``layers`` overriding its depth) with a tiny tokenizer; with
+    ``stop_rate``, one that ends completions at that rate per token (``stop_at_a_constant_rate``)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -58,6 +59,8 @@ def build_model(shape: str, directory: Path, layers: int | None = None) -> Path:
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
+    if stop_rate:
+        stop_at_a_constant_rate(model, tokenizer.eos_token_id, stop_rate)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(directory)
@@ -110,45 +113,29 @@ def digit_share(prompts, completions, **kwargs) -> list[float]:
     return [sum(c.isdigit() for c in text) / max(1, len(text)) for text in completions]
 
 
-def install_varied_lengths(max_new_tokens: int, seed: int = 0) -> None:
-    """The *varied* regime: every completion ends (with EOS) at a length drawn log-uniformly between
-    ``max_new_tokens / 12`` and ``max_new_tokens``, as real reasoning runs spread (10x between short and
-    long in one batch). Patched into transformers' ``generate``, which both trainers call, so the same
-    distribution holds on both sides."""
+def stop_at_a_constant_rate(model, eos: int, rate: float, anchor: float = 1000.0) -> None:
+    """Make a random-init Llama end each completion with probability ``rate`` at every token (lengths
+    geometric: with ``rate = 3 / cap``, a fifth end within a twelfth of the cap and one in twenty runs to
+    it), whatever engine samples it. This is the *varied* regime, a property of the model, so TRL's
+    ``generate``, our engine and vLLM all see the same lengths.
+
+    How: one residual dimension is held at ``anchor`` for every token (its embedding column, and no
+    layer writes to it), so after the final RMSNorm it dominates and is about sqrt(hidden). With tied
+    embeddings that dimension adds the same to every token's logit, except EOS, whose entry is raised so
+    its logit leads every other (which the normalisation leaves near 0) by log(rate (V - 1) / (1 - rate))."""
     import torch
-    from transformers import LogitsProcessor, LogitsProcessorList
-    from transformers.generation.utils import GenerationMixin
 
-    draw = random.Random(seed)
-    shortest = max(1, max_new_tokens // 12)
-
-    class EndAtDrawnLength(LogitsProcessor):
-        def __init__(self, prompt_length: int, eos: int):
-            self.prompt_length, self.eos, self.ends = prompt_length, eos, None
-
-        def __call__(self, input_ids, scores):
-            if self.ends is None:
-                self.ends = torch.tensor(
-                    [round(math.exp(draw.uniform(math.log(shortest), math.log(max_new_tokens))))
-                     for _ in range(input_ids.shape[0])],
-                    device=scores.device,
-                )  # fmt: skip
-            ending = (input_ids.shape[1] - self.prompt_length + 1) >= self.ends
-            scores[ending] = -math.inf
-            scores[ending, self.eos] = 0.0
-            return scores
-
-    original = GenerationMixin.generate
-
-    def generate(self, *args, **kwargs):
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
-        config = kwargs.get("generation_config") or self.generation_config
-        eos = config.eos_token_id
-        processor = EndAtDrawnLength(input_ids.shape[1], eos[0] if isinstance(eos, list) else eos)
-        kwargs["logits_processor"] = LogitsProcessorList([*kwargs.get("logits_processor", []), processor])
-        return original(self, *args, **kwargs)
-
-    GenerationMixin.generate = generate
+    dim, hidden = 0, model.config.hidden_size
+    embedding = model.get_input_embeddings().weight  # the LM head too (tied)
+    margin = math.log(rate * (embedding.shape[0] - 1) / (1 - rate))
+    with torch.no_grad():
+        embedding[:, dim] = anchor
+        embedding[eos, dim] = anchor + margin / math.sqrt(hidden)
+        for layer in model.model.layers:
+            for writer in (layer.self_attn.o_proj, layer.mlp.down_proj):
+                writer.weight[dim] = 0
+                if writer.bias is not None:
+                    writer.bias[dim] = 0
 
 
 def peak_rss_mib() -> float:

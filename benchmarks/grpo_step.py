@@ -22,7 +22,6 @@ from pathlib import Path
 from common import (
     ARITHMETIC,
     digit_share,
-    install_varied_lengths,
     median,
     peak_rss_mib,
     run_reasonkit_stage,
@@ -39,6 +38,7 @@ class PhaseClock:
     def __init__(self):
         self.steps: list[dict] = []
         self.current = None
+        self.completion_lengths: list[float] = []  # each step's mean, in tokens
 
     def begin_step(self) -> None:
         self.current = {f"{p}_{kind}": 0.0 for p in PHASES for kind in ("wall", "cpu")}
@@ -72,7 +72,14 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
 
     def timed_step(run):
         if not hasattr(run.engine.generate, "__wrapped_phase__"):
-            run.engine.generate = clock.timed("generation", run.engine.generate)
+            generate = clock.timed("generation", run.engine.generate)
+
+            def measured(*args, **kwargs):
+                rollouts = generate(*args, **kwargs)
+                clock.completion_lengths.append(sum(len(r.completion_ids) for r in rollouts) / len(rollouts))
+                return rollouts
+
+            run.engine.generate = measured
             run.engine.generate.__wrapped_phase__ = True
         clock.begin_step()
         try:
@@ -170,13 +177,15 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
 
     trainer.add_callback(StepClock())
     trainer.train()
+    clock.completion_lengths = [
+        entry["completions/mean_length"] for entry in trainer.state.log_history if "completions/mean_length" in entry
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--side", choices=["reasonkit", "trl"], required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--regime", choices=["uniform", "varied"], default="uniform")
     parser.add_argument("--engine", choices=["transformers", "vllm"], default="transformers")
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--generations", type=int, default=8)
@@ -190,8 +199,6 @@ def main() -> None:
     parser.add_argument("--layout", default=None, help="reasonkit's micro_batch_layout (default: its auto)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    if args.regime == "varied":
-        install_varied_lengths(args.max_new_tokens)
     started = time.time()
     clock = PhaseClock()
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,6 +210,7 @@ def main() -> None:
         {
             "side": args.side,
             "completions_per_step": args.prompts * args.generations,
+            "mean_completion_length": sum(clock.completion_lengths) / max(1, len(clock.completion_lengths)),
             "steps": clock.steps,
             "median": {key: median([s[key] for s in timed]) for key in timed[0]},
             "peak_rss_mib": peak_rss_mib(),

@@ -1,8 +1,8 @@
 """Inside the sandbox's namespaces: private filesystems, limits, the sandbox user, then the program.
 
 Run by rewards.sandbox as ``python -I -S _sandbox_runner.py SETTINGS_JSON``; never imported.
-Exec-ing the program makes it PID 1 of the new PID namespace, so the kernel kills every process it
-started as soon as it ends.
+The program then runs in this same process, PID 1 of the new PID namespace, so the kernel kills every
+process it started as soon as it ends.
 """
 
 import ctypes
@@ -56,10 +56,11 @@ def main() -> None:
         (resource.RLIMIT_CORE, 0),
     ]:
         resource.setrlimit(name, (value, value))
-    # Python would open main.py by its absolute path, which the private /tmp now covers: read it from
-    # the working directory instead, as __main__.
-    bootstrap = "exec(compile(open('main.py').read(), 'main.py', 'exec'))"
-    os.execv(settings["python"], [settings["python"], "-I", "-S", "-c", bootstrap])
+    # The program runs in this interpreter (started isolated and without site, -I -S), in a namespace of
+    # its own, as __main__: a second interpreter would double the cost of a short program's run.
+    sys.argv = ["main.py"]
+    program = compile(code, "main.py", "exec")
+    exec(program, {"__name__": "__main__", "__builtins__": __builtins__})
 
 
 main()

@@ -1,21 +1,27 @@
-"""Generation with transformers' ``generate``: the CPU default and the fallback when vLLM is absent.
+"""Generation with transformers models held in this process: the CPU default and the fallback when vLLM
+is absent.
 
-It samples with the recipe's settings only (none of the checkpoint's generation config applies) and stops
-at the same token ids as the vLLM engine (``stop_token_ids``).
+It decodes with its own loop rather than ``generate``, for two reasons. Rows leave the batch as soon as
+they stop, so a batch whose completions end at very different lengths costs the tokens it samples, not
+rows x the longest (``generate`` runs every row to the last one's end). And it samples with the recipe's
+settings only, through the trainer's own truncation (``truncate_logits``): none of the checkpoint's
+generation config applies, so the sampler's log-probs are the trainer's. It stops at the same token ids
+as the vLLM engine (``stop_token_ids``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import torch
-from transformers import GenerationConfig
 
+from reasonkit.grpo.logprobs import truncate_logits
 from reasonkit.rollout.base import EngineInputs, Rollout, SamplingSettings, end_at_first_stop, stop_token_ids
 
 
 class TransformersEngine:
-    """Batched sampling from a model held in this process (left padding, KV cache).
+    """Batched sampling from a model held in this process (left padding, KV cache, finished rows dropped).
 
     In training it samples the policy itself, as the trainer holds it (``generation_context`` yields it
     gathered under ZeRO-3, in the training precision), so its log-probs are the trainer's own.
@@ -27,7 +33,7 @@ class TransformersEngine:
     def __init__(self, model, tokenizer, batch_size: int = 256, generation_context=None):
         self.model = model
         self.tokenizer = tokenizer
-        self.batch_size = batch_size  # completions per generate call (at least one prompt's n)
+        self.batch_size = batch_size  # completions per call (at least one prompt's n)
         self.stop_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
         self.generation_context = generation_context or (lambda: contextlib.nullcontext(self.model))
 
@@ -56,7 +62,7 @@ class TransformersEngine:
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         rollouts: list[Rollout] = []
-        with self.generation_context() as model, _checkpoint_generation_config_ignored(model):
+        with self.generation_context() as model:
             was_training = model.training
             model.eval()
             # A call's memory grows with its completions, not its prompts: n of them per prompt.
@@ -69,55 +75,23 @@ class TransformersEngine:
             model.train(was_training)
         return rollouts
 
-    def _generation_config(self, sampling: SamplingSettings, with_logprobs: bool) -> GenerationConfig:
-        """The recipe's sampling settings and nothing else."""
-        greedy = sampling.temperature == 0
-        # Each warper is given its value: one left unset would take transformers' global default (top_k
-        # would be 50). Greedy decoding applies no warper.
-        warpers = (
-            {}
-            if greedy
-            else {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k}
-        )
-        return GenerationConfig(
-            do_sample=not greedy,
-            **warpers,
-            num_return_sequences=sampling.n,
-            max_new_tokens=sampling.max_new_tokens,
-            eos_token_id=self.stop_token_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
-            return_dict_in_generate=True,
-            output_scores=with_logprobs,
-        )
-
     def _generate_batch(self, model, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
         tok = self.tokenizer
         encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        out = model.generate(
-            **encoded,
-            generation_config=self._generation_config(sampling, with_logprobs),
-            # The model here is whole (gathered under ZeRO-3), so processes need not decode in lockstep,
-            # which transformers would otherwise do whenever DeepSpeed ZeRO-3 is registered.
-            synced_gpus=False,
-        )
-        prompt_len = encoded["input_ids"].shape[1]
-        new_tokens = out.sequences[:, prompt_len:]  # [P*n, new]
-        logprobs = None
-        if with_logprobs:
-            # scores are the processed (temperature / top-p / top-k) distributions that were sampled from
-            scores = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # [P*n, new, V]
-            logprobs = scores.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
+        rows = encoded["input_ids"].repeat_interleave(sampling.n, dim=0)
+        mask = encoded["attention_mask"].repeat_interleave(sampling.n, dim=0)
+        completions, logprobs = decode(model, rows, mask, sampling, self.stop_token_ids, with_logprobs)
         rollouts = []
-        for row in range(new_tokens.shape[0]):
+        for row, (new_tokens, row_logprobs) in enumerate(zip(completions, logprobs)):
             prompt_row = row // sampling.n
-            ids, truncated = end_at_first_stop(new_tokens[row].tolist(), self.stop_token_ids)
+            ids, truncated = end_at_first_stop(new_tokens, self.stop_token_ids)
             prompt_mask = encoded["attention_mask"][prompt_row].bool()
             rollouts.append(
                 Rollout(
                     prompt_index=first_index + prompt_row,
                     prompt_ids=encoded["input_ids"][prompt_row][prompt_mask].tolist(),
                     completion_ids=ids,
-                    rollout_logprobs=logprobs[row, : len(ids)].tolist() if logprobs is not None else None,
+                    rollout_logprobs=row_logprobs if with_logprobs else None,
                     # as vLLM's text: without the stop token, which need not be a special token
                     text=tok.decode(ids if truncated else ids[:-1], skip_special_tokens=True),
                     truncated=truncated,
@@ -126,18 +100,58 @@ class TransformersEngine:
         return rollouts
 
 
-@contextlib.contextmanager
-def _checkpoint_generation_config_ignored(model):
-    """Blank the model's own generation config for the duration: ``generate`` fills every field left unset
-    (None) in the config it is given from ``model.generation_config`` (transformers' generation/utils.py,
-    ``_prepare_generation_config``), which is the checkpoint's generation_config.json, so its
-    repetition_penalty, bad_words_ids, min_new_tokens, ... would apply, and a None cannot unset them.
-    The trainer's log-probs assume plain temperature/top-p/top-k sampling."""
-    # peft's generate copies the wrapper's generation_config (the base model's) onto the base model.
+def decode(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, sampling: SamplingSettings,
+    stop_ids: list[int], with_logprobs: bool,
+) -> tuple[list[list[int]], list[list[float]]]:  # fmt: skip
+    """Sample each left-padded row until its first stop token or ``max_new_tokens``; the new tokens of
+    each row and, with ``with_logprobs``, the log-probability each had under the distribution it was
+    sampled from (temperature, then top-k and top-p, as the trainer computes it).
+
+    A row that stops leaves the batch, its KV cache with it, so later steps cost only the rows still
+    running."""
+    stops = torch.tensor(stop_ids, device=input_ids.device)
+    tokens: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
+    logprobs: list[list[float]] = [[] for _ in range(input_ids.shape[0])]
+    running = torch.arange(input_ids.shape[0], device=input_ids.device)  # each batch row's original row
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    last_only = {"logits_to_keep": 1} if _keeps_last_logits(model) else {}
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True, **last_only)
+    positions = positions[:, -1:]
+    for step in range(sampling.max_new_tokens):
+        logits = out.logits[:, -1].float()
+        if sampling.temperature == 0:
+            chosen = logits.argmax(-1)
+            logp = logits.log_softmax(-1) if with_logprobs else None
+        else:
+            logits = truncate_logits(logits / sampling.temperature, sampling.top_p, sampling.top_k)
+            logp = logits.log_softmax(-1)
+            chosen = torch.multinomial(logp.exp(), 1).squeeze(-1)
+        for row, token in zip(running.tolist(), chosen.tolist()):
+            tokens[row].append(token)
+        if with_logprobs:
+            for row, value in zip(running.tolist(), logp.gather(-1, chosen[:, None]).squeeze(-1).tolist()):
+                logprobs[row].append(value)
+        going_on = ~torch.isin(chosen, stops)
+        if step == sampling.max_new_tokens - 1 or not going_on.any():
+            break
+        if not going_on.all():  # finished rows leave, with their cache
+            kept = going_on.nonzero().squeeze(-1)
+            out.past_key_values.batch_select_indices(kept)
+            running, chosen, attention_mask, positions = (
+                running[kept], chosen[kept], attention_mask[kept], positions[kept]
+            )
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(running), 1)], dim=-1)
+        positions = positions + 1
+        out = model(
+            input_ids=chosen[:, None], attention_mask=attention_mask, position_ids=positions,
+            past_key_values=out.past_key_values, use_cache=True,
+        )  # fmt: skip
+    return tokens, logprobs
+
+
+def _keeps_last_logits(model) -> bool:
+    """Whether the model can compute logits for the last position only (most transformers LMs can): a
+    prompt's other positions would cost a [tokens, vocabulary] matrix for nothing."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    own = base.generation_config
-    base.generation_config = GenerationConfig()
-    try:
-        yield
-    finally:
-        base.generation_config = own
+    return "logits_to_keep" in inspect.signature(base.forward).parameters

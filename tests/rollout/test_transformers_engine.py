@@ -90,14 +90,12 @@ def test_batch_size_counts_completions_so_memory_does_not_grow_with_n(tiny_model
     """generation_batch_size bounds the rows of one generate call (prompts x n), whatever n is."""
     model = load_model(str(tiny_model_dir))
     rows_per_call = []
-    generate = model.generate
 
-    def counting(**kwargs):
-        out = generate(**kwargs)
-        rows_per_call.append(out.sequences.shape[0])
-        return out
+    def count_prompt_rows(module, args, kwargs):
+        if kwargs["input_ids"].shape[1] > 1:  # a call's first forward holds its prompts, later ones a token
+            rows_per_call.append(kwargs["input_ids"].shape[0])
 
-    model.generate = counting
+    model.register_forward_pre_hook(count_prompt_rows, with_kwargs=True)
     engine = TransformersEngine(model, tiny_tokenizer, batch_size=8)
     prompts = [f"<|user|>What is {a} * 3?<|end|><|assistant|>" for a in range(5)]
     rollouts = engine.generate(prompts, SamplingSettings(n=4, temperature=1.0, max_new_tokens=3, seed=0))
@@ -105,3 +103,44 @@ def test_batch_size_counts_completions_so_memory_does_not_grow_with_n(tiny_model
     assert [r.prompt_index for r in rollouts] == [i for i in range(5) for _ in range(4)]
     engine.generate(prompts, SamplingSettings(n=16, temperature=1.0, max_new_tokens=3, seed=0))
     assert rows_per_call[3:] == [16] * 5  # never fewer than one prompt's n
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9], ids=["greedy", "sampled"])
+def test_rows_leave_the_batch_when_they_stop_and_the_rest_decode_as_if_alone(
+    tiny_model_dir, tiny_tokenizer, temperature
+):
+    """Rows of different prompt lengths stop at different steps; each one that stops leaves the batch
+    (and the KV cache), and what the others sample is unchanged: greedy rows equal plain one-row greedy
+    decoding, sampled rows' log-probs equal the trainer's recomputation without any cache."""
+    model = load_model(str(tiny_model_dir))
+    torch.manual_seed(0)
+    with torch.no_grad():  # larger weights than the random init's, so that greedy continuations vary
+        for weight in (p for p in model.parameters() if p.dim() == 2):
+            weight.normal_(std=0.5)
+    prompts = [f"<|user|>{'Think hard. ' * k}What is {k} * 7?<|end|><|assistant|>" for k in range(6)]
+    engine = TransformersEngine(model, tiny_tokenizer)
+    # Stop tokens that the rows reach at different points: the tokens of the rows' plain continuations.
+    continuations = [plain_greedy(model, tiny_tokenizer, p, steps=12) for p in prompts]
+    engine.stop_token_ids = sorted({c[k * 2] for k, c in enumerate(continuations[:5])})
+    rows_per_forward = []
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows_per_forward.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    sampling = SamplingSettings(n=2, temperature=temperature, max_new_tokens=12, seed=0)
+    rollouts = engine.generate(prompts, sampling, with_logprobs=True)
+
+    lengths = [len(r.completion_ids) for r in rollouts]
+    assert len(set(lengths)) >= 3 and min(lengths) < 12  # rows stopped at several different steps
+    assert rows_per_forward[0] == 12 and rows_per_forward == sorted(rows_per_forward, reverse=True)
+    assert rows_per_forward[-1] < 12  # finished rows left the batch
+    if temperature == 0:
+        for r in rollouts:
+            assert (r.completion_ids, r.truncated) == end_at_first_stop(
+                continuations[r.prompt_index], engine.stop_token_ids
+            )
+    # greedy log-probs are those of the untempered distribution, as vLLM reports them
+    trainer = completion_logprobs(
+        model, [(r.prompt_ids, r.completion_ids) for r in rollouts], temperature=temperature or 1.0
+    )
+    for r, lp in zip(rollouts, trainer.logprobs):
+        assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-4)
