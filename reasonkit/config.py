@@ -327,6 +327,15 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     return build_recipe(raw, source=str(path))
 
 
+def build_section(cls: type, raw: Any, source: str) -> Any:
+    """One schema class (a stage's settings saved next to its model, say) checked as strictly as a recipe."""
+    errors: list[str] = []
+    section = _build(cls, raw, "", errors)
+    if errors:
+        raise ConfigError(f"{source}: " + "; ".join(errors))
+    return section
+
+
 def build_recipe(raw: dict, source: str = "<recipe>") -> Recipe:
     errors: list[str] = []
     recipe = _build(Recipe, raw, "", errors)

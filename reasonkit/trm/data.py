@@ -102,7 +102,7 @@ def _make_splits(task: TRMTask) -> dict[str, PuzzleSet]:
     splits: dict[str, list] = {}
     held_out: set = set()
     if task.test_file:
-        splits["test"] = _read(task.test_file, shape)
+        splits["test"] = read_puzzle_file(task.test_file, shape)
     else:
         splits["test"] = sudoku.generate(shape, task.test_size, rng, _hardness(task.sudoku))
     held_out |= {sudoku.symmetry_key(p, shape) for p, _ in splits["test"]}
@@ -114,7 +114,7 @@ def _make_splits(task: TRMTask) -> dict[str, PuzzleSet]:
     if task.train_file:
         # A file's training puzzles are used as they are (Sudoku-Extreme's splits are disjoint by
         # construction); a generated set is kept apart from the held-out puzzles here.
-        splits["train"] = _read(task.train_file, shape)
+        splits["train"] = read_puzzle_file(task.train_file, shape)
     else:
         splits["train"] = sudoku.generate(
             shape, task.train_size, rng, _hardness(task.sudoku), exclude=held_out
@@ -126,7 +126,8 @@ def _hardness(settings: SudokuSettings) -> sudoku.Hardness:
     return sudoku.Hardness(settings.min_clues, settings.max_clues, settings.min_guesses, settings.max_guesses)
 
 
-def _read(source, shape: sudoku.Shape) -> list:
+def read_puzzle_file(source, shape: sudoku.Shape) -> list:
+    """The puzzles of a ``PuzzleFile`` (local file or hub id), Sudoku-Extreme shaped."""
     return sudoku.read_puzzle_rows(
         source.path, shape, source.split, source.puzzle_column, source.solution_column, source.max_rows
     )

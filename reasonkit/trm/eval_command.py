@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from reasonkit.config import ConfigError, _build
+from reasonkit.config import ConfigError, build_section
 from reasonkit.manifest import read_manifest
 from reasonkit.trm.config import PuzzleFile, TRMStage, default_eval_steps, effective_supervision_steps
 
@@ -30,10 +30,7 @@ def load_trm(directory: str | Path):
     from reasonkit.trm.stage import CONFIG_FILE, WEIGHTS_FILE, build_model
 
     directory = Path(directory)
-    errors: list[str] = []
-    stage = _build(TRMStage, json.loads((directory / CONFIG_FILE).read_text()), "config", errors)
-    if errors:
-        raise ConfigError(f"{directory / CONFIG_FILE}: " + "; ".join(errors))
+    stage = build_section(TRMStage, json.loads((directory / CONFIG_FILE).read_text()), str(directory / CONFIG_FILE))
     kind = PuzzleKind(stage.task)
     model = build_model(stage, kind)
     model.load_state_dict(torch.load(directory / WEIGHTS_FILE, weights_only=True))
@@ -41,7 +38,7 @@ def load_trm(directory: str | Path):
 
 
 def run(args) -> int:
-    from reasonkit.trm.data import _read, puzzle_splits, to_tensors
+    from reasonkit.trm.data import puzzle_splits, read_puzzle_file, to_tensors
     from reasonkit.trm.evaluate import evaluate_model, report
 
     stage, kind, model = load_trm(args.model)
@@ -52,7 +49,7 @@ def run(args) -> int:
             )
         splits = {
             Path(path).stem: to_tensors(
-                _read(PuzzleFile(path, split=args.split, max_rows=args.max_problems), kind.shape)
+                read_puzzle_file(PuzzleFile(path, split=args.split, max_rows=args.max_problems), kind.shape)
             )
             for path in args.benchmark
         }
