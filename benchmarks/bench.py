@@ -75,6 +75,9 @@ class Bench:
         cases = GRPO_QUICK if self.args.quick else GRPO_CASES
         rows = []
         for shape, layers, B, G, T, steps, warmup, repeats in cases:
+            if self.args.shapes and shape not in self.args.shapes:
+                continue
+            repeats = self.args.repeats or repeats
             for regime in ["uniform"] if self.args.quick else ["uniform", "varied"]:
                 # varied: the same shape, made to stop at a constant rate per token (common.py)
                 model = self.model(shape, layers, stop_rate=3 / T if regime == "varied" else None)
@@ -297,6 +300,8 @@ def main() -> None:
         "--quick", action="store_true", help="the smallest case of each section (a few minutes)"
     )
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS)
+    parser.add_argument("--shapes", nargs="+", choices=[case[0] for case in GRPO_CASES], help="grpo: only these")
+    parser.add_argument("--repeats", type=int, default=None, help="grpo: A/B repeats of every case")
     parser.add_argument("--memory-tokens", nargs="+", type=int, default=[4096])
     parser.add_argument("--output", default=str(ROOT / "runs" / "bench"))
     parser.add_argument("--write", action="store_true", help="replace the generated part of BENCHMARKS.md")
