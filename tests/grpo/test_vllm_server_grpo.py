@@ -64,7 +64,12 @@ def test_grpo_on_a_vllm_server_samples_the_trainers_weights_after_each_update(
 
 @server_only
 def test_async_grpo_trains_one_step_off_policy_and_measures_the_lag(vllm_server, tiny_model_dir, tmp_path):
-    run_recipe(server_recipe(tmp_path, tiny_model_dir, vllm_server.url, async_rollouts=1, max_steps=4))
+    # Every completion runs, so the sampler/trainer gap covers the lagged ones: with β = 0, those of
+    # zero-advantage groups would be skipped, and which completions lag depends on timing.
+    recipe = server_recipe(
+        tmp_path, tiny_model_dir, vllm_server.url, async_rollouts=1, max_steps=4, skip_zero_advantage=False
+    )
+    run_recipe(recipe)
     records = metrics(tmp_path)
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     # Step 1 trains on the starting weights' samples. Each later batch was set going before the previous
