@@ -327,24 +327,19 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     return build_recipe(raw, source=str(path))
 
 
-def build_section(cls: type, raw: Any, source: str) -> Any:
-    """One schema class (a stage's settings saved next to its model, say) checked as strictly as a recipe."""
+def build_section(cls: type, raw: Any, source: str, check=lambda built: []) -> Any:
+    """``raw`` as the schema class ``cls`` (a recipe, a stage's saved settings); every problem in one error."""
     errors: list[str] = []
-    section = _build(cls, raw, "", errors)
+    built = _build(cls, raw, "", errors)
+    errors += [] if errors else check(built)
     if errors:
-        raise ConfigError(f"{source}: " + "; ".join(errors))
-    return section
+        listing = "\n".join(f"  - {e}" for e in errors)
+        raise ConfigError(f"{source}: {len(errors)} problem(s):\n{listing}")
+    return built
 
 
 def build_recipe(raw: dict, source: str = "<recipe>") -> Recipe:
-    errors: list[str] = []
-    recipe = _build(Recipe, raw, "", errors)
-    if not errors:
-        errors += _check_recipe(recipe)
-    if errors:
-        listing = "\n".join(f"  - {e}" for e in errors)
-        raise ConfigError(f"{source}: {len(errors)} problem(s) in the recipe:\n{listing}")
-    return recipe
+    return build_section(Recipe, raw, source, _check_recipe)
 
 
 def apply_override(raw: dict, item: str) -> None:
