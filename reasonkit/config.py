@@ -327,19 +327,19 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     return build_recipe(raw, source=str(path))
 
 
-def build_section(cls: type, raw: Any, source: str, check=lambda built: []) -> Any:
-    """``raw`` as the schema class ``cls`` (a recipe, a stage's saved settings); every problem in one error."""
+def build_section(cls: type, raw: Any, source: str, what: str, check=lambda built: []) -> Any:
+    """``raw`` as the schema class ``cls`` (``what``: a recipe, a stage's saved settings), one error for all."""
     errors: list[str] = []
     built = _build(cls, raw, "", errors)
     errors += [] if errors else check(built)
     if errors:
         listing = "\n".join(f"  - {e}" for e in errors)
-        raise ConfigError(f"{source}: {len(errors)} problem(s):\n{listing}")
+        raise ConfigError(f"{source}: {len(errors)} problem(s) in {what}:\n{listing}")
     return built
 
 
 def build_recipe(raw: dict, source: str = "<recipe>") -> Recipe:
-    return build_section(Recipe, raw, source, _check_recipe)
+    return build_section(Recipe, raw, source, "the recipe", _check_recipe)
 
 
 def apply_override(raw: dict, item: str) -> None:

@@ -127,10 +127,11 @@ def decode(
             logits = truncate_logits(logits / sampling.temperature, sampling.top_p, sampling.top_k)
             logp = logits.log_softmax(-1)
             chosen = torch.multinomial(logp.exp(), 1).squeeze(-1)
-        for row, token in zip(running.tolist(), chosen.tolist()):
+        rows = running.tolist()
+        for row, token in zip(rows, chosen.tolist()):
             tokens[row].append(token)
         if with_logprobs:
-            for row, value in zip(running.tolist(), logp.gather(-1, chosen[:, None]).squeeze(-1).tolist()):
+            for row, value in zip(rows, logp.gather(-1, chosen[:, None]).squeeze(-1).tolist()):
                 logprobs[row].append(value)
         going_on = ~torch.isin(chosen, stops)
         if step == sampling.max_new_tokens - 1 or not going_on.any():

@@ -30,7 +30,8 @@ def load_trm(directory: str | Path):
     from reasonkit.trm.stage import CONFIG_FILE, WEIGHTS_FILE, build_model
 
     directory = Path(directory)
-    stage = build_section(TRMStage, json.loads((directory / CONFIG_FILE).read_text()), str(directory / CONFIG_FILE))
+    saved = directory / CONFIG_FILE
+    stage = build_section(TRMStage, json.loads(saved.read_text()), str(saved), "the stage's saved settings")
     kind = PuzzleKind(stage.task)
     model = build_model(stage, kind)
     model.load_state_dict(torch.load(directory / WEIGHTS_FILE, weights_only=True))
