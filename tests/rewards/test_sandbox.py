@@ -195,3 +195,39 @@ def test_runs_do_not_see_each_others_files():
     run_python("open('left_behind.txt', 'w').write('x')\nopen('/tmp/shared.txt', 'w').write('x')")
     result = run_python("import os\nprint(sorted(os.listdir('.')), os.path.exists('/tmp/shared.txt'))")
     assert result.stdout.strip() == "['main.py'] False"
+
+
+KILL_EVERYTHING = next(program for name, program, _ in HOSTILE if name == "kill_everything")
+
+
+def test_one_server_serves_every_run_and_a_killed_one_is_replaced():
+    from rewards import sandbox
+
+    run_python("print(1)")
+    server = sandbox._server()
+    for _ in range(3):
+        assert run_python(KILL_EVERYTHING).stdout == "alive\n"
+    assert sandbox._server() is server and server.alive()
+
+    os.killpg(server.process.pid, 9)  # the OOM killer, say
+    server.process.wait()
+    result = run_python("print(input())", stdin="still here\n")
+    assert result.ok and result.stdout == "still here\n"
+    assert sandbox._server() is not server
+
+
+def test_fallback_without_namespaces_keeps_limits_time_and_separate_directories(monkeypatch):
+    from rewards import sandbox
+
+    monkeypatch.setattr(sandbox, "_namespace_prefix", lambda: ())
+    monkeypatch.setattr(sandbox, "_servers", {})
+    try:
+        assert sandbox.isolation() == "fallback"
+        run_python("open('left_behind.txt', 'w').write('x')")
+        assert run_python("import os\nprint(sorted(os.listdir('.')))").stdout == "['main.py']\n"
+        slept = run_python("import time\ntime.sleep(60)", limits=Limits(wall_seconds=1.0))
+        assert slept.timed_out and slept.exit_code is None
+        assert not run_python("x = bytearray(2 << 30)", limits=LIMITS).ok
+        assert run_python("print(input()[::-1])", stdin="abc\n").stdout == "cba\n"
+    finally:
+        sandbox._close_server()
