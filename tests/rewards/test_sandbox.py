@@ -231,3 +231,26 @@ def test_fallback_without_namespaces_keeps_limits_time_and_separate_directories(
         assert run_python("print(input()[::-1])", stdin="abc\n").stdout == "cba\n"
     finally:
         sandbox._close_server()
+
+
+@pytest.mark.parametrize(
+    "program, exit_code, stdout",
+    [
+        ("import sys\nsys.stdout.write('no newline')", 0, "no newline"),
+        ("print('before')\nraise ValueError('boom')", 1, "before\n"),
+        ("import sys\nprint('x')\nsys.exit(3)", 3, "x\n"),
+        ("import sys\nsys.exit('a message')", 1, ""),
+        ("import atexit\natexit.register(print, 'at exit')\nprint('main')", 0, "main\nat exit\n"),
+        (
+            "import threading, time\nthreading.Thread(target=lambda: (time.sleep(0.2), print('thread'))).start()\nprint('main')",
+            0,
+            "main\nthread\n",
+        ),
+    ],
+    ids=["unflushed", "raises", "sys_exit", "exit_message", "atexit", "thread_joined"],
+)
+def test_a_program_ends_as_python_would(program, exit_code, stdout):
+    result = run_python(program)
+    assert (result.exit_code, result.stdout) == (exit_code, stdout), result
+    if exit_code == 1:
+        assert result.stderr.strip().endswith(("ValueError: boom", "a message"))
