@@ -254,3 +254,56 @@ def test_a_program_ends_as_python_would(program, exit_code, stdout):
     assert (result.exit_code, result.stdout) == (exit_code, stdout), result
     if exit_code == 1:
         assert result.stderr.strip().endswith(("ValueError: boom", "a message"))
+
+
+AS_UNPRIVILEGED_USER = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from rewards.sandbox import isolation, run_python, _server
+
+server = _server()
+attacks = {
+    "kill_everything": "import os, signal\\ntry: os.kill(-1, signal.SIGKILL)\\nexcept OSError: pass\\nprint('alive')",
+    "kill_its_group": "import os, signal\\nos.kill(0, signal.SIGKILL)",
+    "uncover_tmp_and_write": "import ctypes\\nprint(ctypes.CDLL(None).umount2(b'/tmp', 2), flush=True)\\n"
+    f"open('{sys.argv[2]}/planted.txt', 'w').write('x')",
+}
+results = {name: run_python(code).__dict__ for name, code in attacks.items()}
+results["after"] = run_python("print(input())", stdin="fine").__dict__
+print(json.dumps({"isolation": isolation(), "same_server": _server() is server, "results": results}))
+"""
+
+
+def test_without_root_the_program_cannot_reach_the_server(tmp_path):
+    """Most users train as an ordinary user: the sandbox then has no uid of its own to give the program.
+    It runs as root of a user namespace of its own, with no capability over the server's namespaces: it
+    cannot unmount the tmpfs over /tmp to reach the trainer's files there, nor signal the server."""
+    import json
+    import shutil
+    import tempfile
+
+    system_python = "/usr/bin/python3"
+    readable = all(os.stat(p).st_mode & 0o005 == 0o005 for p in [*Path(__file__).resolve().parents][:-1])
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists(system_python) or not readable:
+        pytest.skip(
+            "needs root (to become an unprivileged user), setpriv, /usr/bin/python3, a world-readable checkout"
+        )
+    root = str(Path(__file__).resolve().parents[2])
+    shared = Path(tempfile.mkdtemp(dir="/tmp"))  # writable by the unprivileged user: only the tmpfs hides it
+    shared.chmod(0o777)
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", system_python, "-c", AS_UNPRIVILEGED_USER, root, str(shared)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    if report["isolation"] != "namespaces":
+        pytest.skip("no unprivileged user namespaces here")
+    results = report["results"]
+    assert report["same_server"], "a program killed the server"
+    assert results["kill_everything"]["stdout"] == "alive\n"
+    assert results["kill_its_group"]["exit_code"] in (0, -9)  # PID 1 of its namespace may ignore it
+    planted = (shared / "planted.txt").exists()
+    shutil.rmtree(shared)
+    assert results["uncover_tmp_and_write"]["stdout"] == "-1\n" and not planted
+    assert results["after"]["stdout"] == "fine\n"
