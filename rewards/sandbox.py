@@ -123,6 +123,13 @@ class _Server:
             start_new_session=True,
         )
         theirs.close()
+        # A sandbox that cannot run anything here (a mount or a namespace refused) would fail every
+        # program, and a reward would read that as wrong code: say so once, with the server's words.
+        check = self.run("print('ok')", "", Limits())
+        if check.stdout != "ok\n":
+            problem = f"the sandbox cannot run a program here: {check.stderr.strip()}; {self.error_text()}"
+            self.close()
+            raise SandboxServerError(problem)
 
     def run(self, code: str, stdin: str, limits: Limits) -> Result:
         request = json.dumps({"limits": limits.__dict__, "uid": _sandbox_uid()}).encode()

@@ -307,3 +307,15 @@ def test_without_root_the_program_cannot_reach_the_server(tmp_path):
     shutil.rmtree(shared)
     assert results["uncover_tmp_and_write"]["stdout"] == "-1\n" and not planted
     assert results["after"]["stdout"] == "fine\n"
+
+
+def test_a_sandbox_that_cannot_run_here_says_why(tmp_path, monkeypatch):
+    from rewards import sandbox
+
+    broken = tmp_path / "server.py"
+    broken.write_text("import sys\nsys.exit('mount tmpfs on /tmp: Operation not permitted')\n")
+    broken.chmod(0o644)
+    monkeypatch.setattr(sandbox, "SERVER", broken)
+    monkeypatch.setattr(sandbox, "_servers", {})
+    with pytest.raises(sandbox.SandboxServerError, match="mount tmpfs on /tmp: Operation not permitted"):
+        run_python("print(1)")
