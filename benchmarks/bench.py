@@ -166,7 +166,12 @@ def grpo_table(rows) -> list[str]:
             ]
             step = medians(results, "step_cpu")
             text = f"{step:.2f} s ({' / '.join(f'{p:.2f}' for p in parts)})"
-            cells[side] = (text, step, max(r["peak_rss_mib"] for r in results), median([r.get("mean_completion_length", float("nan")) for r in results]))
+            cells[side] = (
+                text,
+                step,
+                max(r["peak_rss_mib"] for r in results),
+                median([r.get("mean_completion_length", float("nan")) for r in results]),
+            )
         name = f"{shape} ({layers} layers)" if layers else shape
         lines.append(
             f"| {name} | {parameter_count(model) / 1e6:.1f}M | {regime} | {B} x {G}, {T} | "
@@ -300,7 +305,9 @@ def main() -> None:
         "--quick", action="store_true", help="the smallest case of each section (a few minutes)"
     )
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS)
-    parser.add_argument("--shapes", nargs="+", choices=[case[0] for case in GRPO_CASES], help="grpo: only these")
+    parser.add_argument(
+        "--shapes", nargs="+", choices=[case[0] for case in GRPO_CASES], help="grpo: only these"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="grpo: A/B repeats of every case")
     parser.add_argument("--memory-tokens", nargs="+", type=int, default=[4096])
     parser.add_argument("--output", default=str(ROOT / "runs" / "bench"))

@@ -31,7 +31,9 @@ SHAPES = {
 ARITHMETIC = dict(digits=2, test_size=100, rl_size=1000)
 
 
-def build_model(shape: str, directory: Path, layers: int | None = None, stop_rate: float | None = None) -> Path:
+def build_model(
+    shape: str, directory: Path, layers: int | None = None, stop_rate: float | None = None
+) -> Path:
     """Save a random-init model of ``shape`` (``layers`` overriding its depth) with a tiny tokenizer; with
     ``stop_rate``, one that ends completions at that rate per token (``stop_at_a_constant_rate``)."""
     import torch

@@ -178,7 +178,9 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
     trainer.add_callback(StepClock())
     trainer.train()
     clock.completion_lengths = [
-        entry["completions/mean_length"] for entry in trainer.state.log_history if "completions/mean_length" in entry
+        entry["completions/mean_length"]
+        for entry in trainer.state.log_history
+        if "completions/mean_length" in entry
     ]
 
 

@@ -13,6 +13,7 @@ instead of pushing the machine into its out-of-memory killer; that is reported a
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import tempfile
 import time
@@ -70,9 +71,9 @@ def main() -> None:
             seconds=time.time() - started,
         )
     except (RuntimeError, MemoryError) as exc:  # the address-space limit refused an allocation
-        result.update(
-            failed=f"allocation refused over {args.limit_gib:g} GiB: {str(exc).splitlines()[0][:120]}"
-        )
+        asked = re.search(r"allocate (\d+) bytes", str(exc))
+        size = f" (one tensor of {int(asked.group(1)) / 2**30:.1f} GiB asked for)" if asked else ""
+        result.update(failed=f"does not fit in {args.limit_gib:g} GiB of address space{size}")
     result["model_mib"] = before
     write_result(args.out, result)
 

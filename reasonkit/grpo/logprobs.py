@@ -91,13 +91,20 @@ def micro_batches(lengths: list[int], budget: int, layout: str) -> list[list[int
 
 
 def micro_batch_shape(
-    layout: str, token_budget: int | None, attn_implementation: str, device_type: str, hidden_size: int
+    layout: str,
+    token_budget: int | None,
+    attn_implementation: str,
+    device_type: str,
+    hidden_size: int,
+    vocab_size: int = 0,
 ) -> tuple[str, int]:
     """The layout and token budget a recipe's ``auto`` and ``null`` mean for the model's attention kernel,
-    its width and the device.
+    its width, its vocabulary and the device.
 
     >>> micro_batch_shape("auto", None, "sdpa", "cpu", 512), micro_batch_shape("auto", None, "sdpa", "cuda", 512)
     (('padded', 512), ('padded', 8192))
+    >>> micro_batch_shape("auto", None, "sdpa", "cpu", 896, 151_936)  # Qwen2.5-0.5B
+    ('padded', 1187)
     >>> micro_batch_shape("auto", None, "flash_attention_2", "cuda", 4096)
     ('packed', 16384)
     """
@@ -111,8 +118,11 @@ def micro_batch_shape(
         else:
             # On a CPU activations that fit its caches run fastest. Measured on 2 cores, GRPO steps: hidden
             # 512, 512 tokens 9% faster than 1024 and 25% faster than 4096; hidden 128, 2048 tokens 9%
-            # faster than 512 and 2x faster than 8192.
-            token_budget = max(256, (1 << 18) // hidden_size) if device_type == "cpu" else 8192
+            # faster than 512 and 2x faster than 8192. But each micro-batch also pays for whole [V, H]
+            # gradients of the LM head and the embedding: at Qwen2.5's 151,936-token vocabulary and
+            # hidden 896, 1,024 tokens made the optimisation phase 18% faster than 292.
+            cache_sized = max(256, (1 << 18) // hidden_size, vocab_size // 128)
+            token_budget = cache_sized if device_type == "cpu" else 8192
     return layout, token_budget
 
 

@@ -210,6 +210,7 @@ class GRPORun:
             model_cfg.attn_implementation,
             self.accelerator.device.type,
             model.config.hidden_size,
+            model.config.vocab_size,
         )
 
     def _place_reference(self) -> None:

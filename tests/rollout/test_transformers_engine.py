@@ -144,3 +144,16 @@ def test_rows_leave_the_batch_when_they_stop_and_the_rest_decode_as_if_alone(
     )
     for r, lp in zip(rollouts, trainer.logprobs):
         assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-4)
+
+
+def test_sampling_draws_each_token_at_its_probability_and_never_a_cut_one():
+    from reasonkit.grpo.logprobs import truncate_logits
+    from reasonkit.rollout.transformers_engine import sample
+
+    torch.manual_seed(0)
+    probs = torch.tensor([0.5, 0.25, 0.15, 0.07, 0.03])
+    logits = truncate_logits(probs.log().repeat(40_000, 1), top_k=4)  # the last token cut: -inf
+    drawn = torch.bincount(sample(logits.log_softmax(-1)), minlength=5) / 40_000
+    expected = torch.tensor([0.5, 0.25, 0.15, 0.07, 0.0]) / 0.97
+    assert drawn[4] == 0
+    assert torch.allclose(drawn, expected, atol=0.01), drawn
