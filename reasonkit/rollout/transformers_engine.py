@@ -116,7 +116,13 @@ def decode(
     running = torch.arange(input_ids.shape[0], device=input_ids.device)  # each batch row's original row
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     last_only = {"logits_to_keep": 1} if _keeps_last_logits(model) else {}
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True, **last_only)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions,
+        use_cache=True,
+        **last_only,
+    )
     positions = positions[:, -1:]
     for step in range(sampling.max_new_tokens):
         logits = out.logits[:, -1].float()
@@ -140,7 +146,10 @@ def decode(
             kept = going_on.nonzero().squeeze(-1)
             out.past_key_values.batch_select_indices(kept)
             running, chosen, attention_mask, positions = (
-                running[kept], chosen[kept], attention_mask[kept], positions[kept]
+                running[kept],
+                chosen[kept],
+                attention_mask[kept],
+                positions[kept],
             )
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(running), 1)], dim=-1)
         positions = positions + 1
