@@ -60,7 +60,7 @@ from reasonkit.models import (
 )
 from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision, load_dtype
 from reasonkit.rollout import EngineInputs, engine_class
-from reasonkit.schedule import scheduler_type
+from reasonkit.schedule import adamw, scheduler_type
 from reasonkit.stage import StageContext, latest_checkpoint, save_stage_model
 from rewards.convention import TrainerState
 from rewards.pool import default_workers
@@ -229,7 +229,7 @@ class GRPORun:
 
     def _setup_optimizer(self) -> None:
         s = self.stage
-        optimizer = torch.optim.AdamW(
+        optimizer = adamw(
             [p for p in self.policy.parameters() if p.requires_grad],  # LoRA: the adapters only
             lr=s.learning_rate,
             betas=(s.adam_beta1, s.adam_beta2),

@@ -32,6 +32,7 @@ from reasonkit.errors import ReasonkitError
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import package_versions, write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
+from reasonkit.schedule import adamw
 from reasonkit.stage import StageContext, latest_checkpoint
 from reasonkit.trm.config import TRMStage, default_eval_steps, effective_supervision_steps, ema_decay
 from reasonkit.trm.data import PuzzleKind, SlotFeed, puzzle_splits
@@ -109,7 +110,7 @@ class TRMRun:
 
     def _setup_optimizer(self) -> None:
         s = self.stage
-        optimizer = torch.optim.AdamW(
+        optimizer = adamw(
             self.model.parameters(),
             lr=s.learning_rate,
             betas=(s.adam_beta1, s.adam_beta2),
