@@ -101,19 +101,20 @@ class _Server:
 
     def __init__(self):
         self.home = Path(tempfile.mkdtemp(prefix="reasonkit-sandbox-"))
-        (self.home / "run").mkdir()  # covered by a private tmpfs in each run; in the fallback, holds the runs
+        workdir = self.home / "run"  # covered by a private tmpfs in each run; in the fallback, holds the runs
+        workdir.mkdir()
         self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         prefix = _namespace_prefix()
-        settings = {"socket": theirs.fileno(), "namespaces": bool(prefix), "workdir": str(self.home / "run")}
+        settings = {"socket": theirs.fileno(), "namespaces": bool(prefix), "workdir": str(workdir)}
         self.errors = tempfile.TemporaryFile(dir=self.home)
         self.lock = threading.Lock()
         self.process = subprocess.Popen(
             [*prefix, _interpreter(), "-I", "-S", str(SERVER), json.dumps(settings)],
-            cwd=self.home / "run",
+            cwd=workdir,
             env={
                 "PATH": SAFE_PATH,
                 "LANG": "C.UTF-8",
-                "HOME": str(self.home / "run"),
+                "HOME": str(workdir),
                 "PYTHONDONTWRITEBYTECODE": "1",
             },
             stdin=subprocess.DEVNULL,

@@ -121,8 +121,8 @@ def micro_batch_shape(
             # faster than 512 and 2x faster than 8192. But each micro-batch also pays for whole [V, H]
             # gradients of the LM head and the embedding: at Qwen2.5's 151,936-token vocabulary and
             # hidden 896, 1,024 tokens made the optimisation phase 18% faster than 292.
-            cache_sized = max(256, (1 << 18) // hidden_size, vocab_size // 128)
-            token_budget = cache_sized if device_type == "cpu" else 8192
+            cpu_budget = max(256, (1 << 18) // hidden_size, vocab_size // 128)
+            token_budget = cpu_budget if device_type == "cpu" else 8192
     return layout, token_budget
 
 
