@@ -9,6 +9,7 @@ import sys
 
 from reasonkit.config import load_recipe
 from reasonkit.errors import ReasonkitError
+from reasonkit.launch import end_process
 
 DESCRIPTION = """Post-train language models to reason: distillation on thinking traces, GRPO with
 verifiable rewards, evaluation. Training commands also run under accelerate:
@@ -83,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return _command(args)
+        code = _command(args)
     except ReasonkitError as exc:  # what the user can fix: the message says how, no traceback
         print(f"reasonkit: error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
+    return end_process(code)  # under a multi-process launch: every process ends cleanly, here
 
 
 def _command(args) -> int:

@@ -12,27 +12,23 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
 import yaml
 
+from reasonkit.checkpoints import checkpoint_step, latest_checkpoint
 from reasonkit.config import Recipe, SFTStage, to_dict
 from reasonkit.data import load_examples
-from reasonkit.errors import ReasonkitError
 from reasonkit.evaluate import RECIPE_TEST
 from reasonkit.format import format_completion
 from reasonkit.metrics import check_trackers, format_table, tracked_stage
+from reasonkit.run_dir import DONE_FILE, RECIPE_FILE, prepare_output_dir
 from reasonkit.stage import StageContext
 from reasonkit.stages import stage_type
 
 log = logging.getLogger(__name__)
 TOKENIZER_CORPUS_SIZE = 5000  # examples the tiny tokenizer is trained on
-
-
-class RunDirectoryError(ReasonkitError, RuntimeError):
-    pass
 
 
 def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> dict:
@@ -43,9 +39,9 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
     check_trackers(recipe.report_to)  # a missing package stops the run here, before any work
     out = Path(recipe.output_dir)
     base_model = recipe.model.path or str(out / "base_model")
+    prepare_output_dir(out, recipe, resume, overwrite, state)
     if state.is_main_process:
-        prepare_output_dir(out, recipe, resume, overwrite)
-        (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
+        (out / RECIPE_FILE).write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
         uses_lm = any(stage_type(s.type).language_model for s in recipe.stages.values())
         if uses_lm and recipe.model.tiny is not None and not (resume and Path(base_model).exists()):
             build_tiny_base_model(recipe, Path(base_model))
@@ -66,12 +62,12 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
         ctx.directory.mkdir(parents=True, exist_ok=True)
         if entry.trains:
             models[name] = str(ctx.model_dir)
-        done = ctx.directory / "done.json"
+        done = ctx.directory / DONE_FILE
         if resume and done.exists():
             print(f"\n=== stage {name} ({stage.type}): done earlier, skipped ===", flush=True)
             summary["stages"][name] = json.loads(done.read_text())
             continue
-        print(f"\n=== stage {name} ({stage.type}) ===", flush=True)
+        print(f"\n=== stage {name} ({stage.type}){_resuming(ctx) if resume else ''} ===", flush=True)
         stage_started = time.time()
         with _tracker_run(recipe, name, stage, out, state.is_main_process) as tracker:
             metrics = entry.run(ctx, stage, resume=resume)
@@ -93,6 +89,12 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
     return summary
 
 
+def _resuming(ctx: StageContext) -> str:
+    """Where a resumed stage continues from, for its banner (the stage itself picks the same checkpoint)."""
+    latest = latest_checkpoint(ctx.directory / "checkpoints")
+    return f": resuming from step {checkpoint_step(latest)} ({latest})" if latest else ""
+
+
 def _tracker_run(recipe: Recipe, name: str, stage, out: Path, is_main_process: bool):
     """The stage's run in the recipe's trackers (main process only), config: the recipe and the objective."""
     report_to = recipe.report_to if is_main_process else []
@@ -104,21 +106,6 @@ def _tracker_run(recipe: Recipe, name: str, stage, out: Path, is_main_process: b
     return tracked_stage(
         report_to, out, name=f"{out.name}/{name}", group=out.name, job_type=stage.type, config=config
     )
-
-
-def prepare_output_dir(out: Path, recipe: Recipe, resume: bool, overwrite: bool) -> None:
-    """Never mix two runs in one directory: continue it (resume), replace it (overwrite), or refuse."""
-    ours = [out / name for name in [*recipe.stages, "base_model", "summary.json", "recipe.yaml"]]
-    existing = [p for p in ours if p.exists()]
-    if existing and not resume:
-        if not overwrite:
-            raise RunDirectoryError(
-                f"{out} already holds a run ({', '.join(p.name for p in existing)}). Continue it with --resume, "
-                f"replace it with --overwrite, or pick another directory (output_dir=...)."
-            )
-        for path in existing:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def build_tiny_base_model(recipe: Recipe, directory: Path) -> None:

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import torch
 from datasets import Dataset
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTConfig, SFTTrainer
 
+from reasonkit.checkpoints import (
+    PARTIAL,
+    checkpoint_dir,
+    checkpoint_step,
+    checkpoint_to_resume,
+    publish_checkpoint,
+)
 from reasonkit.config import SFTStage
 from reasonkit.data import DataError, load_examples, prompt_format, tokenize_for_sft
 from reasonkit.launch import forget_mixed_precision, process_state, uses_deepspeed
+from reasonkit.manifest import write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer, lora_config, lora_summary
 from reasonkit.precision import launch_mixed_precision, load_dtype
@@ -50,6 +60,7 @@ class SFTRun:
     def __init__(self, ctx: StageContext, stage: SFTStage, resume: bool = False):
         self.ctx, self.stage, self.resume = ctx, stage, resume
         self.seed = stage.seed if stage.seed is not None else ctx.recipe.seed
+        self.checkpoint_root = ctx.directory / "checkpoints"
         self.metrics = {}
 
     def setup(self) -> None:
@@ -92,7 +103,9 @@ class SFTRun:
         s = self.stage
         forget_mixed_precision()  # the trainer's Accelerator takes the recipe's
         args = SFTConfig(
-            output_dir=str(self.ctx.directory / "checkpoints"),
+            # The trainer writes checkpoint-N there; _PublishCheckpoints renames each, once whole, to
+            # checkpoints/step-N (checkpoints.py), so a run killed mid-save never resumes from half of one.
+            output_dir=str(self.checkpoint_root / PARTIAL),
             per_device_train_batch_size=s.batch_size,
             gradient_accumulation_steps=s.gradient_accumulation_steps,
             learning_rate=s.learning_rate,
@@ -123,7 +136,9 @@ class SFTRun:
             # The launch's process group as the pipeline set it up (reasonkit.launch), not a new one.
             accelerator_config={"use_configured_state": True},
         )
-        callbacks = [_LogToMetrics(self.metrics_log)] if self.metrics_log else []
+        callbacks = [_PublishCheckpoints(self.checkpoint_root, self._write_checkpoint_manifest)]
+        if self.metrics_log:
+            callbacks.append(_LogToMetrics(self.metrics_log))
         return SFTTrainer(
             model=self.model,
             args=args,
@@ -141,14 +156,23 @@ class SFTRun:
         )
 
     def _checkpoint_to_resume(self) -> str | None:
-        found = sorted(
-            (self.ctx.directory / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
-        )
-        if not self.resume or not found:
+        if not self.resume:
+            return None
+        latest = checkpoint_to_resume(self.checkpoint_root, process_state())
+        if latest is None:
             return None
         if self.ctx.is_main_process:
-            truncate_jsonl(self.ctx.directory / "metrics.jsonl", int(found[-1].name.split("-")[1]))
-        return str(found[-1])
+            truncate_jsonl(self.ctx.directory / "metrics.jsonl", checkpoint_step(latest))
+        return str(latest)
+
+    def _write_checkpoint_manifest(self, directory: Path) -> None:
+        write_manifest(
+            directory,
+            stage="sft",
+            objective=sft_objective(self.stage),
+            traces=self.stage.traces,
+            think_prefilled=self.fmt.think_prefilled,
+        )
 
     def save_final(self) -> None:
         # Gathers ZeRO-3 shards, writes on the main process; a LoRA model writes its adapter.
@@ -173,6 +197,19 @@ class SFTRun:
                 self.metrics.update(first_logged_loss=losses[0], last_logged_loss=losses[-1])
             plot_curves(records, self.ctx.directory / "curves.png", title=f"{self.ctx.name} (sft)")
         return self.metrics
+
+
+class _PublishCheckpoints(TrainerCallback):
+    """Each checkpoint the trainer has written (every process its part) becomes visible once whole."""
+
+    def __init__(self, root: Path, write_manifest):
+        self.root, self.write_manifest = root, write_manifest
+
+    def on_save(self, args, state, control, **kwargs):
+        partial = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        publish_checkpoint(
+            partial, checkpoint_dir(self.root, state.global_step), process_state(), self.write_manifest
+        )
 
 
 class _LogToMetrics(TrainerCallback):

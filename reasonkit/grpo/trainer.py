@@ -37,6 +37,7 @@ from reasonkit.algorithms import (
     grpo_loss,
     mismatch_by_length,
 )
+from reasonkit.checkpoints import checkpoint_to_resume, latest_checkpoint, resuming_from, saving_checkpoint
 from reasonkit.config import GRPOStage
 from reasonkit.data import load_prompt_rows, prompt_format, rl_split
 from reasonkit.errors import ReasonkitError
@@ -61,7 +62,7 @@ from reasonkit.models import (
 from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision, load_dtype
 from reasonkit.rollout import EngineInputs, engine_class
 from reasonkit.schedule import adamw, scheduler_type
-from reasonkit.stage import StageContext, latest_checkpoint, save_stage_model
+from reasonkit.stage import StageContext, save_stage_model
 from rewards.convention import TrainerState
 from rewards.pool import default_workers
 
@@ -168,7 +169,18 @@ class GRPORun:
             return [self.rows[i] for i in shard]
 
         render = functools.partial(self.fmt.render, self.tokenizer)  # a prompt as the model reads it
-        return RolloutSource(self.engine, self.sampler, draw, render, stage_sampling(s), s.async_rollouts)
+        return RolloutSource(
+            self.engine,
+            draw,
+            render,
+            stage_sampling(s),
+            s.async_rollouts,
+            # An engine sampling the policy in place draws from the trainer's random state, which
+            # checkpoints keep; another one is seeded batch by batch, so a resumed run samples the same.
+            seed=None if self.engine.logprobs_are_trainers else self.seed,
+            process=self.rank,
+            processes=self.world,
+        )
 
     @contextlib.contextmanager
     def _policy_for_generation(self):
@@ -182,6 +194,7 @@ class GRPORun:
     def _sync_engine(self) -> float:
         """Push the policy's weights to an engine that holds its own; the seconds it took."""
         started = time.time()
+        self.rollout_source.settle()  # a batch is sampled whole by one version of the weights
         self.engine.sync_weights(self.accelerator.unwrap_model(self.policy))
         return time.time() - started
 
@@ -534,11 +547,10 @@ class GRPORun:
         return grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)
 
     def save_checkpoint(self) -> None:
-        """Model, optimizer, scheduler, RNG states and data position, so a resumed run continues exactly."""
-        directory = self.checkpoint_root / f"step-{self.progress.step:06d}"
-        with self.rollout_source.rewound():  # async_rollouts: the data position of the next step to train
-            self.accelerator.save_state(str(directory))
-        if self.ctx.is_main_process:
+        """Model, optimizer, scheduler, RNG states, data position and the batches generated ahead, so a
+        resumed run continues exactly; visible only once whole (checkpoints.py)."""
+
+        def manifest(directory):
             write_manifest(
                 directory,
                 stage="grpo",
@@ -547,12 +559,21 @@ class GRPORun:
                 think_prefilled=self.fmt.think_prefilled,
             )
 
+        with saving_checkpoint(
+            self.checkpoint_root, self.progress.step, self.accelerator, manifest
+        ) as partial:
+            self.accelerator.save_state(str(partial))
+            torch.save(self.rollout_source.state_dict(), partial / f"rollouts-{self.rank}.pt")
+
     def _load_latest_checkpoint(self) -> None:
-        latest = latest_checkpoint(self.checkpoint_root)
+        latest = checkpoint_to_resume(self.checkpoint_root, self.accelerator)
         if latest is None:
-            log.info("no checkpoint in %s: starting from the beginning", self.checkpoint_root)
             return
-        self.accelerator.load_state(str(latest))
+        with resuming_from(latest):
+            self.accelerator.load_state(str(latest))
+            self.rollout_source.load_state_dict(
+                torch.load(latest / f"rollouts-{self.rank}.pt", weights_only=False)
+            )
         if self.ctx.is_main_process:
             truncate_jsonl(self.ctx.directory / "metrics.jsonl", self.progress.step)
         log.info("resumed from %s (step %d)", latest, self.progress.step)

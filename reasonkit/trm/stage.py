@@ -27,13 +27,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from reasonkit.checkpoints import CheckpointError, checkpoint_to_resume, resuming_from, saving_checkpoint
 from reasonkit.config import to_dict
 from reasonkit.errors import ReasonkitError
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import package_versions, write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
 from reasonkit.schedule import adamw
-from reasonkit.stage import StageContext, latest_checkpoint
+from reasonkit.stage import StageContext
 from reasonkit.trm.config import TRMStage, default_eval_steps, effective_supervision_steps, ema_decay
 from reasonkit.trm.data import PuzzleKind, SlotFeed, puzzle_splits
 from reasonkit.trm.evaluate import evaluate_model, evaluate_split, report
@@ -264,38 +265,43 @@ class TRMRun:
         }
 
     def save_checkpoint(self) -> None:
-        directory = self.checkpoint_root / f"step-{self.step:06d}"
-        directory.mkdir(parents=True, exist_ok=True)
-        if self.ctx.is_main_process:
-            torch.save(
-                {
-                    "model": self._raw_model().state_dict(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(),
-                    "ema": self.ema,
-                    "step": self.step,
-                    "world": self.world,
-                },
-                directory / "state.pt",
+        """Weights, optimizer, scheduler, EMA and each process's slots; visible only once whole (checkpoints.py)."""
+
+        def manifest(directory):
+            write_manifest(
+                directory, stage="trm", objective=self.objective(), traces=False, think_prefilled=False
             )
-        torch.save(dataclasses.asdict(self.slots), directory / f"slots-{self.rank}.pt")
-        self.accelerator.wait_for_everyone()
+
+        with saving_checkpoint(self.checkpoint_root, self.step, self.accelerator, manifest) as partial:
+            if self.ctx.is_main_process:
+                torch.save(
+                    {
+                        "model": self._raw_model().state_dict(),
+                        "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(),
+                        "ema": self.ema,
+                        "step": self.step,
+                        "world": self.world,
+                    },
+                    partial / "state.pt",
+                )
+            torch.save(dataclasses.asdict(self.slots), partial / f"slots-{self.rank}.pt")
 
     def _load_latest_checkpoint(self) -> None:
-        latest = latest_checkpoint(self.checkpoint_root)
+        latest = checkpoint_to_resume(self.checkpoint_root, self.accelerator)
         if latest is None:
-            log.info("no checkpoint in %s: starting from the beginning", self.checkpoint_root)
             return
-        state = torch.load(latest / "state.pt", weights_only=False)
-        if state["world"] != self.world:
-            raise TRMError(
-                f"{latest} was written by {state['world']} processes; resume it with as many (now {self.world})"
-            )
-        self._raw_model().load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.ema, self.step = state["ema"], state["step"]
-        self.slots = Slots(**torch.load(latest / f"slots-{self.rank}.pt", weights_only=False))
+        with resuming_from(latest):
+            state = torch.load(latest / "state.pt", weights_only=False)
+            if state["world"] != self.world:
+                raise CheckpointError(
+                    f"{latest} was written by {state['world']} processes; resume it with as many (now {self.world})"
+                )
+            self._raw_model().load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.ema, self.step = state["ema"], state["step"]
+            self.slots = Slots(**torch.load(latest / f"slots-{self.rank}.pt", weights_only=False))
         if self.ctx.is_main_process:
             truncate_jsonl(self.ctx.directory / "metrics.jsonl", self.step)
         log.info("resumed from %s (step %d)", latest, self.step)

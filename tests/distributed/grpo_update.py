@@ -113,11 +113,10 @@ def main(model_dir: str, out_dir: str, overrides: list[str]) -> None:
         weights = {name: tensor.float().cpu() for name, tensor in weights.items()}
         torch.save({"metrics": steps[-1], "steps": steps, "weights": weights}, Path(out_dir) / "result.pt")
     run.scorer.close()
-    run.accelerator.wait_for_everyone()
-    # Tear the process group down before the interpreter does: a gloo group left to exit-time
-    # destructors once aborted a ZeRO-3 run ("terminate called without an active exception").
-    run.accelerator.end_training()
 
 
 if __name__ == "__main__":
+    from reasonkit.launch import end_process
+
     main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    end_process(0)  # as `reasonkit run` ends
