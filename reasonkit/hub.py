@@ -54,6 +54,7 @@ class Access:
 
 _access: Access | None = None
 _user_offline: bool | None = None  # as the user's environment said, before keep_offline changed it
+_told_cache = False  # whether the console was told that hub ids come from the cache
 
 
 def keep_offline() -> None:
@@ -71,7 +72,7 @@ def access() -> Access:
     if _access is None:
         user_offline = _user_offline if _user_offline is not None else _offline_in_environment()
         if user_offline:
-            _access = Access(False, "HF_HUB_OFFLINE is set")
+            _access = Access(False, "the hub is not asked (HF_HUB_OFFLINE is set)")
         else:
             error = _probe()
             _access = Access(
@@ -95,6 +96,7 @@ def reading(name: str, what: str):
     """Around a library call that reads ``name`` (a local path or a hub id), ``what`` saying what it is
     ("model", "dataset", ...): a hub id decides hub access first; one that the offline libraries cannot
     find in the cache becomes ``HubUnreachable``. Library errors that are not about finding it pass."""
+    global _told_cache
     if not is_hub_id(name):
         yield
         return
@@ -105,8 +107,9 @@ def reading(name: str, what: str):
         if state.reachable:
             raise
         raise HubUnreachable(unreachable_message(name, what, state.why_not)) from None
-    if not state.reachable and state.probed:  # a user who set HF_HUB_OFFLINE knows
-        log.info("%s %r: read from the local cache (%s)", what, name, state.why_not)
+    if not state.reachable and state.probed and not _told_cache:  # who set HF_HUB_OFFLINE knows
+        _told_cache = True
+        log.info("%s; hub ids are read from the local cache (%s %r was there)", state.why_not, what, name)
 
 
 def where_is_model(name: str) -> str:

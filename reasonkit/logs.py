@@ -10,6 +10,7 @@
   on the console instead.
 - Processes other than a launch's main one show errors only, and print nothing to stdout (their stage
   banners would repeat the main one's); their records go to the same log file, marked with their rank.
+  torch's C++ warnings bypass Python's logging: the main process shows them, the others drop them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ OWN_HANDLERS = ("transformers", "datasets", "huggingface_hub")
 _installed: list[logging.Handler] = []
 _pending: logging.handlers.MemoryHandler | None = None
 _saved_stdout = None
+_saved_level: int | None = None
 
 
 class _Stderr(logging.StreamHandler):
@@ -68,7 +70,7 @@ def rank() -> int:
 def setup(log_file_follows: bool) -> None:
     """Route records as the module says; ``log_file_follows``: the command opens a log file
     (``write_library_log``), so library records wait for it instead of reaching the console."""
-    global _pending, _saved_stdout
+    global _pending, _saved_stdout, _saved_level
     close()
     main_process = rank() == 0
     console = _Stderr()
@@ -80,12 +82,17 @@ def setup(log_file_follows: bool) -> None:
         _pending = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
         _installed.append(_pending)
     root = logging.getLogger()
+    _saved_level = root.level
     root.setLevel(logging.INFO)
     for handler in _installed:
         root.addHandler(handler)
     logging.captureWarnings(True)
     if not main_process:
         _saved_stdout, sys.stdout = sys.stdout, open(os.devnull, "w")
+        # torch's C++ warnings (DDP's "find_unused_parameters=True ...") go straight to stderr, past
+        # Python's logging; the main process still shows them. Read when torch loads, which the
+        # command line has not done yet.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 
 
 def quiet_libraries(deepspeed: bool) -> None:
@@ -132,7 +139,7 @@ def write_library_log(path: Path) -> None:
 def close() -> None:
     """Undo ``setup`` (the command line calls it when a command returns). Library warnings still
     held (the command ended before its log file opened) go to the console, not away."""
-    global _pending, _saved_stdout
+    global _pending, _saved_stdout, _saved_level
     if _pending is not None and rank() == 0:
         console = _installed[0]
         for record in _pending.buffer:
@@ -145,6 +152,9 @@ def close() -> None:
     _installed.clear()
     _pending = None
     logging.captureWarnings(False)
+    if _saved_level is not None:
+        root.setLevel(_saved_level)
+        _saved_level = None
     if _saved_stdout is not None:
         sys.stdout.close()
         sys.stdout, _saved_stdout = _saved_stdout, None
