@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     uses_libraries = args.command in ("run", "eval", "generate")
     loads_models = uses_libraries and not getattr(args, "dry_run", False)
     logs.setup(log_file_follows=loads_models)
+    told = False
     try:
         if uses_libraries:
             logs.quiet_libraries(deepspeed=loads_models)  # accelerate imports it with the models
@@ -94,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         return _command(args)
     except ReasonkitError as exc:  # what the user can fix: the message says how, no traceback
         print(f"reasonkit: error: {exc}", file=sys.stderr)
+        told = True
         return 2
     finally:
-        logs.close()
+        # Library warnings held for a run log that never opened (the run stopped before its folder
+        # was ready): shown, unless our own message already says what went wrong.
+        logs.close(show_held=not told)
 
 
 def _command_log(args) -> Path:

@@ -37,7 +37,6 @@ _FILE_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv", ".arrow", ".txt", ".yam
 _LOCAL_FORM = {
     "model": "a directory saved with save_pretrained",
     "tokenizer": "a directory saved with save_pretrained",
-    "teacher": "a directory saved with save_pretrained",
 }
 
 

@@ -136,11 +136,11 @@ def write_library_log(path: Path) -> None:
     _pending = None
 
 
-def close() -> None:
+def close(show_held: bool = True) -> None:
     """Undo ``setup`` (the command line calls it when a command returns). Library warnings still
-    held (the command ended before its log file opened) go to the console, not away."""
+    held (the command ended before its log file opened) go to the console with ``show_held``."""
     global _pending, _saved_stdout, _saved_level
-    if _pending is not None and rank() == 0:
+    if _pending is not None and show_held and rank() == 0:
         console = _installed[0]
         for record in _pending.buffer:
             if record.levelno >= logging.WARNING and not console.filter(record):  # not shown yet
