@@ -22,14 +22,17 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Hub settings of the machine running the tests, which would change what is being tested.
-HUB_VARIABLES = (
+# Hub and proxy settings of the machine running the tests, which would change what is being tested.
+MACHINE_SETTINGS = (
     "HF_HUB_OFFLINE",
     "TRANSFORMERS_OFFLINE",
     "HF_DATASETS_OFFLINE",
     "HF_HUB_CACHE",
     "HF_DATASETS_CACHE",
     "HF_ENDPOINT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
 )
 
 attempts: list[str] = []
@@ -74,7 +77,7 @@ def run_offline(commands: list[list[str]], hf_home: Path, **env) -> list[dict]:
     refused = subprocess.run(["unshare", "-rn", "true"], capture_output=True, text=True)
     if refused.returncode != 0:
         pytest.skip(f"network namespaces are refused here (unshare -rn: {refused.stderr.strip()})")
-    environment = {k: v for k, v in os.environ.items() if k not in HUB_VARIABLES}
+    environment = {k: v for k, v in os.environ.items() if k.upper() not in MACHINE_SETTINGS}
     environment.update(HF_HOME=str(hf_home), PYTHONPATH=str(ROOT), **env)
     done = subprocess.run(
         ["unshare", "-rn", sys.executable, "-m", "tests.offline_cli", json.dumps(commands)],
