@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
+from pathlib import Path
 
+from reasonkit import hub, logs
 from reasonkit.config import load_recipe
 from reasonkit.errors import ReasonkitError
 from reasonkit.launch import end_process
@@ -82,13 +83,35 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    hub.keep_offline()  # until something names a hub id: a local run makes no hub call
+    uses_libraries = args.command in ("run", "eval", "generate")
+    loads_models = uses_libraries and not getattr(args, "dry_run", False)
+    logs.setup(log_file_follows=loads_models)
+    told = False
     try:
+        if uses_libraries:
+            logs.quiet_libraries(deepspeed=loads_models)  # accelerate imports it with the models
+        if args.command in ("eval", "generate"):
+            logs.write_library_log(_command_log(args))
         code = _command(args)
     except ReasonkitError as exc:  # what the user can fix: the message says how, no traceback
         print(f"reasonkit: error: {exc}", file=sys.stderr)
-        code = 2
+        told, code = True, 2
+    finally:
+        # Library warnings held for a run log that never opened (the run stopped before its folder
+        # was ready): shown, unless our own message already says what went wrong.
+        logs.close(show_held=not told)
     return end_process(code)  # under a multi-process launch: every process ends cleanly, here
+
+
+def _command_log(args) -> Path:
+    """Where eval and generate write the libraries' log records: beside their results."""
+    if args.command == "eval":
+        path = Path(args.output) / "eval.log"
+    else:
+        path = Path(args.output).with_suffix(".log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _command(args) -> int:

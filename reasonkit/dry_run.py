@@ -1,8 +1,9 @@
 """``reasonkit run RECIPE --dry-run``: everything a run checks before loading weights, and what it would optimise.
 
 For each stage: the data it reads (the first rows of each source, through the same loaders and format
-contract as a real run; hub datasets are streamed, not downloaded), the reward functions and the
-columns they need, and the resolved objective. Nothing is trained, no model is loaded.
+contract as a real run; hub datasets are streamed, not downloaded), where the model would be read
+from, the reward functions and the columns they need, and the resolved objective. Nothing is
+trained, no model is loaded.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import dataclasses
 import json
 
 from reasonkit.config import Recipe
+from reasonkit.errors import ReasonkitError
+from reasonkit.hub import where_is_model
 from reasonkit.metrics import TrackerMissing, check_trackers
 from reasonkit.stages import stage_type
 
@@ -27,6 +30,12 @@ def dry_run(recipe: Recipe, rows: int = SAMPLE_ROWS) -> int:
     except TrackerMissing as exc:
         failures += 1
         print(f"FAILED: {exc}")
+    if recipe.model.path is not None:
+        try:
+            print(f"ok: model {recipe.model.path}: {where_is_model(recipe.model.path)}")
+        except ReasonkitError as exc:
+            failures += 1
+            print(f"FAILED: {exc}")
     for name, stage in recipe.stages.items():
         print(f"\n=== stage {name} ({stage.type}) ===")
         entry = stage_type(stage.type)
@@ -38,7 +47,7 @@ def dry_run(recipe: Recipe, rows: int = SAMPLE_ROWS) -> int:
             print(f"  FAILED: {exc}")
         print("  objective: " + json.dumps(entry.describe(stage), indent=2).replace("\n", "\n  "))
     print(
-        f"\ndry run: {'all checks passed' if not failures else f'{failures} stage(s) failed'}; nothing was trained"
+        f"\ndry run: {'all checks passed' if not failures else f'{failures} check(s) failed'}; nothing was trained"
     )
     return 1 if failures else 0
 

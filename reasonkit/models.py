@@ -21,6 +21,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from reasonkit import hub
 from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_CLOSE, THINK_OPEN
 from reasonkit.rollout.base import stop_token_ids
@@ -122,7 +123,8 @@ def save_tiny_model(directory: str | Path, corpus: list[str], seed: int = 0, **s
 
 def load_tokenizer(path: str):
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        with hub.reading(path, "tokenizer"):
+            tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as exc:
         raise ModelLoadError(_not_found(path, exc)) from None
     if tokenizer.chat_template is None:
@@ -147,9 +149,10 @@ def load_model(path: str, dtype: str = "float32", attn_implementation: str = "sd
         merged.name_or_path = merged.config._name_or_path = str(path)
         return merged
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=DTYPES[dtype], attn_implementation=attn_implementation
-        )
+        with hub.reading(path, "model"):
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=DTYPES[dtype], attn_implementation=attn_implementation
+            )
     except OSError as exc:
         raise ModelLoadError(_not_found(path, exc)) from None
     return model

@@ -6,6 +6,7 @@ stopped part-way keeps what it finished. With ``resume``, finished stages (those
 are skipped and an unfinished one continues from its latest checkpoint. With a tracker in
 ``report_to`` (wandb), each stage runs inside its own tracker run: the resolved recipe and the stage's
 objective as its config, the stage's metrics as they are logged, and its summary at the end.
+The libraries' log records go to ``run.log`` there (reasonkit.logs).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from reasonkit.config import Recipe, SFTStage, to_dict
 from reasonkit.data import load_examples
 from reasonkit.evaluate import RECIPE_TEST
 from reasonkit.format import format_completion
+from reasonkit.logs import write_library_log
 from reasonkit.metrics import check_trackers, format_table, tracked_stage
 from reasonkit.run_dir import DONE_FILE, RECIPE_FILE, prepare_output_dir
 from reasonkit.stage import StageContext
@@ -46,6 +48,7 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
         if uses_lm and recipe.model.tiny is not None and not (resume and Path(base_model).exists()):
             build_tiny_base_model(recipe, Path(base_model))
     state.wait_for_everyone()
+    write_library_log(out / "run.log")  # the libraries' records, off the console (reasonkit.logs)
 
     summary = {"recipe": recipe.output_dir, "stages": {}}
     models = {"model": base_model}  # the models saved so far, by the names recipes use

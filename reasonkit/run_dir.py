@@ -45,7 +45,7 @@ def prepare_output_dir(out: Path, recipe: Recipe, resume: bool, overwrite: bool,
         out.mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
     check_shared(out, state)
-    ours = [out / name for name in [*recipe.stages, "base_model", "summary.json", RECIPE_FILE]]
+    ours = [out / name for name in [*recipe.stages, "base_model", "summary.json", RECIPE_FILE, "run.log"]]
     existing = [p for p in ours if p.exists()]
     if existing and not resume and not overwrite:
         raise RunDirectoryError(

@@ -24,14 +24,15 @@ REAL_RECIPES = {
 
 
 @pytest.mark.parametrize("recipe", REAL_RECIPES)
-def test_real_recipes_dry_run_on_sample_rows(recipe, capsys):
-    assert main(["run", "--dry-run", recipe, *REAL_RECIPES[recipe]]) == 0
+def test_real_recipes_dry_run_on_sample_rows(recipe, tiny_model_dir, capsys):
+    assert main(["run", "--dry-run", recipe, *REAL_RECIPES[recipe], f"model.path={tiny_model_dir}"]) == 0
     out = capsys.readouterr().out
     assert "FAILED" not in out and "dry run: all checks passed; nothing was trained" in out
+    assert f"ok: model {tiny_model_dir}: a local directory" in out
     assert '"loss"' in out  # the resolved objective of each training stage is printed
 
 
-def test_dry_run_reports_data_a_reward_cannot_use_and_fails(capsys):
+def test_dry_run_reports_data_a_reward_cannot_use_and_fails(tiny_model_dir, capsys):
     args = [
         "run",
         "--dry-run",
@@ -39,8 +40,8 @@ def test_dry_run_reports_data_a_reward_cannot_use_and_fails(capsys):
         *REAL_RECIPES["recipes/qwen2.5_1.5b_math_r1.yaml"],
     ]
     args[-2] = f"data.rl.path={SAMPLES}/code_rl.jsonl"  # prompts without gold answers
-    args.append("data.rl.prompt_column=prompt")
+    args += ["data.rl.prompt_column=prompt", f"model.path={tiny_model_dir}"]
     assert main(args) == 1
     out = capsys.readouterr().out
     assert "FAILED: reward 'math' needs dataset column(s) ['answer']" in out
-    assert "1 stage(s) failed" in out
+    assert "1 check(s) failed" in out

@@ -56,7 +56,8 @@ def benchmark_name(source: BenchmarkSource) -> str:
 
 def load_benchmark(source: BenchmarkSource) -> list[Problem]:
     rows = load_rows(
-        DatasetSource(source.path, split=source.split, subset=source.subset, max_rows=source.max_rows)
+        DatasetSource(source.path, split=source.split, subset=source.subset, max_rows=source.max_rows),
+        "benchmark",
     )
     if not rows:
         raise DataError(f"benchmark {source.path!r} has no rows")

@@ -11,6 +11,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from reasonkit import hub
 from reasonkit.config import DataConfig, DatasetSource
 from reasonkit.errors import ReasonkitError
 from reasonkit.format import THINK_CLOSE, THINK_OPEN, parse_completion
@@ -115,11 +116,13 @@ def _source(data: DataConfig, split: str) -> DatasetSource:
     return source
 
 
-def load_rows(source: DatasetSource) -> list[dict]:
-    """The raw rows of a local file or hub dataset, as dicts."""
+def load_rows(source: DatasetSource, what: str = "dataset") -> list[dict]:
+    """The raw rows of a local file or hub dataset, as dicts; ``what`` names it in errors."""
     import datasets  # slow import, only needed here
 
     path = Path(source.path)
+    if not path.exists() and path.suffix in LOCAL_FORMATS:
+        raise DataError(f"could not load {what} {source.path!r}: no such file")
     try:
         if path.is_file():
             if path.suffix not in LOCAL_FORMATS:
@@ -128,16 +131,18 @@ def load_rows(source: DatasetSource) -> list[dict]:
                 )
             dataset = datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train")
         elif source.max_rows is not None:  # a few rows of a hub dataset: stream them, skip the download
-            stream = datasets.load_dataset(source.path, source.subset, split=source.split, streaming=True)
-            return list(stream.take(source.max_rows))
+            with hub.reading(source.path, what):
+                stream = datasets.load_dataset(source.path, source.subset, split=source.split, streaming=True)
+                return list(stream.take(source.max_rows))
         else:
-            dataset = datasets.load_dataset(source.path, source.subset, split=source.split)
-    except DataError:
+            with hub.reading(source.path, what):
+                dataset = datasets.load_dataset(source.path, source.subset, split=source.split)
+    except ReasonkitError:
         raise
     except Exception as exc:  # datasets raises many types for "not found / not readable"
         kind = "local path" if path.exists() else "local file or hub dataset id"
         raise DataError(
-            f"could not load dataset {source.path!r} ({kind}): {type(exc).__name__}: {exc}"
+            f"could not load {what} {source.path!r} ({kind}): {type(exc).__name__}: {exc}"
         ) from None
     if source.max_rows is not None:
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))

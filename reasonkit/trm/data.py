@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from reasonkit import hub
 from reasonkit.errors import ReasonkitError
 from reasonkit.tasks import mazes, sudoku
 from reasonkit.trm.config import SudokuSettings, TRMTask
@@ -128,9 +129,10 @@ def _hardness(settings: SudokuSettings) -> sudoku.Hardness:
 
 def read_puzzle_file(source, shape: sudoku.Shape) -> list:
     """The puzzles of a ``PuzzleFile`` (local file or hub id), Sudoku-Extreme shaped."""
-    return sudoku.read_puzzle_rows(
-        source.path, shape, source.split, source.puzzle_column, source.solution_column, source.max_rows
-    )
+    with hub.reading(source.path, "puzzle file"):
+        return sudoku.read_puzzle_rows(
+            source.path, shape, source.split, source.puzzle_column, source.solution_column, source.max_rows
+        )
 
 
 class SlotFeed:
