@@ -21,7 +21,19 @@ class SamplingSettings:
     top_p: float = 1.0
     top_k: int = 0  # 0: off
     max_new_tokens: int = 256
-    seed: int | None = None
+    seed: int | None = None  # None: the engine's own random state
+
+
+def prompt_seed(sampling: SamplingSettings, index: int) -> int | None:
+    """The seed of the request for the ``index``-th prompt of a call. vLLM seeds a request's n samples
+    seed, seed + 1, ...: prompts are spaced n apart, so no two samples of a call share a seed.
+
+    >>> prompt_seed(SamplingSettings(n=4, seed=100), 2)
+    108
+    >>> prompt_seed(SamplingSettings(n=4), 2) is None
+    True
+    """
+    return None if sampling.seed is None else sampling.seed + index * sampling.n
 
 
 @dataclass

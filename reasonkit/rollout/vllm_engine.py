@@ -26,6 +26,7 @@ from reasonkit.rollout.base import (
     Rollout,
     SamplingSettings,
     end_at_first_stop,
+    prompt_seed,
     stop_token_ids,
 )
 from reasonkit.rollout.policy_weights import policy_weights
@@ -129,17 +130,20 @@ class VLLMEngine:
 
         self._wake_up()
         greedy = sampling.temperature == 0
-        params = SamplingParams(
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=1.0 if greedy else sampling.top_p,
-            top_k=-1 if greedy or sampling.top_k == 0 else sampling.top_k,
-            max_tokens=sampling.max_new_tokens,
-            stop_token_ids=self.stop_token_ids,
-            seed=sampling.seed,
-            logprobs=0 if with_logprobs else None,  # 0: only the sampled token's
-            skip_special_tokens=True,
-        )
+        params = [
+            SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=1.0 if greedy else sampling.top_p,
+                top_k=-1 if greedy or sampling.top_k == 0 else sampling.top_k,
+                max_tokens=sampling.max_new_tokens,
+                stop_token_ids=self.stop_token_ids,
+                seed=prompt_seed(sampling, index),
+                logprobs=0 if with_logprobs else None,  # 0: only the sampled token's
+                skip_special_tokens=True,
+            )
+            for index in range(len(prompt_texts))
+        ]
         prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompt_texts]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
         if progress is not None:

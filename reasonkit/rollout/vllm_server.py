@@ -49,6 +49,7 @@ from reasonkit.rollout.base import (
     Rollout,
     SamplingSettings,
     end_at_first_stop,
+    prompt_seed,
     stop_token_ids,
 )
 from reasonkit.rollout.policy_weights import policy_weight_metadata, policy_weights
@@ -288,8 +289,10 @@ class VLLMServerEngine:
         # Spread over the servers, each process starting at another one.
         servers = [self.servers[(i + self.rank) % len(self.servers)] for i in range(len(prompt_ids))]
         futures = [
-            self.pool.submit(self._generate_one, s, ids, sampling, with_logprobs)
-            for s, ids in zip(servers, prompt_ids)
+            self.pool.submit(
+                self._generate_one, s, ids, sampling, prompt_seed(sampling, index), with_logprobs
+            )
+            for index, (s, ids) in enumerate(zip(servers, prompt_ids))
         ]
         rollouts = []
         for index, (ids, future) in enumerate(zip(prompt_ids, futures)):
@@ -300,7 +303,12 @@ class VLLMServerEngine:
         return rollouts
 
     def _generate_one(
-        self, server: Server, prompt_ids: list[int], sampling: SamplingSettings, with_logprobs: bool
+        self,
+        server: Server,
+        prompt_ids: list[int],
+        sampling: SamplingSettings,
+        seed: int | None,
+        with_logprobs: bool,
     ) -> list[dict]:
         greedy = sampling.temperature == 0
         body = {
@@ -312,7 +320,7 @@ class VLLMServerEngine:
                 "top_k": -1 if greedy or sampling.top_k == 0 else sampling.top_k,
                 "max_tokens": sampling.max_new_tokens,
                 "stop_token_ids": self.stop_token_ids,
-                "seed": sampling.seed,
+                "seed": seed,
                 "logprobs": 0 if with_logprobs else None,  # 0: only the sampled token's
             },
         }

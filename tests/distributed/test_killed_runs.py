@@ -85,11 +85,11 @@ def recipe(directory: Path) -> Path:
     return path
 
 
-def command(processes: int, *args) -> list[str]:
+def command(processes: int, *args, config: str = "ddp") -> list[str]:
     script = [str(HERE / "run_recipe.py"), *map(str, args)]
     if processes == 1:
         return [sys.executable, *script]
-    launch = ["-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "ddp.yaml")]
+    launch = ["-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / f"{config}.yaml")]
     launch += [
         "--num_processes",
         str(processes),
@@ -101,19 +101,21 @@ def command(processes: int, *args) -> list[str]:
     return [sys.executable, *launch, *script]
 
 
-def run(processes: int, *args) -> str:
-    done = subprocess.run(command(processes, *args), capture_output=True, text=True, timeout=600)
+def run(processes: int, *args, config: str = "ddp") -> str:
+    done = subprocess.run(
+        command(processes, *args, config=config), capture_output=True, text=True, timeout=600
+    )
     if done.returncode != 0:
         pytest.fail(f"run {args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
     return done.stdout
 
 
-def kill_while_saving(processes: int, stage: str, marker: Path, *args) -> str:
+def kill_while_saving(processes: int, stage: str, marker: Path, *args, config: str = "ddp") -> str:
     """Start the run, wait until STAGE's step-4 checkpoint is about to be published, kill every process;
     what the run printed."""
     printed = marker.with_suffix(".out")
     launched = subprocess.Popen(
-        command(processes, "--stall-at-checkpoint", stage, KILLED_AT, marker, *args),
+        command(processes, "--stall-at-checkpoint", stage, KILLED_AT, marker, *args, config=config),
         stdout=printed.open("w"),
         stderr=subprocess.PIPE,
         text=True,

@@ -178,7 +178,7 @@ def pipeline_recipe(directory: Path) -> Path:
                 "max_new_tokens": 12,
                 "learning_rate": 1e-3,
                 "beta": 0.04,
-                "max_steps": 4,
+                "max_steps": 5,
                 "save_steps": 2,
                 "engine": "transformers",
                 "reward_workers": 0,
@@ -192,20 +192,25 @@ def pipeline_recipe(directory: Path) -> Path:
     return path
 
 
-def test_recipe_under_zero3_and_a_killed_run_resumes_to_the_same_weights(tmp_path):
+def test_recipe_under_zero3_and_a_run_killed_while_saving_resumes_to_the_same_weights(tmp_path):
+    """Every ZeRO-3 process writes its shard of each checkpoint; a run killed (SIGKILL) while GRPO's step-4
+    checkpoint is being written resumes from step 2 to the weights of a run that never stopped."""
+    from tests.distributed.test_killed_runs import kill_while_saving, run
+
     straight = pipeline_recipe(tmp_path / "straight")
-    launch("run_recipe.py", straight, config="zero3")
+    run(2, straight, config="zero3")
     summary = json.loads((tmp_path / "straight" / "run" / "summary.json").read_text())
     assert summary["stages"]["eval"]["models"]["grpo"]["test"]["n"] == 20
     grpo = tmp_path / "straight" / "run" / "grpo"
     records = [json.loads(line) for line in (grpo / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2, 3, 4]  # one writer: rank 0
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]  # one writer: rank 0
 
     killed = pipeline_recipe(tmp_path / "killed")
-    died = launch("run_recipe.py", "--die-at-step", 3, killed, config="zero3", check=False)
-    assert died.returncode != 0
-    assert (tmp_path / "killed" / "run" / "grpo" / "checkpoints" / "step-000002").is_dir()
-    launch("run_recipe.py", killed, "--resume", config="zero3")
+    kill_while_saving(2, "grpo", tmp_path / "stalled", killed, config="zero3")
+    checkpoints = tmp_path / "killed" / "run" / "grpo" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["partial", "step-000002"]
+    printed = run(2, killed, "--resume", config="zero3")
+    assert "=== stage grpo (grpo): resuming from step 2 " in printed
 
     expected = load_file(grpo / "model" / "model.safetensors")
     resumed = load_file(tmp_path / "killed" / "run" / "grpo" / "model" / "model.safetensors")
