@@ -207,6 +207,9 @@ class _PublishCheckpoints(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         partial = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        card = Path(args.output_dir) / "README.md"  # TRL's model card, written beside each checkpoint
+        if card.exists():
+            card.replace(partial / card.name)
         publish_checkpoint(
             partial, checkpoint_dir(self.root, state.global_step), process_state(), self.write_manifest
         )
