@@ -271,9 +271,9 @@ class GRPOStage:
     engine: str = "auto"
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
     vllm_server: VLLMServerSettings = field(default_factory=VLLMServerSettings)
-    # k > 0: the next k batches are generated while this one trains (one-step-off-policy for k = 1), each
-    # sampled by weights at most k updates old (the importance weights below correct for it). Engines
-    # that generate apart from the trainer (vllm_server) only; 0: generate, then train.
+    # 1: the next batch is generated while this one trains (one-step-off-policy), sampled whole by the
+    # weights of one update earlier (the importance weights below correct for it); engines that generate
+    # apart from the trainer (vllm_server) only. 0: generate, then train.
     async_rollouts: int = 0
     # completions (prompts x num_generations) per generate call (transformers engine); at least one
     # prompt's G. What a call holds in memory.

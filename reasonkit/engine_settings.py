@@ -51,6 +51,11 @@ def check_engine(where: str, name: str, async_rollouts: int = 0) -> list[str]:
             f"{name} samples on the trainer's own devices, so generating ahead would only take turns with "
             "training, and it cannot change weights under a generation in flight"
         ]
-    if async_rollouts < 0:
-        return [f"{where.rsplit('.', 1)[0]}.async_rollouts: {async_rollouts}; 0 (synchronous) or more"]
+    if async_rollouts not in (0, 1):
+        return [
+            f"{where.rsplit('.', 1)[0]}.async_rollouts: {async_rollouts}; 0 (synchronous) or 1 (one-step-off-policy). "
+            "Each weight push waits for the batches in flight, so that a batch is sampled whole by one version "
+            "of the weights (reproducible, resumable): more batches ahead would overlap no more generation "
+            "with training, only train further off-policy"
+        ]
     return []

@@ -39,7 +39,7 @@ def grpo_objective(stage: GRPOStage, rewards: list, logprobs_are_trainers: bool)
         "num_iterations": s.num_iterations,
         "lora": lora_summary(s.lora),
         "correction": _correction(s, logprobs_are_trainers),
-        "off_policy": f"sampled by weights up to {s.async_rollouts} update(s) old (async_rollouts)"
+        "off_policy": "each batch sampled whole by the weights of one update earlier (async_rollouts)"
         if s.async_rollouts
         else "on-policy: each batch sampled by the weights it trains",
         "sampling": {
