@@ -5,7 +5,7 @@ with, seen whole by every process.
   it), and says what is there: which stages finished, and where an unfinished one stopped.
 - ``--resume`` refuses a recipe that differs from the one the run began with (``<output_dir>/recipe.yaml``)
   in anything already trained: the resumed run would not be the run that was stopped. Stages that have not
-  begun may change, and so may what does not touch the weights (``RESUME_MAY_CHANGE``).
+  begun may change, and so may what does not change what is trained (``RESUME_MAY_CHANGE``).
 - On several machines, every process must see the same folder: stages read the models earlier stages
   saved, and a checkpoint's parts from every process must sit together. A run whose machines do not share
   it is refused at start (``check_shared``).
@@ -27,8 +27,19 @@ from reasonkit.errors import ReasonkitError
 
 RECIPE_FILE = "recipe.yaml"
 DONE_FILE = "done.json"  # in a stage's folder once it has finished
-# Settings a resumed run may change: where metrics go, how often they are written and checkpoints made.
-RESUME_MAY_CHANGE = ("report_to", "logging_steps", "save_steps")
+# Settings a resumed run may change, since none changes what is trained: where metrics go and how often,
+# how often checkpoints are made, where the vLLM servers are (each request carries its seed) and how long
+# to wait for them, and memory: micro-batch size (float rounding aside: tests/distributed) and KV cache.
+RESUME_MAY_CHANGE = (
+    "report_to",
+    "logging_steps",
+    "save_steps",
+    "vllm_server",
+    "token_budget",
+    "reward_workers",
+    "gpu_memory_utilization",
+    "kv_cache_gb",
+)
 
 
 class RunDirectoryError(ReasonkitError, RuntimeError):
@@ -116,9 +127,9 @@ def recipe_differences(before: dict, after: dict, prefix: str = "") -> list[tupl
 
 def _matters(key: str, begun: list[str]) -> bool:
     """Whether a changed setting touches what the begun stages trained."""
-    if key.rsplit(".", 1)[-1] in RESUME_MAY_CHANGE:
-        return False
     parts = key.split(".")
+    if any(part in RESUME_MAY_CHANGE for part in parts):
+        return False
     if parts[0] == "stages":
         return parts[1] in begun
     return True  # model, data, seed, output_dir: every stage's
