@@ -29,12 +29,6 @@ class StageContext:
         return merged_dir_of(self.model_dir)
 
 
-def latest_checkpoint(root: Path) -> Path | None:
-    """The newest ``step-*`` checkpoint folder under ``root`` (their names sort by step), or None."""
-    found = sorted(root.glob("step-*")) if root.exists() else []
-    return found[-1] if found else None
-
-
 def merged_dir_of(model_dir: str | Path) -> Path:
     """Where a LoRA stage whose adapter is in ``model_dir`` writes its merged full weights (`lora.save_merged`)."""
     return Path(model_dir).parent / "merged"

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from reasonkit.checkpoints import CheckpointError
 from reasonkit.rollout import Rollout, RolloutEngine, SamplingSettings
 
 
@@ -158,9 +159,15 @@ class RolloutSource:
             "batches": self.batches,
             "pending": [(rows, future.result()) for rows, future in self.pending],
             "weight_version": getattr(self.engine, "weight_version", None),
+            "processes": self.processes,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if state["pending"] and state["processes"] != self.processes:
+            raise CheckpointError(
+                f"the checkpoint holds the batches {state['processes']} processes generated ahead, each its "
+                f"share: resume it with as many processes (now {self.processes})"
+            )
         self.batches = state["batches"]
         self.pending = deque((rows, _done(rollouts)) for rows, rollouts in state["pending"])
         if state["weight_version"] is not None:

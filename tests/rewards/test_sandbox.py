@@ -17,7 +17,9 @@ import pytest
 from rewards.sandbox import Limits, isolation, run_python
 
 LIMITS = Limits(wall_seconds=3.0, cpu_seconds=2, memory_bytes=256 << 20, output_bytes=64 << 10, processes=16)
-SLACK = 2.0  # seconds allowed beyond the wall-clock limit for start-up and clean-up
+# Beyond the wall-clock limit: a guard against a sandbox that never ends a run, not a measurement of how
+# fast it ends one (that is BENCHMARKS.md's); generous enough for a machine under any load.
+SLACK = 30.0
 SECRET = "hf_reasonkit_test_secret_token"
 
 needs_namespaces = pytest.mark.skipif(isolation() != "namespaces", reason="needs network/PID namespaces")
