@@ -174,7 +174,7 @@ def test_grpo_prompts_come_from_the_rl_split_when_there_is_one(tmp_path):
     assert {r["style"] for r in rows} == {"plain"}  # no quick questions in this recipe
 
 
-def test_reward_and_accuracy_per_value_of_a_column(tmp_path):
+def test_reward_and_accuracy_per_value_of_a_column(tmp_path, capsys):
     """The demo's question: which prompts' rewards move. Per value of a column, logged, drawn, summarised."""
     recipe = grpo_recipe(tmp_path, max_steps=4, metrics_by="style")
     recipe.data.arithmetic.quick_share = 0.5
@@ -192,6 +192,8 @@ def test_reward_and_accuracy_per_value_of_a_column(tmp_path):
         summary["by_style"]["quick"]
     )
     assert (tmp_path / "grpo" / "curves.png").exists()
+    quick = summary["by_style"]["quick"]
+    assert f"quick {quick['first_reward']:.3f} -> {quick['last_reward']:.3f}" in capsys.readouterr().out
 
 
 def test_an_rl_dataset_next_to_a_built_in_task_supplies_the_grpo_prompts(tmp_path):
