@@ -142,7 +142,9 @@ def test_reward_that_fails_on_every_sample_stops_the_run(tmp_path):
 
 def test_missing_reward_column_fails_before_the_first_step(tmp_path, monkeypatch):
     monkeypatch.setattr(grpo_trainer.GRPORun, "_step", lambda self: pytest.fail("a step ran"))
-    with pytest.raises(RewardError, match=r"needs dataset column\(s\) \['tests'\].*\['answer', 'prompt'\]"):
+    with pytest.raises(
+        RewardError, match=r"needs dataset column\(s\) \['tests'\].*\['answer', 'prompt', 'style'\]"
+    ):
         run_recipe(grpo_recipe(tmp_path, reward="needs_tests"))
 
 
