@@ -287,6 +287,10 @@ class GRPOStage:
 
     # Bookkeeping
     logging_steps: int = 1
+    # A column of the prompt data with a few values (the arithmetic task's `style`, MATH's `level`): reward
+    # and accuracy are also logged per value, as `reward/mean/<column>=<value>` and
+    # `accuracy/<column>=<value>`, drawn in curves.png beside the whole batch's, and summarised per value.
+    metrics_by: str | None = None
     # checkpoint (model, optimizer, scheduler, RNG, data position) every N steps
     save_steps: int = 50
     # null: the recipe's seed

@@ -73,11 +73,13 @@ def check_sft_data(recipe: Recipe, data, rows: int, stage) -> list[str]:
 def check_grpo_data(recipe: Recipe, data, rows: int, stage) -> list[str]:
     from reasonkit.data import load_prompt_rows, rl_split
     from reasonkit.grpo.scoring import check_columns, load_rewards
+    from reasonkit.grpo.step_metrics import check_metrics_by
 
     split = rl_split(data)
     prompt_rows = load_prompt_rows(data, split)
     weighted = load_rewards(stage.rewards)
     check_columns(weighted, set(prompt_rows[0]))
+    check_metrics_by(stage.metrics_by, prompt_rows)
     names = ", ".join(f"{r.name} x{r.weight}" for r in weighted)
     return [
         f"{split} prompts: {len(prompt_rows)} rows read, with columns {sorted(prompt_rows[0])}",

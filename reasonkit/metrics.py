@@ -213,35 +213,58 @@ def truncate_jsonl(path: str | Path, last_step: int) -> None:
 def plot_curves(
     records: list[dict], png_path: str | Path, x_key: str = "step", title: str = ""
 ) -> Path | None:
-    """One panel per numeric metric against ``x_key``; returns the PNG's path (None if nothing to plot)."""
+    """One panel per numeric metric against ``x_key`` (see ``curve_panels``); returns the PNG's path
+    (None if nothing to plot)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on training machines
     import matplotlib.pyplot as plt
 
-    keys = sorted(
-        {k for r in records for k, v in r.items() if k != x_key and _is_number(v)}, key=_panel_order
-    )
-    # A series that never changes (KL with beta = 0, a constant learning rate) is left out: it says nothing.
-    keys = [k for k in keys if len({r[k] for r in records if k in r}) > 1]
-    if not keys:
+    panels = curve_panels(records, x_key)
+    if not panels:
         return None
-    cols = min(3, len(keys))
-    rows = math.ceil(len(keys) / cols)
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3 * rows), squeeze=False)
-    for ax, key in zip(axes.flat, keys):
-        points = [(r[x_key], r[key]) for r in records if key in r and x_key in r]
-        ax.plot(*zip(*points), linewidth=1.2)
+    for ax, (key, series) in zip(axes.flat, panels.items()):
+        for name, label in series.items():
+            points = [(r[x_key], r[name]) for r in records if _is_number(r.get(name)) and x_key in r]
+            ax.plot(*zip(*points), linewidth=1.2, label=label)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel(x_key, fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys) :]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(png_path, dpi=90)
     plt.close(fig)
     return Path(png_path)
+
+
+def curve_panels(records: list[dict], x_key: str = "step") -> dict[str, dict[str, str]]:
+    """The panels ``plot_curves`` draws, in order: each metric's series, by the label each line gets.
+
+    A metric ``<name>/<column>=<value>`` (GRPO's ``metrics_by``) is a line in ``<name>``'s panel, beside
+    the whole batch's: a part of the batch that moves shows against an average that barely does.
+
+    >>> records = [{"step": s, "accuracy": s / 4, "accuracy/style=quick": s / 2, "kl": 0.0} for s in (1, 2)]
+    >>> curve_panels(records)
+    {'accuracy': {'accuracy': 'all', 'accuracy/style=quick': 'style=quick'}}
+    """
+    numeric = {k for r in records for k, v in r.items() if k != x_key and _is_number(v)}
+    parts = {k: k.rsplit("/", 1) for k in numeric if "=" in k.rsplit("/", 1)[-1]}
+    parts = {k: (base, label) for k, (base, label) in parts.items() if base in numeric}
+    keys = sorted(numeric - set(parts), key=_panel_order)
+    # A series that never changes (KL with beta = 0, a constant learning rate) is left out: it says nothing.
+    keys = [k for k in keys if len({r[k] for r in records if k in r}) > 1]
+    panels = {}
+    for key in keys:
+        mine = sorted((k, label) for k, (base, label) in parts.items() if base == key)
+        panels[key] = {key: "all", **dict(mine)} if mine else {key: key}
+    return panels
 
 
 FIRST_PANELS = ["reward/mean", "accuracy", "loss", "kl", "entropy", "completion_length", "learning_rate"]

@@ -178,10 +178,21 @@ def print_summary(summary: dict) -> None:
         "seconds",
     ]
     print("\n" + format_table(rows, columns))
+    print_by_value(summary)
     print_step_tables(summary)
     print(
         f"\ntotal wall time: {summary['wall_seconds']:.0f} s; summary: {Path(summary['recipe']) / 'summary.json'}"
     )
+
+
+def print_by_value(summary: dict) -> None:
+    """A GRPO stage's reward per value of its ``metrics_by`` column: which prompts' rewards moved, where
+    the whole batch's mean may barely move."""
+    for name, metrics in summary["stages"].items():
+        for key, by_value in metrics.items():
+            if metrics["type"] == "grpo" and key.startswith("by_"):
+                parts = [f"{value} {_first_to_last(m, 'reward')}" for value, m in by_value.items()]
+                print(f"\n{name} reward by {key[3:]} (first -> last tenth of the steps): {', '.join(parts)}")
 
 
 def print_step_tables(summary: dict) -> None:

@@ -72,8 +72,8 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
     names; the recipe's mapped columns also arrive under the names rewards read (``prompt``, ``answer``).
     """
     if _from_task(data, split):
-        examples, _ = load_examples(data, split, need_trace=False)
-        rows = [{"prompt": ex.prompt, "answer": ex.answer} for ex in examples]
+        problems = arithmetic_splits(**asdict(data.arithmetic))[split]
+        rows = [{"prompt": p.prompt, "answer": p.answer, "style": p.style} for p in problems]
         if not rows:
             raise DataError(f"the built-in task has no {split} prompts: set data.arithmetic.{split}_size")
         return rows

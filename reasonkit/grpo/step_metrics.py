@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
+from reasonkit.data import DataError
 from reasonkit.grpo.batch import Scored, Selection
+
+MAX_METRICS_VALUES = 20  # per-value curves of a column with more values would be unreadable
 
 
 def mean_present(values) -> float:
@@ -35,18 +38,68 @@ def step_metrics(scored: Scored, selection: Selection, num_generations: int, pro
     }
 
 
-def run_summary(records: list[dict], steps: int) -> dict:
-    """First and last reward (and accuracy): the first logged step, and the mean of the last tenth."""
+def check_metrics_by(column: str | None, rows: list[dict]) -> None:
+    """Fail before the first step when ``metrics_by`` names no column of the prompt data, or one with so
+    many values (an id, a free-text field) that per-value curves would say nothing."""
+    if column is None:
+        return
+    if column == "prompt" or column not in rows[0]:
+        others = sorted(k for k in rows[0] if k != "prompt")
+        raise DataError(f"metrics_by: {column!r} is not a column of the prompt data; it has {others}")
+    count = len({str(row[column]) for row in rows})
+    if count > MAX_METRICS_VALUES:
+        raise DataError(
+            f"metrics_by: column {column!r} has {count} different values; per-value metrics need one with "
+            f"at most {MAX_METRICS_VALUES} (a category or a level)"
+        )
+
+
+def metrics_by_value(
+    column: str, values: list, rewards: list[float], correct: list[float | None] | None
+) -> dict:
+    """The mean reward and accuracy of each value of a data ``column`` (``values``: one per completion,
+    aligned with ``rewards``, the ones a failed reward left out already dropped as None, and ``correct``:
+    1.0/0.0, None where the gold answer is unreadable). A batch can move little on average while a part
+    of it moves a lot: these say which part.
+
+    >>> metrics_by_value("style", ["quick", "quick", "plain", "plain"], [1.0, 0.0, 1.0, None], [1.0, 0.0, 1.0, 1.0])
+    {'reward/mean/style=plain': 1.0, 'accuracy/style=plain': 1.0, 'reward/mean/style=quick': 0.5, 'accuracy/style=quick': 0.5}
+    """
+    metrics = {}
+    for value in sorted({str(v) for v in values}):
+        rows = [i for i, v in enumerate(values) if str(v) == value]
+        metrics[f"reward/mean/{column}={value}"] = mean_present(rewards[i] for i in rows)
+        if correct is not None:
+            metrics[f"accuracy/{column}={value}"] = mean_present(correct[i] for i in rows)
+    return metrics
+
+
+def run_summary(records: list[dict], steps: int, metrics_by: str | None = None) -> dict:
+    """Reward (and accuracy) at the start and the end: the means of the first and of the last tenth of
+    the logged steps (one step alone is mostly noise: which prompts it drew). With ``metrics_by``, the
+    same per value of that column, under ``by_<column>``."""
     if not records:
         return {"steps": steps}
-    window = records[-max(1, len(records) // 10) :]
-    summary = {
-        "steps": steps,
-        "first_reward": records[0]["reward/mean"],
-        "last_reward": mean_present([r["reward/mean"] for r in window]),
-    }
-    if "accuracy" in records[0]:
-        summary.update(
-            first_accuracy=records[0]["accuracy"], last_accuracy=mean_present([r["accuracy"] for r in window])
-        )
+    summary = {"steps": steps, **_first_and_last(records, "reward/mean", "reward")}
+    summary.update(_first_and_last(records, "accuracy", "accuracy"))
+    if metrics_by:
+        prefix = f"reward/mean/{metrics_by}="
+        values = sorted({k[len(prefix) :] for r in records for k in r if k.startswith(prefix)})
+        summary[f"by_{metrics_by}"] = {
+            value: {
+                **_first_and_last(records, f"{prefix}{value}", "reward"),
+                **_first_and_last(records, f"accuracy/{metrics_by}={value}", "accuracy"),
+            }
+            for value in values
+        }
     return summary
+
+
+def _first_and_last(records: list[dict], key: str, name: str) -> dict:
+    """``first_<name>`` and ``last_<name>``: the means of ``key`` over the first and the last tenth of the
+    records that have it (none: nothing)."""
+    present = [r[key] for r in records if key in r]
+    if not present:
+        return {}
+    window = max(1, len(present) // 10)
+    return {f"first_{name}": mean_present(present[:window]), f"last_{name}": mean_present(present[-window:])}

@@ -48,7 +48,13 @@ from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt
 from reasonkit.grpo.logprobs import completion_logprobs, micro_batch_shape, micro_batches
 from reasonkit.grpo.objective import accuracy_verifier, grpo_objective
 from reasonkit.grpo.scoring import RewardScorer, check_columns, gather_scores, load_rewards
-from reasonkit.grpo.step_metrics import mean_present, run_summary, step_metrics
+from reasonkit.grpo.step_metrics import (
+    check_metrics_by,
+    mean_present,
+    metrics_by_value,
+    run_summary,
+    step_metrics,
+)
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
 from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, reward_logs, truncate_jsonl
@@ -115,6 +121,7 @@ class GRPORun:
         self.rewards = load_rewards(self.stage.rewards)
         self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
         check_columns(self.rewards, set(self.rows[0]))
+        check_metrics_by(self.stage.metrics_by, self.rows)
         self.accuracy_verifier = reward_registry.get(accuracy_verifier(self.stage))
         workers = self.stage.reward_workers
         self.scorer = RewardScorer(
@@ -367,13 +374,21 @@ class GRPORun:
             **step_metrics(scored, selection, self.stage.num_generations, prompt_tokens),
             **train_stats,
         }
+        judged = None
         if "answer" in scored.columns:
             correct = self.accuracy_verifier(
                 scored.prompts, scored.completions, answer=scored.columns["answer"]
             )
             # A gold answer the verifier cannot read (None) says nothing about the completion.
-            judged = [None if score is None else float(score == 1.0) for score in correct]
-            metrics["accuracy"] = mean_present(self._gather(judged))
+            judged = self._gather([None if score is None else float(score == 1.0) for score in correct])
+            metrics["accuracy"] = mean_present(judged)
+        if self.stage.metrics_by:
+            rewards = [
+                None if left_out else reward
+                for reward, left_out in zip(scored.scores.total.tolist(), selection.excluded.tolist())
+            ]
+            values = self._gather(scored.columns[self.stage.metrics_by])
+            metrics.update(metrics_by_value(self.stage.metrics_by, values, rewards, judged))
         return metrics
 
     def _update(self, batch: Batch) -> dict:
@@ -599,7 +614,7 @@ class GRPORun:
         self.metrics_log.close()
         records = read_jsonl(self.ctx.directory / "metrics.jsonl")
         plot_curves(records, self.ctx.directory / "curves.png", title=f"{self.ctx.name} (grpo)")
-        return run_summary(records, self.progress.step)
+        return run_summary(records, self.progress.step, self.stage.metrics_by)
 
 
 def run_grpo(ctx: StageContext, stage: GRPOStage, resume: bool = False) -> dict:

@@ -27,6 +27,12 @@ class Problem:
         return f"Quick: what is {self.a} * {self.b}?" if self.quick else f"What is {self.a} * {self.b}?"
 
     @property
+    def style(self) -> str:
+        """How the question is asked ("quick" or "plain"): a column of the task's GRPO prompts, so a run
+        can log its reward and accuracy per style (``metrics_by: style``)."""
+        return "quick" if self.quick else "plain"
+
+    @property
     def answer(self) -> str:
         return str(self.a * self.b)
 

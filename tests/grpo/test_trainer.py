@@ -142,7 +142,9 @@ def test_reward_that_fails_on_every_sample_stops_the_run(tmp_path):
 
 def test_missing_reward_column_fails_before_the_first_step(tmp_path, monkeypatch):
     monkeypatch.setattr(grpo_trainer.GRPORun, "_step", lambda self: pytest.fail("a step ran"))
-    with pytest.raises(RewardError, match=r"needs dataset column\(s\) \['tests'\].*\['answer', 'prompt'\]"):
+    with pytest.raises(
+        RewardError, match=r"needs dataset column\(s\) \['tests'\].*\['answer', 'prompt', 'style'\]"
+    ):
         run_recipe(grpo_recipe(tmp_path, reward="needs_tests"))
 
 
@@ -171,6 +173,29 @@ def test_grpo_prompts_come_from_the_rl_split_when_there_is_one(tmp_path):
     splits = arithmetic_splits(digits=2, test_size=20, train_size=200, rl_size=30)
     assert [r["prompt"] for r in rows] == [p.prompt for p in splits["rl"]]
     assert {r["answer"] for r in rows} == {p.answer for p in splits["rl"]}
+    assert {r["style"] for r in rows} == {"plain"}  # no quick questions in this recipe
+
+
+def test_reward_and_accuracy_per_value_of_a_column(tmp_path, capsys):
+    """The demo's question: which prompts' rewards move. Per value of a column, logged, drawn, summarised."""
+    recipe = grpo_recipe(tmp_path, max_steps=4, metrics_by="style")
+    recipe.data.arithmetic.quick_share = 0.5
+    summary = run_recipe(recipe)["stages"]["grpo"]
+    for record in metrics(tmp_path):
+        parts = [
+            record[f"reward/mean/style={v}"] for v in ("quick", "plain") if f"reward/mean/style={v}" in record
+        ]
+        assert parts and all(0 <= r <= 1 for r in parts)
+        # the whole batch's mean is a weighted mean of its parts' means
+        assert min(parts) - 1e-6 <= record["reward/mean"] <= max(parts) + 1e-6
+        assert {f"accuracy/style={v}" for v in ("quick", "plain")} & set(record)
+    assert set(summary["by_style"]) == {"quick", "plain"}
+    assert {"first_reward", "last_reward", "first_accuracy", "last_accuracy"} <= set(
+        summary["by_style"]["quick"]
+    )
+    assert (tmp_path / "grpo" / "curves.png").exists()
+    quick = summary["by_style"]["quick"]
+    assert f"quick {quick['first_reward']:.3f} -> {quick['last_reward']:.3f}" in capsys.readouterr().out
 
 
 def test_an_rl_dataset_next_to_a_built_in_task_supplies_the_grpo_prompts(tmp_path):

@@ -56,5 +56,8 @@ def test_quick_questions_and_the_teachers_shortcut():
     assert 0.17 < len(quick) / len(hasty["train"]) < 0.23 and 0.6 < len(shortcuts) / len(quick) < 0.8
     assert not any(p.shortcut for p in hasty["train"] if not p.quick)
     assert quick[0].prompt == f"Quick: what is {quick[0].a} * {quick[0].b}?"
+    assert {p.style for p in quick} == {"quick"} and {p.style for p in hasty["train"] if not p.quick} == {
+        "plain"
+    }
     for p in shortcuts:
         assert p.trace == f"{p.a} * {p.b} = {p.a * p.b}." and check_trace(p.a, p.b, p.trace) == p.a * p.b
