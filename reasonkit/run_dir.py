@@ -27,12 +27,14 @@ from reasonkit.errors import ReasonkitError
 
 RECIPE_FILE = "recipe.yaml"
 DONE_FILE = "done.json"  # in a stage's folder once it has finished
-# Settings a resumed run may change, since none changes what is trained: where metrics go and how often,
-# how often checkpoints are made, where the vLLM servers are (each request carries its seed) and how long
-# to wait for them, and memory: micro-batch size (float rounding aside: tests/distributed) and KV cache.
+# Settings a resumed run may change, since none changes what is trained: which metrics are logged, where
+# and how often, how often checkpoints are made, where the vLLM servers are (each request carries its
+# seed) and how long to wait for them, and memory: micro-batch size (float rounding aside:
+# tests/distributed) and KV cache.
 RESUME_MAY_CHANGE = (
     "report_to",
     "logging_steps",
+    "metrics_by",
     "save_steps",
     "vllm_server",
     "token_budget",
