@@ -7,6 +7,7 @@ process 0 is about to publish a stage's step-4 checkpoint (tests/distributed/run
 there), and resumed after each kill.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -119,19 +120,29 @@ def kill_while_saving(processes: int, stage: str, marker: Path, *args, config: s
         stdout=printed.open("w"),
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # the launcher and its workers: one process group to kill
     )
     deadline = time.monotonic() + 600  # a guard against a run that never gets there, not a measurement
     while not marker.exists():
         if launched.poll() is not None:
             pytest.fail(f"the run ended before {stage}'s step {KILLED_AT}:\n{launched.stderr.read()[-6000:]}")
         if time.monotonic() > deadline:
-            os.killpg(launched.pid, signal.SIGKILL)
+            kill_all(launched)
             pytest.fail(f"the run did not reach {stage}'s step {KILLED_AT}")
         time.sleep(0.5)
-    os.killpg(launched.pid, signal.SIGKILL)
-    launched.wait()
+    kill_all(launched)
     return printed.read_text()
+
+
+def kill_all(launched: subprocess.Popen) -> None:
+    """SIGKILL the launch and every process under it: torchrun starts each worker in a session of its own,
+    so killing the launcher's process group would leave them waiting."""
+    import psutil
+
+    everyone = [launched.pid, *(p.pid for p in psutil.Process(launched.pid).children(recursive=True))]
+    for pid in everyone:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    launched.wait()
 
 
 def final_weights(run_dir: Path, stage: str) -> dict[str, torch.Tensor]:
