@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback
+from transformers import ProgressCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTConfig, SFTTrainer
 
@@ -139,7 +139,7 @@ class SFTRun:
         callbacks = [_PublishCheckpoints(self.checkpoint_root, self._write_checkpoint_manifest)]
         if self.metrics_log:
             callbacks.append(_LogToMetrics(self.metrics_log))
-        return SFTTrainer(
+        trainer = SFTTrainer(
             model=self.model,
             args=args,
             train_dataset=self.dataset,
@@ -147,6 +147,9 @@ class SFTRun:
             callbacks=callbacks,
             peft_config=lora_config(s.lora) if s.lora else None,
         )
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_ProgressBar(f"sft {self.ctx.name}"))
+        return trainer
 
     def train(self) -> None:
         started = time.time()
@@ -213,6 +216,25 @@ class _PublishCheckpoints(TrainerCallback):
         publish_checkpoint(
             partial, checkpoint_dir(self.root, state.global_step), process_state(), self.write_manifest
         )
+
+
+class _ProgressBar(ProgressCallback):
+    """transformers' progress bar, named like the other stages' and showing the last logged loss, instead
+    of a printed dict per logging step (the metrics go to metrics.jsonl and TensorBoard)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description(self.name)
+            self.training_bar.unit = "step"
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
 
 
 class _LogToMetrics(TrainerCallback):
