@@ -1,13 +1,14 @@
 """Checkpoints that exist whole or not at all, written by any number of processes.
 
-A stage writes checkpoint N into ``<root>/partial/step-N``, each process its own part. Once every
+A stage writes checkpoint N into ``<root>/partial/step-N`` (SFT: TRL's trainer writes
+``partial/checkpoint-N``), each process its own part. Once every
 process is done, the main process writes the manifest (the last file) and renames the folder to
 ``<root>/step-N``: one rename, atomic on one filesystem. So a ``step-*`` folder holding a manifest is
 always a whole checkpoint. A run killed while saving leaves its half-written folder under ``partial/``,
 which ``--resume`` never reads (``checkpoint_to_resume`` clears it) and continues from the checkpoint before.
 
 This needs every process to see one output folder: on several machines, a disk they share
-(``pipeline`` checks that at start). What is not covered: a machine losing power right after a save
+(``run_dir.check_shared`` checks that at start). What is not covered: a machine losing power right after a save
 (the files are not fsynced; a killed process loses nothing, since the kernel still writes its pages).
 """
 
