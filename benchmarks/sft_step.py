@@ -57,7 +57,7 @@ def run_trl(args, out_dir: Path) -> None:
     from trl import SFTConfig, SFTTrainer
 
     from reasonkit.data import prompt_format
-    from reasonkit.format import format_completion
+    from rewards.contract import format_completion
     from reasonkit.models import load_model, load_tokenizer
     from reasonkit.tasks import arithmetic_splits
 

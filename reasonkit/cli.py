@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from reasonkit import hub, logs
-from reasonkit.config import load_recipe
+from reasonkit.recipe import load_recipe
 from reasonkit.errors import ReasonkitError
 from reasonkit.launch import end_process
 

@@ -15,7 +15,7 @@ from reasonkit.config import Recipe
 from reasonkit.errors import ReasonkitError
 from reasonkit.hub import where_is_model
 from reasonkit.metrics import TrackerMissing, check_trackers
-from reasonkit.stages import stage_type
+from reasonkit.stages import STAGES
 
 SAMPLE_ROWS = 8
 
@@ -38,14 +38,14 @@ def dry_run(recipe: Recipe, rows: int = SAMPLE_ROWS) -> int:
             print(f"FAILED: {exc}")
     for name, stage in recipe.stages.items():
         print(f"\n=== stage {name} ({stage.type}) ===")
-        entry = stage_type(stage.type)
+        entry = STAGES.get(stage.type)
         try:
-            for line in entry.check(recipe, data, rows, stage):
+            for line in entry.check_data(recipe, data, rows, stage):
                 print(f"  ok: {line}")
         except Exception as exc:  # every problem is reported, then the next stage is checked
             failures += 1
             print(f"  FAILED: {exc}")
-        print("  objective: " + json.dumps(entry.describe(stage), indent=2).replace("\n", "\n  "))
+        print("  objective: " + json.dumps(entry.objective(stage), indent=2).replace("\n", "\n  "))
     print(
         f"\ndry run: {'all checks passed' if not failures else f'{failures} check(s) failed'}; nothing was trained"
     )
@@ -61,42 +61,3 @@ def _first_rows(recipe: Recipe, rows: int):
         if (source := getattr(data, split)) is not None
     }
     return dataclasses.replace(data, **cut)
-
-
-def check_sft_data(recipe: Recipe, data, rows: int, stage) -> list[str]:
-    from reasonkit.data import load_examples
-
-    examples, report = load_examples(data, "train", need_trace=stage.traces)
-    return [f"train data: {len(examples)} of {report.rows} rows read follow the format contract"]
-
-
-def check_grpo_data(recipe: Recipe, data, rows: int, stage) -> list[str]:
-    from reasonkit.data import load_prompt_rows, rl_split
-    from reasonkit.grpo.scoring import check_columns, load_rewards
-    from reasonkit.grpo.step_metrics import check_metrics_by
-
-    split = rl_split(data)
-    prompt_rows = load_prompt_rows(data, split)
-    weighted = load_rewards(stage.rewards)
-    check_columns(weighted, set(prompt_rows[0]))
-    check_metrics_by(stage.metrics_by, prompt_rows)
-    names = ", ".join(f"{r.name} x{r.weight}" for r in weighted)
-    return [
-        f"{split} prompts: {len(prompt_rows)} rows read, with columns {sorted(prompt_rows[0])}",
-        f"rewards: {names}",
-    ]
-
-
-def check_eval_data(recipe: Recipe, data, rows: int, stage) -> list[str]:
-    from reasonkit.data import load_examples
-    from reasonkit.data.benchmarks import benchmark_name, load_benchmark
-    from reasonkit.evaluate import default_verifier
-
-    lines = [f"verifier: {stage.verifier or default_verifier(recipe)}"]
-    for source in stage.benchmarks:
-        problems = load_benchmark(dataclasses.replace(source, max_rows=rows))
-        lines.append(f"benchmark {benchmark_name(source)}: {len(problems)} sample problems with gold answers")
-    if not stage.benchmarks:
-        examples, _ = load_examples(data, "test", need_trace=False)
-        lines.append(f"test data: {len(examples)} sample problems with gold answers")
-    return lines

@@ -75,9 +75,10 @@ def add_command(commands) -> None:
 
 
 def run(args) -> int:
-    from reasonkit.config import BenchmarkSource, ConfigError, EvalStage, check_eval_stage
+    from reasonkit.config import ConfigError
+    from reasonkit.eval.schema import BenchmarkSource, EvalStage, check_eval_stage
     from reasonkit.data.benchmarks import benchmark_name, load_benchmark
-    from reasonkit.evaluate import evaluate_saved_model
+    from reasonkit.eval.evaluate import evaluate_saved_model
     from reasonkit.metrics import format_table
     from reasonkit.trm.eval_command import is_trm_model
 

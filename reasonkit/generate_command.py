@@ -88,10 +88,11 @@ def add_command(commands) -> None:
 
 def run(args) -> int:
     import rewards
-    from reasonkit.config import BenchmarkSource, ConfigError
+    from reasonkit.config import ConfigError
+    from reasonkit.eval.schema import BenchmarkSource
     from reasonkit.data import prompt_format
     from reasonkit.data.benchmarks import load_benchmark
-    from reasonkit.generate import Decontaminator, GenerateSettings, generate_traces
+    from reasonkit.eval.generate import Decontaminator, GenerateSettings, generate_traces
     from reasonkit.metrics import format_table
     from reasonkit.models import load_tokenizer
     from reasonkit.rollout import EngineInputs, make_engine

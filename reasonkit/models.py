@@ -23,7 +23,7 @@ from transformers import (
 
 from reasonkit import hub
 from reasonkit.errors import ReasonkitError
-from reasonkit.format import THINK_CLOSE, THINK_OPEN
+from rewards.contract import THINK_CLOSE, THINK_OPEN
 from reasonkit.rollout.base import stop_token_ids
 
 log = logging.getLogger(__name__)
@@ -172,16 +172,13 @@ def whole_weights():
         hf_deepspeed._hf_deepspeed_config_weak_ref = registered
 
 
+def merged_dir_of(model_dir: str | Path) -> Path:
+    """Where a LoRA stage whose adapter is in ``model_dir`` writes its merged full weights (`lora.save_merged`)."""
+    return Path(model_dir).parent / "merged"
+
+
 def is_adapter(path: str) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
-
-
-def lora_summary(settings) -> str | None:
-    """The objective manifest's line for LoRA training (None: every weight is trained)."""
-    if settings is None:
-        return None
-    targets = ", ".join(settings.target_modules)
-    return f"LoRA adapters r={settings.r} alpha={settings.alpha} dropout={settings.dropout} on {targets}"
 
 
 def lora_config(settings):

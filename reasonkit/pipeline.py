@@ -19,18 +19,19 @@ from pathlib import Path
 import yaml
 
 from reasonkit.checkpoints import checkpoint_step, latest_checkpoint
-from reasonkit.config import Recipe, SFTStage, to_dict
+from reasonkit.config import Recipe, to_dict
 from reasonkit.data import load_examples
-from reasonkit.evaluate import RECIPE_TEST
-from reasonkit.format import format_completion
+from rewards.contract import format_completion
 from reasonkit.logs import write_library_log
 from reasonkit.metrics import check_trackers, format_table, tracked_stage
 from reasonkit.run_dir import DONE_FILE, RECIPE_FILE, prepare_output_dir
 from reasonkit.stage import StageContext
-from reasonkit.stages import stage_type
+from reasonkit.stages import STAGES
 
 log = logging.getLogger(__name__)
 TOKENIZER_CORPUS_SIZE = 5000  # examples the tiny tokenizer is trained on
+# The run's summary table, in this order; each stage's rows fill the columns they have.
+SUMMARY_COLUMNS = ["stage", "model", "accuracy", "CI", "n", "format_errors", "train_loss", "reward", "steps", "seconds"]
 
 
 def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> dict:
@@ -44,7 +45,7 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
     prepare_output_dir(out, recipe, resume, overwrite, state)
     if state.is_main_process:
         (out / RECIPE_FILE).write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
-        uses_lm = any(stage_type(s.type).language_model for s in recipe.stages.values())
+        uses_lm = any(STAGES.get(s.type).language_model for s in recipe.stages.values())
         if uses_lm and recipe.model.tiny is not None and not (resume and Path(base_model).exists()):
             build_tiny_base_model(recipe, Path(base_model))
     state.wait_for_everyone()
@@ -53,7 +54,7 @@ def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) ->
     summary = {"recipe": recipe.output_dir, "stages": {}}
     models = {"model": base_model}  # the models saved so far, by the names recipes use
     for name, stage in recipe.stages.items():
-        entry = stage_type(stage.type)
+        entry = STAGES.get(stage.type)
         ctx = StageContext(
             recipe,
             name,
@@ -102,7 +103,7 @@ def _tracker_run(recipe: Recipe, name: str, stage, out: Path, is_main_process: b
     """The stage's run in the recipe's trackers (main process only), config: the recipe and the objective."""
     report_to = recipe.report_to if is_main_process else []
     config = (
-        {"recipe": to_dict(recipe), "stage": name, "objective": stage_type(stage.type).describe(stage)}
+        {"recipe": to_dict(recipe), "stage": name, "objective": STAGES.get(stage.type).objective(stage)}
         if report_to
         else {}
     )
@@ -115,7 +116,8 @@ def build_tiny_base_model(recipe: Recipe, directory: Path) -> None:
     """Train a tokenizer on the recipe's own training text and save a randomly initialised model with it."""
     from reasonkit.models import save_tiny_model
 
-    need_trace = any(isinstance(s, SFTStage) and s.traces for s in recipe.stages.values())
+    # the traces too when a stage trains on them (sft's `traces`)
+    need_trace = any(getattr(s, "traces", False) for s in recipe.stages.values())
     examples, _ = load_examples(recipe.data, "train", need_trace=need_trace)
     sample = examples[:TOKENIZER_CORPUS_SIZE]
     corpus = [ex.prompt for ex in sample] + [format_completion(ex.trace, ex.answer) for ex in sample]
@@ -132,90 +134,16 @@ def build_tiny_base_model(recipe: Recipe, directory: Path) -> None:
 
 
 def print_summary(summary: dict) -> None:
-    rows = []
+    """The run's table (each stage's rows, as its stage type makes them), what each stage adds below it,
+    and where the summary is."""
+    rows, reports = [], []
     for name, metrics in summary["stages"].items():
-        if metrics["type"] == "eval":
-            results = [
-                (m, b, r) for m, by_benchmark in metrics["models"].items() for b, r in by_benchmark.items()
-            ]
-            for i, (model, benchmark, result) in enumerate(results):
-                pass1 = result["pass@1"]
-                rows.append(
-                    {
-                        "stage": name,
-                        "model": model if benchmark == RECIPE_TEST else f"{model} on {benchmark}",
-                        "accuracy": pass1["value"],
-                        "CI": f"{pass1['low']:.3f}-{pass1['high']:.3f}" if result["n"] > 1 else None,
-                        "n": result["n"],
-                        "format_errors": result["format_errors"],
-                        "seconds": metrics["wall_seconds"] if i == 0 else None,  # the stage's, shown once
-                    }
-                )
-        else:
-            rows.append(
-                {
-                    "stage": name,
-                    "model": f"({metrics['type']})",
-                    "accuracy": metrics.get("exact_accuracy"),  # stages that evaluate themselves (trm)
-                    "CI": _interval(metrics.get("exact_interval")),
-                    "n": metrics.get("n"),
-                    "train_loss": metrics.get("train_loss"),
-                    "reward": _first_to_last(metrics, "reward"),
-                    "steps": metrics.get("steps"),
-                    "seconds": metrics["wall_seconds"],
-                }
-            )
-    columns = [
-        "stage",
-        "model",
-        "accuracy",
-        "CI",
-        "n",
-        "format_errors",
-        "train_loss",
-        "reward",
-        "steps",
-        "seconds",
-    ]
-    print("\n" + format_table(rows, columns))
-    print_by_value(summary)
-    print_step_tables(summary)
+        entry = STAGES.get(metrics["type"])
+        rows += entry.summary_rows(name, metrics)
+        reports.append(entry.report(name, metrics))
+    print("\n" + format_table(rows, SUMMARY_COLUMNS))
+    for text in filter(None, reports):
+        print("\n" + text)
     print(
         f"\ntotal wall time: {summary['wall_seconds']:.0f} s; summary: {Path(summary['recipe']) / 'summary.json'}"
     )
-
-
-def print_by_value(summary: dict) -> None:
-    """A GRPO stage's reward per value of its ``metrics_by`` column: which prompts' rewards moved, where
-    the whole batch's mean may barely move."""
-    for name, metrics in summary["stages"].items():
-        for key, by_value in metrics.items():
-            if metrics["type"] == "grpo" and key.startswith("by_"):
-                parts = [f"{value} {_first_to_last(m, 'reward')}" for value, m in by_value.items()]
-                print(f"\n{name} reward by {key[3:]} (first -> last tenth of the steps): {', '.join(parts)}")
-
-
-def print_step_tables(summary: dict) -> None:
-    """Exact accuracy per test-time supervision step count, for stages that report it (trm), on the
-    held-out puzzles and on the harder ones."""
-    rows = []
-    for name, metrics in summary["stages"].items():
-        for split, where in (("test", metrics), ("harder", metrics.get("harder") or {})):
-            by_steps = where.get("exact_accuracy_by_test_steps")
-            if by_steps:
-                rows.append(
-                    {"stage": name, "puzzles": split, **{f"{k} steps": v for k, v in by_steps.items()}}
-                )
-    if any(len(r) > 3 for r in rows):
-        columns = list(dict.fromkeys(key for row in rows for key in row))
-        print("\nexact accuracy by supervision steps at test time:\n" + format_table(rows, columns))
-
-
-def _interval(bounds: list[float] | None) -> str | None:
-    return f"{bounds[0]:.3f}-{bounds[1]:.3f}" if bounds else None
-
-
-def _first_to_last(metrics: dict, name: str) -> str | None:
-    if f"first_{name}" not in metrics:
-        return None
-    return f"{metrics[f'first_{name}']:.3f} -> {metrics[f'last_{name}']:.3f}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reasonkit.format import parse_completion
+from rewards.contract import parse_completion
 from rewards.registry import register
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reasonkit.format import format_completion
+from rewards.contract import format_completion
 from rewards.convention import prompt_text
 from rewards.pool import RewardCall, RewardPool
 

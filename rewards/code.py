@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from reasonkit.format import parse_completion
+from rewards.contract import parse_completion
 from rewards.registry import register
 from rewards.sandbox import Limits, run_python
 

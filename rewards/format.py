@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reasonkit.format import THINK_CLOSE, THINK_OPEN, parse_completion
+from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 from rewards.registry import register
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import threading
 
-from reasonkit.format import parse_completion
+from rewards.contract import parse_completion
 from rewards.registry import register
 
 TIMEOUT_SECONDS = 5  # math-verify's limit for parsing one answer and for comparing two

@@ -17,17 +17,15 @@ reward, ``args`` are bound to it instead.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 from rewards.convention import accepts_both
+from rewards.plugins import PluginNotFound, Registry
 
 RewardFn = Callable[..., list]
-_REGISTRY: dict[str, RewardFn] = {}
+REWARDS: Registry[RewardFn] = Registry("reward")
 # What a reward judges, which decides the adversarial battery `reasonkit rewards check` runs on it:
 # "answer" (a final answer against the `answer` column), "tests" (a program against the `tests` column),
 # "format" (how the completion is written) or "length".
@@ -47,8 +45,7 @@ STANDARD_PARAMETERS = {
 ANSWER_COLUMNS = ("answer", "solution")
 
 
-class RewardNotFound(LookupError):
-    pass
+RewardNotFound = PluginNotFound  # the name reward code and its callers know
 
 
 class RewardArgumentError(ValueError):
@@ -64,32 +61,29 @@ def register(name: str, checks: str):
 
     def add(fn: RewardFn) -> RewardFn:
         reward = accepts_both(fn)
-        _REGISTRY[name], _CHECKS[name] = reward, checks
-        return reward
+        _CHECKS[name] = checks
+        return REWARDS.register(name, reward)
 
     return add
 
 
 def known() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted(REWARDS.names())
 
 
 def get(spec: str) -> RewardFn:
-    """The reward function a recipe names."""
-    _load_builtins()
-    if spec in _REGISTRY:
-        return _REGISTRY[spec]
-    if ":" not in spec:
-        raise RewardNotFound(
-            f"unknown reward {spec!r}; known rewards: {', '.join(known())} "
-            "(or give package.module:function or path/to/file.py:function)"
-        )
-    where, _, name = spec.rpartition(":")
-    module = _load_file(where) if where.endswith(".py") else _import(where)
-    fn = getattr(module, name, None)
+    """The reward function a recipe names: a registered name, package.module:function or path/to/file.py:function."""
+    try:
+        fn = REWARDS.resolve(spec)
+    except PluginNotFound as exc:
+        if ":" in spec:
+            raise
+        raise PluginNotFound(
+            f"{exc} (known rewards: {', '.join(known())}; or give package.module:function or "
+            "path/to/file.py:function)"
+        ) from None
     if not callable(fn):
-        raise RewardNotFound(f"{where!r} has no function {name!r}")
+        raise PluginNotFound(f"reward {spec!r} is not a function")
     return fn
 
 
@@ -141,7 +135,6 @@ def what_it_checks(spec: str, args: dict | None = None) -> str:
     A gold-answer column (``answer``, ``solution``) makes it an answer reward, ``tests`` a code reward;
     one that reads ``completion_ids`` but not ``completions`` judges length; anything else, format.
     """
-    _load_builtins()
     if spec in _CHECKS:
         return _CHECKS[spec]
     reward = build(spec, args)
@@ -171,28 +164,3 @@ def _named_parameters(fn: RewardFn) -> list[inspect.Parameter]:
         for p in parameters
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in STANDARD_PARAMETERS
     ]
-
-
-def _import(module_name: str):
-    try:
-        return importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RewardNotFound(f"cannot import reward module {module_name!r}: {exc}") from None
-
-
-def _load_file(path: str):
-    file = Path(path)
-    if not file.is_file():
-        raise RewardNotFound(f"reward file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"reasonkit_user_reward_{file.stem}", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _load_builtins() -> None:
-    import rewards.answer  # noqa: F401  (registers on import)
-    import rewards.code  # noqa: F401
-    import rewards.format  # noqa: F401
-    import rewards.length  # noqa: F401
-    import rewards.math_answer  # noqa: F401

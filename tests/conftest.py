@@ -8,7 +8,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)  # small models on 2 cores are many times slower with 2 threads
 
-from reasonkit.format import format_completion  # noqa: E402
+from rewards.contract import format_completion  # noqa: E402
 from reasonkit.tasks import arithmetic_splits  # noqa: E402
 
 TINY_SIZES = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128}  # head_dim 32

@@ -7,11 +7,12 @@ import math
 import pytest
 
 import rewards as reward_registry
-from reasonkit.config import BenchmarkSource, EvalStage, build_recipe
+from reasonkit.eval.schema import BenchmarkSource, EvalStage
+from reasonkit.recipe import build_recipe
 from reasonkit.data import DataError, PromptFormat
 from reasonkit.data.benchmarks import Problem, load_benchmark
-from reasonkit.eval_metrics import bootstrap_interval, majority_correct, pass_at_k
-from reasonkit.evaluate import problem_metrics
+from reasonkit.eval.metrics import bootstrap_interval, majority_correct, pass_at_k
+from reasonkit.eval.evaluate import problem_metrics
 from reasonkit.models import load_model, load_tokenizer
 from reasonkit.pipeline import run_recipe
 from tests.conftest import TINY_SIZES
@@ -178,7 +179,7 @@ def test_eval_command_writes_results_and_a_table(tiny_model_dir, tmp_path, capsy
 
 
 def test_code_problems_are_judged_by_their_tests(tiny_model_dir, tmp_path):
-    from reasonkit.evaluate import sample_and_judge
+    from reasonkit.eval.evaluate import sample_and_judge
     from reasonkit.rollout import SamplingSettings, TransformersEngine
 
     tests = json.dumps([{"input": "2 3\n", "output": "5\n"}])

@@ -2,8 +2,8 @@ import doctest
 
 import pytest
 
-import reasonkit.format as fmt
-from reasonkit.format import format_completion, parse_completion, prompt_opens_think
+import rewards.contract as fmt
+from rewards.contract import format_completion, parse_completion, prompt_opens_think
 
 
 def test_doctests():

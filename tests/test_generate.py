@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from reasonkit import generate
+from reasonkit.eval import generate
 from reasonkit.cli import main
-from reasonkit.generate import Candidate, Decontaminator, select
+from reasonkit.eval.generate import Candidate, Decontaminator, select
 
 RIGHT = Candidate("7 * 6 = 42.", "42", correct=True, truncated=False, num_tokens=12)
 RIGHT_SHORT = Candidate("42.", "42", correct=True, truncated=False, num_tokens=5)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from peft import PeftConfig
 
-from reasonkit.config import build_recipe
+from reasonkit.recipe import build_recipe
 from reasonkit.manifest import read_manifest
 from reasonkit.pipeline import run_recipe
 from tests.conftest import TINY_SIZES

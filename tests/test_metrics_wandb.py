@@ -9,7 +9,8 @@ import time
 import pytest
 
 from reasonkit.cli import main
-from reasonkit.config import ConfigError, build_recipe
+from reasonkit.config import ConfigError
+from reasonkit.recipe import build_recipe
 from reasonkit.pipeline import run_recipe
 from tests.conftest import TINY_SIZES
 

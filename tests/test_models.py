@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from reasonkit.format import THINK_CLOSE, THINK_OPEN
+from rewards.contract import THINK_CLOSE, THINK_OPEN
 from reasonkit.models import (
     PAD,
     ModelLoadError,

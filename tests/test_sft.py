@@ -6,9 +6,9 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from reasonkit.cli import main
-from reasonkit.config import build_recipe
+from reasonkit.recipe import build_recipe
 from reasonkit.manifest import read_manifest
-from reasonkit.sft import SFTRun
+from reasonkit.sft.trainer import SFTRun
 from reasonkit.stage import StageContext
 from tests.conftest import TINY_SIZES
 

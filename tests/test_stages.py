@@ -1,18 +1,20 @@
 import pytest
 
-from reasonkit.config import ConfigError, build_recipe
+from reasonkit.config import ConfigError
+
+from reasonkit.recipe import build_recipe
 from reasonkit.dry_run import dry_run
 from reasonkit.pipeline import run_recipe
-from reasonkit.stages import STAGES, register_stage
+from reasonkit.stages import STAGES
 from tests import toy_stage
 from tests.conftest import TINY_SIZES
 
 
 @pytest.fixture
 def copy_stage():
-    register_stage("copy", toy_stage.COPY)
+    STAGES.register("copy", toy_stage.COPY)
     yield
-    STAGES.pop("copy")
+    STAGES.unregister("copy")
 
 
 def recipe(output_dir, **copied):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from reasonkit.plugins import Registry
+
 
 def _masked_mean(values: torch.Tensor, weights: torch.Tensor, dim=None) -> torch.Tensor:
     if dim is None:
@@ -34,12 +36,13 @@ def _no_scale(grouped: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return torch.ones(1, 1, dtype=grouped.dtype, device=grouped.device)
 
 
-# How the centred rewards are scaled, by name; each docstring is what the objective manifest records.
-ADVANTAGE_SCALES = {
-    "group": _group_std,  # GRPO: (r - mean_group) / (std_group + eps)
-    "batch": _batch_std,  # (r - mean_group) / (std_batch + eps), less noisy for small groups
-    "none": _no_scale,  # Dr. GRPO: r - mean_group (no std: it up-weights too-easy/too-hard groups)
-}
+# How the centred rewards are scaled, by name (a recipe's `advantage_scale`; a function of one's own,
+# ``fn(grouped [B, G], weights [B, G]) -> [B, 1] or [1, 1]``, as package.module:fn). Each docstring is
+# what the objective manifest records.
+ADVANTAGE_SCALES: Registry = Registry("advantage scale")
+ADVANTAGE_SCALES.register("group", _group_std)  # GRPO: (r - mean_group) / (std_group + eps)
+ADVANTAGE_SCALES.register("batch", _batch_std)  # (r - mean_group) / (std_batch + eps), less noisy for small groups
+ADVANTAGE_SCALES.register("none", _no_scale)  # Dr. GRPO: r - mean_group (no std: up-weights too-easy/too-hard groups)
 
 
 def group_advantages(
@@ -71,4 +74,4 @@ def group_advantages(
     grouped = rewards.reshape(-1, group_size)  # [B, G]
     weights = valid.reshape(-1, group_size).to(rewards.dtype)  # [B, G]
     centred = (grouped - _masked_mean(grouped, weights, dim=1)) * weights
-    return (centred / (ADVANTAGE_SCALES[scale](grouped, weights) + eps)).reshape(-1)
+    return (centred / (ADVANTAGE_SCALES.resolve(scale)(grouped, weights) + eps)).reshape(-1)

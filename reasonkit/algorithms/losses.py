@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from reasonkit.plugins import Registry
+
 
 def clipped_surrogate(
     policy_logprobs: torch.Tensor,  # [N, T], with grad
@@ -47,17 +49,16 @@ def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
 #   k3: E[∇ (ratio - log ratio - 1)] = -Σ π_ref ∇log π_θ, the gradient of KL(π_ref ‖ π_θ) (the other
 #       direction: mass-covering), which is what DeepSeekMath's GRPO and TRL use.
 # k1 (log(π_θ/π_ref), unbiased for the value) has no entry: E[∇log π_θ] = 0, so β would do nothing.
-KL_ESTIMATORS = {
-    "k2": _k2,  # ½ log² ratio: biased for the value, low variance; gradient of KL(π_θ‖π_ref)
-    "k3": _k3,  # exp(ref - pol) - (ref - pol) - 1: unbiased, always >= 0 (Schulman); gradient of KL(π_ref‖π_θ)
-}
+KL_ESTIMATORS: Registry = Registry("KL estimator")
+KL_ESTIMATORS.register("k2", _k2)  # ½ log² ratio: biased for the value, low variance; gradient of KL(π_θ‖π_ref)
+KL_ESTIMATORS.register("k3", _k3)  # exp(ref - pol) - (ref - pol) - 1: unbiased, >= 0 (Schulman); of KL(π_ref‖π_θ)
 
 
 def kl_penalty(
     policy_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k3"
 ) -> torch.Tensor:
     """Per-token KL estimate ``[N, T]``; k3 by default: ``exp(ref - pol) - (ref - pol) - 1``."""
-    return KL_ESTIMATORS[estimator](ref_logprobs - policy_logprobs)
+    return KL_ESTIMATORS.resolve(estimator)(ref_logprobs - policy_logprobs)
 
 
 def _sequence_mean_token_mean(loss, mask, num_sequences, num_tokens, max_length):
@@ -74,11 +75,13 @@ def _constant_normaliser(loss, mask, num_sequences, num_tokens, max_length):
 
 
 # How per-token losses become one number, by name.
-LOSS_AGGREGATIONS = {
-    "sequence_mean": _sequence_mean_token_mean,  # GRPO paper: mean over each sequence, then over sequences
-    "token_mean": _token_mean,  # DAPO: mean over all tokens of the batch (long answers weigh more)
-    "constant": _constant_normaliser,  # Dr. GRPO: sum / (sequences x max completion length), no length bias
-}
+LOSS_AGGREGATIONS: Registry = Registry("loss aggregation")
+# GRPO paper: mean over each sequence, then over sequences
+LOSS_AGGREGATIONS.register("sequence_mean", _sequence_mean_token_mean)
+# DAPO: mean over all tokens of the batch (long answers weigh more)
+LOSS_AGGREGATIONS.register("token_mean", _token_mean)
+# Dr. GRPO: sum / (sequences x max completion length), no length bias
+LOSS_AGGREGATIONS.register("constant", _constant_normaliser)
 
 
 def aggregate_loss(
@@ -100,7 +103,7 @@ def aggregate_loss(
     num_sequences = num_sequences if num_sequences is not None else per_token_loss.shape[0]
     num_tokens = num_tokens if num_tokens is not None else max(1, int(mask.sum().item()))
     max_length = max_length if max_length is not None else per_token_loss.shape[1]
-    return LOSS_AGGREGATIONS[mode](per_token_loss, mask, num_sequences, num_tokens, max_length)
+    return LOSS_AGGREGATIONS.resolve(mode)(per_token_loss, mask, num_sequences, num_tokens, max_length)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reasonkit.config import BenchmarkSource, DatasetSource
+from reasonkit.config import DatasetSource
+
+from reasonkit.eval.schema import BenchmarkSource
 from reasonkit.data.traces import DataError, load_rows
 
 MISSING_ANSWER = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reasonkit.errors import ReasonkitError
-from reasonkit.format import THINK_OPEN, format_completion, parse_completion, prompt_opens_think
+from rewards.contract import THINK_OPEN, format_completion, parse_completion, prompt_opens_think
 
 
 class FormatError(ReasonkitError, ValueError):

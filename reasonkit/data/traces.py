@@ -14,7 +14,7 @@ from pathlib import Path
 from reasonkit import hub
 from reasonkit.config import DataConfig, DatasetSource
 from reasonkit.errors import ReasonkitError
-from reasonkit.format import THINK_CLOSE, THINK_OPEN, parse_completion
+from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 from reasonkit.tasks import arithmetic_splits
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from reasonkit.config import ConfigError, GRPOStage
+from reasonkit.config import ConfigError
+from reasonkit.grpo.schema import GRPOStage
 
 
 def prompt_shard(indices: list[int], rank: int, world: int) -> list[int]:

@@ -1,11 +1,11 @@
 """What a GRPO stage optimises, from its settings alone (no model, no accelerator): the objective that
-manifests record and `--dry-run` prints, the engine it samples with, and how its accuracy is judged."""
+manifests record and `--dry-run` prints."""
 
 from __future__ import annotations
 
 from reasonkit.algorithms import ADVANTAGE_SCALES
-from reasonkit.config import GRPOStage
-from reasonkit.models import lora_summary
+from reasonkit.config import lora_summary
+from reasonkit.grpo.schema import GRPOStage
 from reasonkit.rollout import engine_class
 
 
@@ -21,7 +21,7 @@ def stage_objective(stage: GRPOStage) -> dict:
 def grpo_objective(stage: GRPOStage, rewards: list, logprobs_are_trainers: bool) -> dict:
     """``rewards``: the stage's WeightedRewards (names made unique, arguments bound)."""
     s = stage
-    std = ADVANTAGE_SCALES[s.advantage_scale].__doc__
+    std = ADVANTAGE_SCALES.resolve(s.advantage_scale).__doc__
     return {
         "algorithm": "grpo",
         "advantage": f"(r - mean of the group of {s.num_generations}) / ({std} + 1e-4), population std",
@@ -69,14 +69,3 @@ def _correction(stage: GRPOStage, logprobs_are_trainers: bool) -> str:
             " — async_rollouts samples are not corrected" if stage.async_rollouts else ""
         )
     return f"truncated importance weights per {stage.importance_level}, cap {stage.importance_cap}"
-
-
-def accuracy_verifier(stage: GRPOStage) -> str:
-    """The reward that judges answers for the accuracy metric: the recipe's choice, else the one it trains with."""
-    if stage.accuracy_verifier:
-        return stage.accuracy_verifier
-    uses_math = any(
-        r.name == "math" or (r.name == "length_scaled" and r.args.get("verifier", "math") == "math")
-        for r in stage.rewards
-    )
-    return "math" if uses_math else "exact_answer"

@@ -6,9 +6,8 @@ recipe's reward functions) → advantages ``(r - mean_group) / (std + eps)`` →
 of at most ``token_budget`` tokens (packed or padded, grpo/logprobs.py) → metrics → checkpoint every
 ``save_steps``.
 
-Per token: ``-min(ρA, clip(ρ, 1-ε_low, 1+ε_high)A) + β·KL_k3(π_θ‖π_ref)``, aggregated as configured
-(``sequence_mean`` by default: mean over each completion, then over completions), normalised over every
-completion of the batch that trains. Completions a reward failed on are left out (``on_reward_failure``),
+The loss is ``grpo_loss`` (reasonkit/algorithms/losses.py, where it is written out), normalised over
+every completion of the batch that trains. Completions a reward failed on are left out (``on_reward_failure``),
 and with ``mask_truncated`` so are those cut at ``max_new_tokens``. With β = 0, completions whose
 advantage is 0 (all of a group whose rewards are equal) have no gradient and are skipped before any
 forward pass; the normalisers still count them, so the update is the one without skipping.
@@ -38,15 +37,15 @@ from reasonkit.algorithms import (
     mismatch_by_length,
 )
 from reasonkit.checkpoints import checkpoint_to_resume, latest_checkpoint, resuming_from, saving_checkpoint
-from reasonkit.config import GRPOStage
 from reasonkit.data import load_prompt_rows, prompt_format, rl_split
 from reasonkit.errors import ReasonkitError
-from reasonkit.format import THINK_OPEN
+from rewards.contract import THINK_OPEN
 from reasonkit.grpo.async_rollouts import RolloutSource, stage_sampling, version_lag_metrics
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler, Scored, Selection
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard, sum_over_processes
 from reasonkit.grpo.logprobs import completion_logprobs, micro_batch_shape, micro_batches
-from reasonkit.grpo.objective import accuracy_verifier, grpo_objective
+from reasonkit.grpo.schema import GRPOStage
+from reasonkit.grpo.objective import grpo_objective
 from reasonkit.grpo.scoring import RewardScorer, check_columns, gather_scores, load_rewards
 from reasonkit.grpo.step_metrics import (
     check_metrics_by,
@@ -57,7 +56,7 @@ from reasonkit.grpo.step_metrics import (
 )
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
-from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, reward_logs, truncate_jsonl
+from reasonkit.metrics import reward_logs
 from reasonkit.models import (
     ensure_distinct_pad,
     load_model,
@@ -68,7 +67,7 @@ from reasonkit.models import (
 from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision, load_dtype
 from reasonkit.rollout import EngineInputs, engine_class
 from reasonkit.schedule import adamw, scheduler_type
-from reasonkit.stage import StageContext, save_stage_model
+from reasonkit.stage import StageContext, StageRecord, save_stage_model
 from rewards.convention import TrainerState
 from rewards.pool import default_workers
 
@@ -82,8 +81,8 @@ class TrainingError(ReasonkitError, RuntimeError):
 class GRPORun:
     def __init__(self, ctx: StageContext, stage: GRPOStage, resume: bool = False):
         self.ctx, self.stage, self.resume = ctx, stage, resume
-        self.seed = stage.seed if stage.seed is not None else ctx.recipe.seed
-        self.checkpoint_root = ctx.directory / "checkpoints"
+        self.record = StageRecord(ctx, stage, "grpo")
+        self.seed, self.checkpoint_root = self.record.seed, ctx.checkpoint_root
         self.engine_class = engine_class(stage.engine)
         self.loss_settings = GRPOLossSettings(
             epsilon_low=stage.epsilon_low,
@@ -122,7 +121,7 @@ class GRPORun:
         self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
         check_columns(self.rewards, set(self.rows[0]))
         check_metrics_by(self.stage.metrics_by, self.rows)
-        self.accuracy_verifier = reward_registry.get(accuracy_verifier(self.stage))
+        self.accuracy_verifier = reward_registry.get(self.stage.judged_by())
         workers = self.stage.reward_workers
         self.scorer = RewardScorer(
             self.rewards, default_workers() if workers is None else workers, self.stage.reward_timeout
@@ -134,9 +133,7 @@ class GRPORun:
         self.accelerator.register_for_checkpointing(self.sampler, self.progress)
         self.engine = self._make_engine()
         self.rollout_source = self._rollout_source()
-        self.metrics_log = (
-            MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
-        )
+        self.record.open_log()
         if self.resume:
             self._load_latest_checkpoint()
             self._sync_engine()
@@ -281,8 +278,8 @@ class GRPORun:
                 bar.set_postfix(
                     reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics.get('accuracy', float('nan')):.2f}"
                 )
-                if self.metrics_log and self.progress.step % s.logging_steps == 0:
-                    self.metrics_log.log(self.progress.step, metrics)
+                if self.progress.step % s.logging_steps == 0:
+                    self.record.log(self.progress.step, metrics)
                 if self.progress.step % s.save_steps == 0 and self.progress.step < s.max_steps:
                     self.save_checkpoint()
 
@@ -327,8 +324,8 @@ class GRPORun:
         prompts = [row["prompt"] for row in group_rows]
         scores = gather_scores(self.scorer.score(prompts, completions, columns), self._gather, self.world)
         logged, completions_table = reward_logs(self.scorer.pool.logs, self._gather, prompts, completions)
-        if self.metrics_log and completions_table:  # a reward logged columns with log_extra
-            self.metrics_log.log_completions(self.progress.step + 1, completions_table)
+        if self.record.metrics_log and completions_table:  # a reward logged columns with log_extra
+            self.record.metrics_log.log_completions(self.progress.step + 1, completions_table)
         return Scored(prompts, completions, columns, scores, logged)
 
     def _select(self, scored: Scored, rollouts: list) -> Selection:
@@ -589,8 +586,7 @@ class GRPORun:
             self.rollout_source.load_state_dict(
                 torch.load(latest / f"rollouts-{self.rank}.pt", weights_only=False)
             )
-        if self.ctx.is_main_process:
-            truncate_jsonl(self.ctx.directory / "metrics.jsonl", self.progress.step)
+        self.record.resumed_at(self.progress.step)
         log.info("resumed from %s (step %d)", latest, self.progress.step)
 
     def save_final(self) -> None:
@@ -609,11 +605,9 @@ class GRPORun:
         self.accelerator.wait_for_everyone()
 
     def cleanup(self) -> dict:
-        if not self.metrics_log:
+        records = self.record.close()
+        if records is None:
             return {}
-        self.metrics_log.close()
-        records = read_jsonl(self.ctx.directory / "metrics.jsonl")
-        plot_curves(records, self.ctx.directory / "curves.png", title=f"{self.ctx.name} (grpo)")
         return run_summary(records, self.progress.step, self.stage.metrics_by)
 
 

@@ -1,25 +1,23 @@
-"""Generation engines behind one interface (``RolloutEngine``) and one factory (``make_engine``).
+"""Generation engines behind one interface (``RolloutEngine``) and one registry (``ENGINES``).
 
 Training, evaluation and teacher generation all get their engine from ``make_engine(name, inputs)``.
-``name`` is a registry name (``ENGINES``), ``auto`` (vLLM where it is installed, else transformers), or
-a user's engine class as ``package.module:Class`` or ``path/to/file.py:Class``.
+``name`` is a registry name, ``auto`` (vLLM where it is installed, else transformers), or a user's engine
+class as ``package.module:Class`` or ``path/to/file.py:Class`` (base.py says what it must do).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from pathlib import Path
-
+from reasonkit.plugins import PluginNotFound, Registry
 from reasonkit.rollout.base import EngineError, EngineInputs, Rollout, RolloutEngine, SamplingSettings
 from reasonkit.rollout.transformers_engine import TransformersEngine
-from reasonkit.rollout.vllm_engine import vllm_available
+from reasonkit.rollout.vllm_engine import VLLMEngine, vllm_available
+from reasonkit.rollout.vllm_server import VLLMServerEngine
 
-ENGINES = {
-    "transformers": "reasonkit.rollout.transformers_engine:TransformersEngine",
-    "vllm": "reasonkit.rollout.vllm_engine:VLLMEngine",
-    "vllm_server": "reasonkit.rollout.vllm_server:VLLMServerEngine",
-}
+# Importing an engine's module does not import vLLM: that happens when one is built.
+ENGINES: Registry[type[RolloutEngine]] = Registry("engine")
+ENGINES.register("transformers", TransformersEngine)
+ENGINES.register("vllm", VLLMEngine)
+ENGINES.register("vllm_server", VLLMServerEngine)
 
 
 def resolve_engine(name: str) -> str:
@@ -30,30 +28,41 @@ def resolve_engine(name: str) -> str:
 
 
 def engine_class(name: str) -> type[RolloutEngine]:
-    """The class behind an engine name (imported, not built: vLLM is imported only when built)."""
-    spec = ENGINES.get(resolve_engine(name), name)
-    module, sep, attribute = spec.rpartition(":")
-    if not sep:
-        raise EngineError(
-            f"unknown engine {name!r}; one of {['auto', *ENGINES]}, or a class as package.module:Class "
-            "or path/to/file.py:Class"
-        )
+    """The class behind an engine name (not built)."""
     try:
-        if module.endswith(".py"):
-            loader = importlib.util.spec_from_file_location(Path(module).stem, module)
-            if loader is None or not Path(module).is_file():
-                raise FileNotFoundError(module)
-            loaded = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(loaded)
-        else:
-            loaded = importlib.import_module(module)
-        return getattr(loaded, attribute)
-    except (ImportError, FileNotFoundError, AttributeError) as exc:
-        raise EngineError(f"engine {name!r} could not be loaded: {exc}") from None
+        return ENGINES.resolve(resolve_engine(name))
+    except PluginNotFound as exc:
+        raise EngineError(
+            f"{exc} (engines: auto, {', '.join(ENGINES.names())}, or a class of your own as "
+            "package.module:Class or path/to/file.py:Class)"
+        ) from None
 
 
 def make_engine(name: str, inputs: EngineInputs) -> RolloutEngine:
     return engine_class(name).from_inputs(inputs)
+
+
+def check_engine(where: str, name: str, async_rollouts: int = 0) -> list[str]:
+    """Problems with a stage's engine: a name that resolves to no engine class, or generation ahead of
+    training (``async_rollouts``) asked of an engine that shares the trainer's devices."""
+    try:
+        engine = engine_class(name)
+    except EngineError as exc:
+        return [f"{where}: {exc}"]
+    if async_rollouts and not getattr(engine, "generates_apart", False):
+        return [
+            f"{where}: async_rollouts needs an engine that generates apart from the trainer (vllm_server); "
+            f"{name} samples on the trainer's own devices, so generating ahead would only take turns with "
+            "training, and it cannot change weights under a generation in flight"
+        ]
+    if async_rollouts not in (0, 1):
+        return [
+            f"{where.rsplit('.', 1)[0]}.async_rollouts: {async_rollouts}; 0 (synchronous) or 1 (one-step-off-policy). "
+            "Each weight push waits for the batches in flight, so that a batch is sampled whole by one version "
+            "of the weights (reproducible, resumable): more batches ahead would overlap no more generation "
+            "with training, only train further off-policy"
+        ]
+    return []
 
 
 __all__ = [
@@ -64,6 +73,7 @@ __all__ = [
     "RolloutEngine",
     "SamplingSettings",
     "TransformersEngine",
+    "check_engine",
     "engine_class",
     "make_engine",
     "resolve_engine",

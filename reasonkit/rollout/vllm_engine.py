@@ -200,8 +200,7 @@ class VLLMEngine:
 
 def full_weights(path: str) -> str:
     """vLLM loads full weights: for a LoRA stage's adapter, the `merged/` folder saved next to it."""
-    from reasonkit.models import is_adapter
-    from reasonkit.stage import merged_dir_of
+    from reasonkit.models import is_adapter, merged_dir_of
 
     if not is_adapter(path):
         return str(path)

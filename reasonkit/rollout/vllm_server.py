@@ -42,7 +42,7 @@ from urllib.parse import urlparse
 import requests
 import torch
 
-from reasonkit.engine_settings import VLLMServerSettings
+from reasonkit.rollout.settings import VLLMServerSettings
 from reasonkit.rollout.base import (
     EngineError,
     EngineInputs,

@@ -20,7 +20,7 @@ import torch
 from reasonkit import hub
 from reasonkit.errors import ReasonkitError
 from reasonkit.tasks import mazes, sudoku
-from reasonkit.trm.config import SudokuSettings, TRMTask
+from reasonkit.trm.schema import SudokuSettings, TRMTask
 
 
 class PuzzleDataError(ReasonkitError, ValueError):

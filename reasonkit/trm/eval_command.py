@@ -16,7 +16,7 @@ import torch
 
 from reasonkit.config import ConfigError, build_section
 from reasonkit.manifest import read_manifest
-from reasonkit.trm.config import PuzzleFile, TRMStage, default_eval_steps, effective_supervision_steps
+from reasonkit.trm.schema import PuzzleFile, TRMStage, default_eval_steps, effective_supervision_steps
 
 
 def is_trm_model(directory: str) -> bool:
@@ -27,7 +27,7 @@ def is_trm_model(directory: str) -> bool:
 def load_trm(directory: str | Path):
     """(stage section, puzzle kind, model with the saved weights) of a trm stage's model/ folder."""
     from reasonkit.trm.data import PuzzleKind
-    from reasonkit.trm.stage import CONFIG_FILE, WEIGHTS_FILE, build_model
+    from reasonkit.trm.trainer import CONFIG_FILE, WEIGHTS_FILE, build_model
 
     directory = Path(directory)
     saved = directory / CONFIG_FILE

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from reasonkit.eval_metrics import bootstrap_interval, mean
+from reasonkit.eval.metrics import bootstrap_interval, mean
 from reasonkit.metrics import format_table
 from reasonkit.trm.data import PuzzleKind, PuzzleSet
 from reasonkit.trm.model import TRM

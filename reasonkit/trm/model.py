@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reasonkit.trm.config import TRMNetwork
+from reasonkit.trm.schema import TRMNetwork
 
 # watch(kind, supervision-relative recursion t, before, after): kind "z" (latent update) or "y" (answer)
 Watcher = Callable[[str, int, torch.Tensor, torch.Tensor], None]

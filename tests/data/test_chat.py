@@ -1,7 +1,7 @@
 import pytest
 
 from reasonkit.data.chat import FormatError, PromptFormat, prompt_format, tokenize_for_sft
-from reasonkit.format import THINK_OPEN
+from rewards.contract import THINK_OPEN
 
 
 def test_completion_mask_covers_completion_and_eos(tiny_tokenizer):

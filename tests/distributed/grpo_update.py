@@ -60,7 +60,7 @@ def make_run(model_dir: str, out_dir: str, overrides: list[str]):
 
     import yaml
 
-    from reasonkit.config import build_recipe
+    from reasonkit.recipe import build_recipe
     from reasonkit.grpo.trainer import GRPORun
     from reasonkit.launch import process_state
     from reasonkit.stage import StageContext

@@ -2,7 +2,9 @@
 
 import pytest
 
-from reasonkit.config import ConfigError, GRPOStage, LoRASettings
+from reasonkit.config import ConfigError, LoRASettings
+
+from reasonkit.grpo.schema import GRPOStage
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
 
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from reasonkit.config import DatasetSource, build_recipe
+from reasonkit.config import DatasetSource
+
+from reasonkit.recipe import build_recipe
 from reasonkit.grpo import trainer as grpo_trainer
 from reasonkit.grpo.scoring import RewardError
 from reasonkit.grpo.trainer import TrainingError

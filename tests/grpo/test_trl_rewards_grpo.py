@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reasonkit.config import build_recipe
+from reasonkit.recipe import build_recipe
 from reasonkit.grpo import trainer as grpo_trainer
 from reasonkit.grpo.scoring import RewardError
 from reasonkit.pipeline import run_recipe

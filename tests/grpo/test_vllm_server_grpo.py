@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from reasonkit.config import ConfigError, build_recipe
+from reasonkit.config import ConfigError
+
+from reasonkit.recipe import build_recipe
 from reasonkit.grpo import trainer as grpo_trainer
 from reasonkit.pipeline import run_recipe
 from reasonkit.rollout import EngineError

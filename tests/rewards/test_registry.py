@@ -31,7 +31,7 @@ def test_by_name_module_and_file(tmp_path):
 def test_unknown_names_list_the_known_ones(tmp_path):
     with pytest.raises(RewardNotFound, match=r"known rewards: .*exact_answer, .*think_format"):
         rewards.get("exact")
-    with pytest.raises(RewardNotFound, match="no function 'nope'"):
+    with pytest.raises(RewardNotFound, match="rewards.format has no 'nope'"):
         rewards.get("rewards.format:nope")
     with pytest.raises(RewardNotFound, match="cannot import"):
         rewards.get("no_such_module:fn")
@@ -54,7 +54,7 @@ def test_a_reward_written_for_trl_works_unchanged(tmp_path):
             return [1.0 if c.split("</think>")[-1].strip() == a else 0.0 for c, a in zip(completions, answer)]
     """)
     )
-    from reasonkit.config import RewardSpec
+    from reasonkit.grpo.schema import RewardSpec
     from reasonkit.grpo.scoring import RewardScorer, check_columns, load_rewards
 
     weighted = load_rewards(
@@ -73,7 +73,7 @@ def test_a_reward_written_for_trl_works_unchanged(tmp_path):
 
 
 def test_none_means_does_not_apply():  # exact_answer: no gold answer, no score
-    from reasonkit.config import RewardSpec
+    from reasonkit.grpo.schema import RewardSpec
     from reasonkit.grpo.scoring import RewardScorer, load_rewards
 
     scorer = RewardScorer(load_rewards([RewardSpec("exact_answer", 2.0)]), workers=0, timeout=1)

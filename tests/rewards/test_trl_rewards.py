@@ -9,7 +9,9 @@ import trl.rewards
 
 import rewards
 from reasonkit.cli import main
-from reasonkit.config import ConfigError, RewardSpec, build_recipe
+from reasonkit.config import ConfigError
+from reasonkit.grpo.schema import RewardSpec
+from reasonkit.recipe import build_recipe
 from reasonkit.grpo.scoring import RewardError, RewardScorer, check_columns, load_rewards
 from rewards.convention import call_reward, describe_error, shape_for
 
@@ -62,7 +64,7 @@ def test_every_trl_reward_scores_in_worker_processes_with_string_or_conversation
 
 
 def test_trl_rewards_are_conversational_by_their_annotation_whatever_the_prompts():
-    assert shape_for(trl.rewards.think_format_reward, "auto", "a string prompt")[0] == "conversational"
+    assert shape_for(trl.rewards.contract_reward, "auto", "a string prompt")[0] == "conversational"
     built = rewards.registry.build("trl.rewards:get_cosine_scaled_reward", {"max_len": 10})
     assert shape_for(built, "auto", "a string prompt")[0] == "conversational"
     assert rewards.required_columns(built) == ["solution"]

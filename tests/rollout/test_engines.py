@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from reasonkit.cli import main
-from reasonkit.config import ConfigError, build_recipe
+from reasonkit.config import ConfigError
+from reasonkit.recipe import build_recipe
 from reasonkit.pipeline import run_recipe
 from reasonkit.rollout import resolve_engine
 from reasonkit.rollout.vllm_engine import VLLMEngine, vllm_available

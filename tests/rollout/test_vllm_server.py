@@ -7,7 +7,7 @@ import pytest
 import requests
 import torch
 
-from reasonkit.engine_settings import VLLMServerSettings
+from reasonkit.rollout.settings import VLLMServerSettings
 from reasonkit.grpo.logprobs import completion_logprobs
 from reasonkit.models import load_model
 from reasonkit.rollout import EngineError, SamplingSettings

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from reasonkit.trm.config import TRMNetwork
+from reasonkit.trm.schema import TRMNetwork
 from reasonkit.trm.model import TRM, cell_losses, parameter_count, stablemax_cross_entropy
 
 L, V = 16, 5  # a 4x4 grid: tokens 0 (blank) .. 4
@@ -114,7 +114,7 @@ def test_stablemax_cross_entropy_by_hand():
     "module",
     [
         "reasonkit.trm.model",
-        "reasonkit.trm.config",
+        "reasonkit.trm.schema",
         "reasonkit.trm.evaluate",
         "reasonkit.tasks.sudoku",
         "reasonkit.tasks.mazes",

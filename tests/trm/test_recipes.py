@@ -6,7 +6,7 @@ import random
 import pytest
 
 from reasonkit.cli import main
-from reasonkit.config import load_recipe
+from reasonkit.recipe import load_recipe
 from reasonkit.pipeline import run_recipe
 from reasonkit.tasks.sudoku import SHAPES, generate
 

@@ -9,9 +9,10 @@ import torch
 import yaml
 
 from reasonkit.cli import main
-from reasonkit.config import ConfigError, load_recipe
+from reasonkit.config import ConfigError
+from reasonkit.recipe import load_recipe
 from reasonkit.pipeline import run_recipe
-from reasonkit.trm.config import TRMTask
+from reasonkit.trm.schema import TRMTask
 from reasonkit.trm.data import PuzzleKind, SlotFeed, puzzle_splits
 
 TASK = {
@@ -85,7 +86,7 @@ def test_run_writes_summary_model_curves_and_evaluation(trained):
 
 def test_every_weight_moved_and_the_model_reloads(trained):
     from reasonkit.trm.eval_command import load_trm
-    from reasonkit.trm.stage import build_model
+    from reasonkit.trm.trainer import build_model
 
     out, _ = trained
     stage, kind, model = load_trm(out / "trm" / "model")
@@ -135,7 +136,7 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_slot_streams_do_not_depend_on_how_slots_are_split():
-    from reasonkit.trm.config import SudokuSettings
+    from reasonkit.trm.schema import SudokuSettings
 
     task = TRMTask(sudoku=SudokuSettings(size=6, min_clues=12), train_size=48, test_size=16, augment=True)
     data, kind = puzzle_splits(task)["train"], PuzzleKind(task)
@@ -158,7 +159,7 @@ def test_slot_streams_do_not_depend_on_how_slots_are_split():
 
 def test_held_out_puzzles_differ_from_training_ones_under_the_symmetries():
     from reasonkit.tasks.sudoku import SHAPES, symmetry_key
-    from reasonkit.trm.config import SudokuSettings
+    from reasonkit.trm.schema import SudokuSettings
 
     task = TRMTask(
         sudoku=SudokuSettings(size=6),

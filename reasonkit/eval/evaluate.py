@@ -16,19 +16,17 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import rewards as reward_registry
-from reasonkit.config import EvalStage, GRPOStage, Recipe
 from reasonkit.data import DataError, PromptFormat, load_examples
 from reasonkit.data.benchmarks import Problem, benchmark_name, load_benchmark
 from reasonkit.errors import ReasonkitError
-from reasonkit.eval_metrics import bootstrap_interval, majority_correct, mean, pass_at_k
-from reasonkit.format import THINK_CLOSE, THINK_OPEN, parse_completion
+from reasonkit.eval.metrics import bootstrap_interval, majority_correct, mean, pass_at_k
+from reasonkit.eval.schema import RECIPE_TEST, EvalStage, default_verifier, settings
+from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 from reasonkit.manifest import read_manifest
 from reasonkit.models import load_tokenizer
 from reasonkit.rollout import EngineInputs, SamplingSettings, make_engine
 from reasonkit.stage import StageContext
 from rewards.convention import call_reward, describe_error
-
-RECIPE_TEST = "test"  # the benchmark name of the recipe's own held-out data
 
 
 class VerifierError(ReasonkitError, RuntimeError):
@@ -180,32 +178,11 @@ def problem_metrics(samples: list[tuple[list, list[bool]]], stage: EvalStage) ->
     return metrics
 
 
-def default_verifier(recipe: Recipe) -> str:
-    """The reward a recipe's GRPO stage judges accuracy with, else exact_answer."""
-    from reasonkit.grpo.objective import accuracy_verifier
-
-    for stage in recipe.stages.values():
-        if isinstance(stage, GRPOStage):
-            return accuracy_verifier(stage)
-    return "exact_answer"
-
-
 def recipe_benchmarks(ctx: StageContext, stage: EvalStage) -> dict[str, list[Problem]]:
     if stage.benchmarks:
         return {benchmark_name(b): load_benchmark(b) for b in stage.benchmarks}
     examples, _ = load_examples(ctx.recipe.data, "test", need_trace=False)
     return {RECIPE_TEST: [Problem(ex.prompt, ex.answer) for ex in examples]}
-
-
-def run_eval_stage(ctx: StageContext, stage: EvalStage, resume: bool = False) -> dict:
-    """The eval stage of a recipe: the models it names, or every earlier training stage's."""
-    targets = stage.models or [name for name in ctx.models if name != "model"]
-    return run_eval(ctx, stage, {target: ctx.models[target] for target in targets})
-
-
-def eval_settings(stage: EvalStage) -> dict:
-    """How an eval stage evaluates (what the dry run prints and trackers record as its objective)."""
-    return {key: value for key, value in asdict(stage).items() if key not in ("type", "benchmarks")}
 
 
 def run_eval(ctx: StageContext, stage: EvalStage, models: dict[str, str]) -> dict:
@@ -264,7 +241,7 @@ def evaluate_saved_model(
         )
     finally:
         engine.close()
-    decoding = {key: value for key, value in eval_settings(stage).items() if key != "models"}
+    decoding = {key: value for key, value in settings(stage).items() if key != "models"}
     record = {"model": path, "benchmark": benchmark, **result, "verifier": verifier, "decoding": decoding}
     (out / f"{stem}.results.json").write_text(json.dumps(record, indent=2))
     pass1 = result["pass@1"]

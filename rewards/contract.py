@@ -4,7 +4,8 @@ A completion is ``<think>{trace}</think>{answer}``. Models whose chat template a
 think tag at the end of the generation prompt (``think_prefill``) produce the same text without
 the leading ``<think>``; the prompt carries it instead.
 
-SFT formatting, the GRPO prompt and the reward parsers all go through this module, so there is
+SFT formatting, the GRPO prompt and the reward parsers all go through this module (it lives with the
+rewards, which import nothing from reasonkit; reasonkit imports it from here), so there is
 exactly one definition of where the trace ends and the answer begins.
 """
 

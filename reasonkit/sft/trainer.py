@@ -25,15 +25,14 @@ from reasonkit.checkpoints import (
     checkpoint_to_resume,
     publish_checkpoint,
 )
-from reasonkit.config import SFTStage
 from reasonkit.data import DataError, load_examples, prompt_format, tokenize_for_sft
 from reasonkit.launch import forget_mixed_precision, process_state, uses_deepspeed
 from reasonkit.manifest import write_manifest
-from reasonkit.metrics import MetricsLog, plot_curves, read_jsonl, truncate_jsonl
-from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer, lora_config, lora_summary
+from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer, lora_config
 from reasonkit.precision import launch_mixed_precision, load_dtype
 from reasonkit.schedule import scheduler_type
-from reasonkit.stage import StageContext, save_stage_model
+from reasonkit.sft.schema import SFTStage, objective
+from reasonkit.stage import StageContext, StageRecord, save_stage_model
 
 log = logging.getLogger(__name__)
 # Tiny and CPU runs: recomputing activations only costs time. transformers renamed the switch
@@ -44,23 +43,11 @@ _NO_RECOMPUTATION = {
     if name in SFTConfig.__dataclass_fields__
 }
 
-OBJECTIVE = {
-    "loss": "cross-entropy on completion tokens (prompt masked), mean over the batch's completion tokens",
-    "packing": False,
-    "overlong": "dropped",
-}
-
-
-def sft_objective(stage: SFTStage) -> dict:
-    """What the stage optimises, as recorded in the model's manifest."""
-    return {**OBJECTIVE, "learning_rate": stage.learning_rate, "lora": lora_summary(stage.lora)}
-
-
 class SFTRun:
     def __init__(self, ctx: StageContext, stage: SFTStage, resume: bool = False):
         self.ctx, self.stage, self.resume = ctx, stage, resume
-        self.seed = stage.seed if stage.seed is not None else ctx.recipe.seed
-        self.checkpoint_root = ctx.directory / "checkpoints"
+        self.record = StageRecord(ctx, stage, "sft")
+        self.seed, self.checkpoint_root = self.record.seed, ctx.checkpoint_root
         self.metrics = {}
 
     def setup(self) -> None:
@@ -73,9 +60,7 @@ class SFTRun:
         ensure_distinct_pad(self.tokenizer, self.model)
         self.fmt = prompt_format(self.tokenizer, model_cfg.think_prefill, with_traces=self.stage.traces)
         self.dataset = self._setup_dataset()
-        self.metrics_log = (
-            MetricsLog(self.ctx.directory, self.ctx.recipe.report_to) if self.ctx.is_main_process else None
-        )
+        self.record.open_log()
         self.trainer = self._setup_trainer()
 
     def _setup_dataset(self) -> Dataset:
@@ -137,8 +122,8 @@ class SFTRun:
             accelerator_config={"use_configured_state": True},
         )
         callbacks = [_PublishCheckpoints(self.checkpoint_root, self._write_checkpoint_manifest)]
-        if self.metrics_log:
-            callbacks.append(_LogToMetrics(self.metrics_log))
+        if self.record.metrics_log:
+            callbacks.append(_LogToMetrics(self.record))
         trainer = SFTTrainer(
             model=self.model,
             args=args,
@@ -164,15 +149,14 @@ class SFTRun:
         latest = checkpoint_to_resume(self.checkpoint_root, process_state())
         if latest is None:
             return None
-        if self.ctx.is_main_process:
-            truncate_jsonl(self.ctx.directory / "metrics.jsonl", checkpoint_step(latest))
+        self.record.resumed_at(checkpoint_step(latest))
         return str(latest)
 
     def _write_checkpoint_manifest(self, directory: Path) -> None:
         write_manifest(
             directory,
             stage="sft",
-            objective=sft_objective(self.stage),
+            objective=objective(self.stage),
             traces=self.stage.traces,
             think_prefilled=self.fmt.think_prefilled,
         )
@@ -185,20 +169,17 @@ class SFTRun:
             save_stage_model(
                 self.ctx,
                 self.tokenizer,
-                objective=sft_objective(self.stage),
+                objective=objective(self.stage),
                 traces=self.stage.traces,
                 think_prefilled=self.fmt.think_prefilled,
                 save_merged=bool(lora and lora.save_merged),
             )
 
     def cleanup(self) -> dict:
-        if self.metrics_log:
-            self.metrics_log.close()
-            records = read_jsonl(self.ctx.directory / "metrics.jsonl")
-            losses = [r["loss"] for r in records if "loss" in r]
-            if losses:
-                self.metrics.update(first_logged_loss=losses[0], last_logged_loss=losses[-1])
-            plot_curves(records, self.ctx.directory / "curves.png", title=f"{self.ctx.name} (sft)")
+        records = self.record.close()
+        losses = [r["loss"] for r in records or [] if "loss" in r]
+        if losses:
+            self.metrics.update(first_logged_loss=losses[0], last_logged_loss=losses[-1])
         return self.metrics
 
 
@@ -238,12 +219,12 @@ class _ProgressBar(ProgressCallback):
 
 
 class _LogToMetrics(TrainerCallback):
-    def __init__(self, metrics_log: MetricsLog):
-        self.metrics_log = metrics_log
+    def __init__(self, record: StageRecord):
+        self.record = record
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and state.is_world_process_zero:
-            self.metrics_log.log(state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
+            self.record.log(state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
 
 
 def run_sft(ctx: StageContext, stage: SFTStage, resume: bool = False) -> dict:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reasonkit.evaluate import check_verifier_columns, sample_and_judge
-from reasonkit.format import parse_completion
+from reasonkit.eval.evaluate import check_verifier_columns, sample_and_judge
+from rewards.contract import parse_completion
 from reasonkit.rollout import SamplingSettings
 
 Keep = Literal["first", "all", "shortest"]

@@ -1,4 +1,4 @@
-"""Recipe settings of the vLLM engines (colocated and server); part of the recipe schema (config.py)."""
+"""Recipe settings of the vLLM engines (colocated and server), part of the GRPO and eval stages' sections."""
 
 from __future__ import annotations
 
@@ -34,28 +34,3 @@ class VLLMServerSettings:
     transfer_host: str | None = None
     # Its port (0: a free one).
     transfer_port: int = 0
-
-
-def check_engine(where: str, name: str, async_rollouts: int = 0) -> list[str]:
-    """Problems with a stage's engine: a name that resolves to no engine class, or generation ahead of
-    training (``async_rollouts``) asked of an engine that shares the trainer's devices."""
-    from reasonkit.rollout import EngineError, engine_class
-
-    try:
-        engine = engine_class(name)
-    except EngineError as exc:
-        return [f"{where}: {exc}"]
-    if async_rollouts and not getattr(engine, "generates_apart", False):
-        return [
-            f"{where}: async_rollouts needs an engine that generates apart from the trainer (vllm_server); "
-            f"{name} samples on the trainer's own devices, so generating ahead would only take turns with "
-            "training, and it cannot change weights under a generation in flight"
-        ]
-    if async_rollouts not in (0, 1):
-        return [
-            f"{where.rsplit('.', 1)[0]}.async_rollouts: {async_rollouts}; 0 (synchronous) or 1 (one-step-off-policy). "
-            "Each weight push waits for the batches in flight, so that a batch is sampled whole by one version "
-            "of the weights (reproducible, resumable): more batches ahead would overlap no more generation "
-            "with training, only train further off-policy"
-        ]
-    return []

@@ -1,6 +1,6 @@
 """The ``type: trm`` stage's recipe section: the puzzle task, the recursive network, and how it trains.
 
-Every field is documented here, next to its definition; the recipe loader (reasonkit/config.py) builds
+Every field is documented here, next to its definition; the recipe loader (reasonkit/recipe.py) builds
 it strictly like every other stage. The ablation switches of the TRM paper are each one line:
 ``network.separate_networks``, ``network.num_layers``, ``network.block``, ``network.gradient``,
 ``ema``, ``halting`` (and ``network.mode`` for the no-recursion baselines).
@@ -164,7 +164,7 @@ def ema_decay(stage: TRMStage) -> float:
     return max(0.0, min(0.999, 1 - 10 / stage.max_steps))  # 0 for runs of <= 10 steps: the last weights
 
 
-def check_trm(name: str, stage: TRMStage, recipe, trained: list[str]) -> list[str]:
+def validate(name: str, stage: TRMStage, recipe, trained: list[str]) -> list[str]:
     """Settings that cannot work, found before anything is generated or built."""
     errors = []
     where = f"stages.{name}"
@@ -202,3 +202,19 @@ def check_trm(name: str, stage: TRMStage, recipe, trained: list[str]) -> list[st
                 f"{max(0.0, 1 - 3 / stage.max_steps):.4g} or leave it null (scaled to the run)"
             )
     return errors
+
+
+def objective(stage: TRMStage) -> dict:
+    """What the stage optimises, without building anything (for --dry-run and trackers)."""
+    net = stage.network
+    return {
+        "method": f"trm ({net.mode})",
+        "recursion": f"z <- f(x + y + z) x{net.latent_steps}, y <- f(y + z); x{net.recursions} (last with gradients: {net.gradient})"
+        if net.mode == "trm"
+        else "none",
+        "supervision_steps": effective_supervision_steps(stage),
+        "loss": f"{stage.loss} cross-entropy per cell"
+        + (f" + {stage.halt_loss_weight} x halting BCE" if stage.halting and net.mode == "trm" else ""),
+        "optimizer": f"AdamW lr {stage.learning_rate}, betas ({stage.adam_beta1}, {stage.adam_beta2}), weight decay {stage.weight_decay}",
+        "ema_decay": ema_decay(stage) if stage.ema else None,
+    }

@@ -1,0 +1,1 @@
+"""The evaluation stage (``type: eval``), ``reasonkit eval``, and teacher traces (``reasonkit generate``)."""

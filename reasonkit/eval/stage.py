@@ -1,0 +1,57 @@
+"""The ``type: eval`` stage as the stage table sees it: its data check, settings, summary rows and run.
+
+Light: the engines and models are imported when the stage runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from reasonkit.eval.schema import RECIPE_TEST, EvalStage, default_verifier, settings, validate
+from reasonkit.stage import StageContext, StageType
+
+
+def check_data(recipe, data, rows: int, stage: EvalStage) -> list[str]:
+    """--dry-run: the verifier, and a few problems of each benchmark (or the recipe's test data) with gold answers."""
+    from reasonkit.data import load_examples
+    from reasonkit.data.benchmarks import benchmark_name, load_benchmark
+
+    lines = [f"verifier: {stage.verifier or default_verifier(recipe)}"]
+    for source in stage.benchmarks:
+        problems = load_benchmark(dataclasses.replace(source, max_rows=rows))
+        lines.append(f"benchmark {benchmark_name(source)}: {len(problems)} sample problems with gold answers")
+    if not stage.benchmarks:
+        examples, _ = load_examples(data, "test", need_trace=False)
+        lines.append(f"test data: {len(examples)} sample problems with gold answers")
+    return lines
+
+
+def summary_rows(name: str, summary: dict) -> list[dict]:
+    """A row per model and benchmark: pass@1 with its interval, the stage's wall time on the first."""
+    results = [(m, b, r) for m, by_benchmark in summary["models"].items() for b, r in by_benchmark.items()]
+    rows = []
+    for i, (model, benchmark, result) in enumerate(results):
+        pass1 = result["pass@1"]
+        rows.append(
+            {
+                "stage": name,
+                "model": model if benchmark == RECIPE_TEST else f"{model} on {benchmark}",
+                "accuracy": pass1["value"],
+                "CI": f"{pass1['low']:.3f}-{pass1['high']:.3f}" if result["n"] > 1 else None,
+                "n": result["n"],
+                "format_errors": result["format_errors"],
+                "seconds": summary["wall_seconds"] if i == 0 else None,  # the stage's, shown once
+            }
+        )
+    return rows
+
+
+def run(ctx: StageContext, stage: EvalStage, resume: bool = False) -> dict:
+    """The models the stage names, or every earlier training stage's."""
+    from reasonkit.eval.evaluate import run_eval
+
+    targets = stage.models or [name for name in ctx.models if name != "model"]
+    return run_eval(ctx, stage, {target: ctx.models[target] for target in targets})
+
+
+STAGE = StageType(EvalStage, validate, check_data, settings, summary_rows, run, trains=False)

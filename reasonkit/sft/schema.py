@@ -1,0 +1,58 @@
+"""The ``type: sft`` section of a recipe: its settings, what makes one that cannot run, what it optimises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from reasonkit.config import LoRASettings, Recipe, lora_summary
+
+
+@dataclass
+class SFTStage:
+    """Distillation: cross-entropy on the completion `<think>t</think>y` + EOS, prompt masked."""
+
+    type: Literal["sft"] = "sft"
+    init: str = "model"  # "model" (the recipe's model) or the name of an earlier stage to continue from
+    traces: bool = True  # false: train on direct answers (x -> y), the baseline without reasoning
+    learning_rate: float = 4e-5
+    lr_scheduler: str = "cosine"  # a transformers scheduler name
+    warmup_steps: int = 0  # linear warm-up from 0, with every schedule (constant too)
+    weight_decay: float = 0.0
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    batch_size: int = 8  # per device
+    gradient_accumulation_steps: int = 1
+    num_epochs: float = 1.0
+    max_steps: int | None = None  # overrides num_epochs when set
+    # Examples longer than this (prompt + completion + EOS, in tokens) are dropped, never truncated.
+    max_length: int = 2048
+    packing: bool = False  # refused when true: packing splits and mixes traces
+    # Batches of examples of similar length (transformers' length-grouped sampler): less padding, so
+    # faster when traces vary in length; batches are still drawn in random order.
+    length_grouped: bool = False
+    lora: LoRASettings | None = None  # null: full fine-tuning
+    logging_steps: int = 10
+    save_steps: int | None = None  # null: save at the end only
+    seed: int | None = None  # null: the recipe's seed
+
+
+def validate(name: str, stage: SFTStage, recipe: Recipe, trained: list[str]) -> list[str]:
+    if not stage.packing:
+        return []
+    return [
+        f"stages.{name}.packing: packing is not supported: it splits traces and mixes several into one "
+        "sequence, which teaches wrong endings. Remove it or set it to false."
+    ]
+
+
+OBJECTIVE = {
+    "loss": "cross-entropy on completion tokens (prompt masked), mean over the batch's completion tokens",
+    "packing": False,
+    "overlong": "dropped",
+}
+
+
+def objective(stage: SFTStage) -> dict:
+    """What the stage optimises, as recorded in the model's manifest."""
+    return {**OBJECTIVE, "learning_rate": stage.learning_rate, "lora": lora_summary(stage.lora)}
