@@ -1,7 +1,7 @@
 import pytest
 
+from reasonkit.cli.run import dry_run
 from reasonkit.config import ConfigError, build_recipe
-from reasonkit.dry_run import dry_run
 from reasonkit.pipeline import run_recipe
 from reasonkit.stages import STAGES, register_stage
 from tests import toy_stage
