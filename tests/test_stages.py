@@ -1,9 +1,8 @@
 import pytest
 
+from reasonkit.cli.run import dry_run
 from reasonkit.config import ConfigError
-
 from reasonkit.recipe import build_recipe
-from reasonkit.dry_run import dry_run
 from reasonkit.pipeline import run_recipe
 from reasonkit.stages import STAGES
 from tests import toy_stage

@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reasonkit.eval.evaluate import check_verifier_columns, sample_and_judge
 from rewards.contract import parse_completion
-from reasonkit.rollout import SamplingSettings
 
 Keep = Literal["first", "all", "shortest"]
 FILTERS = ["sampled", "unreadable", "truncated", "over_budget", "wrong", "not_chosen", "kept"]
@@ -119,6 +117,8 @@ def generate_traces(
     """
     from tqdm.auto import tqdm
 
+    from reasonkit.eval.evaluate import check_verifier_columns
+
     check_verifier_columns(settings.verifier, problems)
     progress_path = out.with_name(out.name + ".progress.json")
     progress = json.loads(progress_path.read_text()) if progress_path.exists() else {"done": 0, "counts": {}}
@@ -144,6 +144,10 @@ def generate_traces(
 
 
 def _generate_chunk(engine, tokenizer, fmt, chunk, settings, counts) -> list[dict]:
+    # Imported here, not at the top: the command line reads GenerateSettings without importing torch.
+    from reasonkit.eval.evaluate import sample_and_judge
+    from reasonkit.rollout import SamplingSettings
+
     if not chunk:
         return []
     n = settings.num_samples

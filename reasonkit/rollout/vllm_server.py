@@ -1,7 +1,7 @@
 """Generation on vLLM servers of their own (``engine: vllm_server``), with the policy's weights pushed live.
 
 The servers are vLLM's own OpenAI-compatible server started apart, on their own devices
-(``reasonkit vllm-serve MODEL``: serve_command.py). This engine talks to them through vLLM's routes only:
+(``reasonkit vllm-serve MODEL``: cli/vllm_serve.py). This engine talks to them through vLLM's routes only:
 
 - sampling: ``/inference/v1/generate`` (token ids in; token ids, processed log-probs and the weight
   version that sampled each token out), one request per prompt with ``n = G``, all in flight at once,

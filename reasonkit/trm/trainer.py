@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from reasonkit.checkpoints import CheckpointError, checkpoint_to_resume, resuming_from, saving_checkpoint
-from reasonkit.config import to_dict
+from reasonkit.config import build_section, to_dict
 from reasonkit.errors import ReasonkitError
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import package_versions, write_manifest
@@ -65,6 +65,17 @@ class Slots:
 
 def build_model(stage: TRMStage, kind: PuzzleKind) -> TRM:
     return TRM(stage.network, kind.vocab_size, kind.seq_len, halting=stage.halting)
+
+
+def load_trm(directory: str | Path) -> tuple[TRMStage, PuzzleKind, TRM]:
+    """(stage section, puzzle kind, model with the saved weights) of a trm stage's model/ folder."""
+    directory = Path(directory)
+    saved = directory / CONFIG_FILE
+    stage = build_section(TRMStage, json.loads(saved.read_text()), str(saved), "the stage's saved settings")
+    kind = PuzzleKind(stage.task)
+    model = build_model(stage, kind)
+    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, weights_only=True))
+    return stage, kind, model
 
 
 class TRMRun:

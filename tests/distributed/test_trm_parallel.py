@@ -100,8 +100,7 @@ def test_two_processes_make_the_same_updates_as_one(tmp_path):
         json.loads((tmp_path / r / "summary.json").read_text())["stages"]["trm"] for r in ("one", "two")
     ]
     assert [s["processes"] for s in summaries] == [1, 2]
-    from reasonkit.trm.eval_command import load_trm
-    from reasonkit.trm.trainer import build_model
+    from reasonkit.trm.trainer import build_model, load_trm
 
     stage, kind, _ = load_trm(tmp_path / "one" / "trm" / "model")
     torch.manual_seed(0)  # the recipe's seed: the initial weights

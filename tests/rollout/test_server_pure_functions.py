@@ -4,13 +4,13 @@ import doctest
 
 import pytest
 
-from reasonkit import serve_command
+from reasonkit.cli import vllm_serve
 from reasonkit.grpo import async_rollouts
 from reasonkit.rollout import vllm_server
 from reasonkit.rollout.vllm_engine import vllm_available
 
 
-@pytest.mark.parametrize("module", [vllm_server, async_rollouts, serve_command], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [vllm_server, async_rollouts, vllm_serve], ids=lambda m: m.__name__)
 def test_server_and_async_doctests(module):
     assert doctest.testmod(module).failed == 0
 

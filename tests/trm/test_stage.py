@@ -85,8 +85,7 @@ def test_run_writes_summary_model_curves_and_evaluation(trained):
 
 
 def test_every_weight_moved_and_the_model_reloads(trained):
-    from reasonkit.trm.eval_command import load_trm
-    from reasonkit.trm.trainer import build_model
+    from reasonkit.trm.trainer import build_model, load_trm
 
     out, _ = trained
     stage, kind, model = load_trm(out / "trm" / "model")

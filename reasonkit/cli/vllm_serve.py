@@ -57,6 +57,16 @@ def server_arguments(model: str, options: list[str], cuda: bool) -> list[str]:
     return ["--model", model, *options, *extra]
 
 
+def add_command(commands) -> None:
+    """The parser ``reasonkit --help`` lists; ``main`` reads the arguments, before any parser (vLLM's own
+    parser reads them all)."""
+    commands.add_parser(
+        "vllm-serve",
+        help="start a vLLM server a GRPO run samples from and pushes weights into (engine: vllm_server)",
+        description="reasonkit vllm-serve MODEL [vllm serve options]; reasonkit vllm-serve --help says more",
+    )
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help") and len(argv) == 1:
         print(USAGE + "\n\n" + __doc__)

@@ -6,6 +6,8 @@ import argparse
 import sys
 
 import rewards
+from reasonkit.cli.options import schema_default
+from reasonkit.grpo.schema import RewardSpec
 from rewards.check import Verdict, battery, run_check
 from rewards.convention import SHAPES, DecidedShape, prompt_text, shape_for
 from rewards.pool import default_workers
@@ -14,12 +16,12 @@ from rewards.pool import default_workers
 FAILING = ("hole", "refused reference")
 
 
-def add_commands(commands) -> None:
+def add_command(commands) -> None:
     summary = "list the built-in rewards, or probe one for holes before training with it"
     parser = commands.add_parser("rewards", help=summary, description=summary)
     sub = parser.add_subparsers(dest="rewards_command", required=True, metavar="{list,check}")
     summary = "the built-in rewards and what each judges"
-    sub.add_parser("list", help=summary, description=summary)
+    sub.add_parser("list", help=summary, description=summary).set_defaults(handler=list_rewards)
     summary = (
         "score adversarial completions with a reward; exits 1 when it rewards one it should not, "
         "or gives a reference no score"
@@ -30,6 +32,7 @@ def add_commands(commands) -> None:
         description=summary
         + ". Completions are text or messages by the rules the trainer follows (see the README, Rewards).",
     )
+    check.set_defaults(handler=check_reward)
     check.add_argument("spec", help="registry name, package.module:function or path/to/file.py:function")
     check.add_argument(
         "--data",
@@ -56,21 +59,23 @@ def add_commands(commands) -> None:
     check.add_argument(
         "--completions",
         choices=SHAPES,
-        default="auto",
+        default=schema_default(RewardSpec, "completions"),
         help="give the reward text or conversational (message list) completions; auto: its annotation, "
-        "else the prompts' shape (default auto)",
+        "else the prompts' shape (default %(default)s)",
     )
     check.add_argument(
         "--timeout", type=float, default=60.0, metavar="SECONDS", help="seconds per completion (default 60)"
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.rewards_command == "list":
-        for name in rewards.known():
-            summary = " ".join((rewards.get(name).__doc__ or "").split("\n\n")[0].split()).replace("``", "")
-            print(f"{name:14} [{rewards.registry.what_it_checks(name)}] {summary}")
-        return 0
+def list_rewards(args: argparse.Namespace) -> int:
+    for name in rewards.known():
+        summary = " ".join((rewards.get(name).__doc__ or "").split("\n\n")[0].split()).replace("``", "")
+        print(f"{name:14} [{rewards.registry.what_it_checks(name)}] {summary}")
+    return 0
+
+
+def check_reward(args: argparse.Namespace) -> int:
     try:
         reward_args = _reward_args(args.arg)
         reward = rewards.registry.build(args.spec, reward_args)
@@ -218,15 +223,3 @@ def which(failed: list[Verdict], verdicts: list[Verdict]) -> str:
         return f"{count}: {', '.join(map(repr, cases))}, in every row"
     named = [f"row {v.row} {v.case.name!r}" for v in failed]
     return f"{count}: " + ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
-
-
-def add_verifier_completions_option(cmd) -> None:
-    """``--completions`` of the commands that judge with a verifier (``eval``, ``generate``)."""
-    cmd.add_argument(
-        "--completions",
-        default="auto",
-        choices=SHAPES,
-        help="give the verifier text or conversational (message list) completions; auto: its annotation, "
-        "else the prompts' shape, as for every reward (see the README, Rewards): text here, where the "
-        "prompts are strings (default auto)",
-    )

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reasonkit.rewards_command import add_verifier_completions_option
+from reasonkit.cli.options import (
+    add_dtype_option,
+    add_engine_option,
+    add_format_option,
+    add_sampling_options,
+    add_seed_option,
+    add_verifier_options,
+    schema_choices,
+    schema_default,
+)
+from reasonkit.eval.generate import GenerateSettings
 
 
 def add_command(commands) -> None:
     summary = "sample, verify and keep teacher traces for distillation"
     cmd = commands.add_parser("generate", help=summary, description=summary)
+    cmd.set_defaults(handler=run, uses_libraries=True, library_log=library_log)
     cmd.add_argument("teacher", help="the teacher model: a hub id or a local directory")
     cmd.add_argument(
         "--prompts",
@@ -17,13 +28,8 @@ def add_command(commands) -> None:
         metavar="PATH",
         help="prompts with gold answers: gsm8k / math / code / plain shaped file or hub id",
     )
-    cmd.add_argument(
-        "--format",
-        default="auto",
-        choices=["auto", "gsm8k", "math", "code", "plain"],
-        help="the prompts' shape (default: told apart by their columns)",
-    )
-    cmd.add_argument("--split", default="train", help="hub datasets: the split (default train)")
+    add_format_option(cmd, "prompts")
+    cmd.add_argument("--split", default="train", help="hub datasets: the split (default %(default)s)")
     cmd.add_argument("--max-prompts", type=int, metavar="N", help="use the first N prompts only")
     cmd.add_argument(
         "--output",
@@ -32,24 +38,25 @@ def add_command(commands) -> None:
         help="the JSONL to write (prompt, trace, answer); resumed if present",
     )
     cmd.add_argument(
-        "--num-samples", type=int, default=4, metavar="N", help="completions per prompt (default 4)"
+        "--num-samples",
+        type=int,
+        default=schema_default(GenerateSettings, "num_samples"),
+        metavar="N",
+        help="completions per prompt (default %(default)s)",
     )
     cmd.add_argument(
         "--keep",
-        default="first",
-        choices=["first", "all", "shortest"],
-        help="which correct ones to keep per prompt (default first)",
+        default=schema_default(GenerateSettings, "keep"),
+        choices=schema_choices(GenerateSettings, "keep"),
+        help="which correct ones to keep per prompt (default %(default)s)",
     )
+    add_verifier_options(cmd, GenerateSettings, default=schema_default(GenerateSettings, "verifier"))
     cmd.add_argument(
-        "--verifier",
-        default="exact_answer",
-        metavar="SPEC",
-        help="the reward that judges an answer: a built-in (math), package.module:function or "
-        "file.py:function (default exact_answer)",
-    )
-    add_verifier_completions_option(cmd)
-    cmd.add_argument(
-        "--max-trace-tokens", type=int, metavar="N", help="drop completions longer than N tokens"
+        "--max-trace-tokens",
+        type=int,
+        default=schema_default(GenerateSettings, "max_trace_tokens"),
+        metavar="N",
+        help="drop completions longer than N tokens",
     )
     cmd.add_argument(
         "--decontaminate",
@@ -61,29 +68,27 @@ def add_command(commands) -> None:
     cmd.add_argument(
         "--ngram", type=int, default=13, metavar="N", help="n-gram length for --decontaminate (default 13)"
     )
-    cmd.add_argument(
-        "--engine",
-        default="auto",
-        help="auto (vLLM where it is installed, else transformers), vllm, transformers, or a class of "
-        "your own as package.module:Class (default auto)",
-    )
-    cmd.add_argument("--temperature", type=float, default=0.7, metavar="T", help="(default 0.7)")
-    cmd.add_argument("--top-p", type=float, default=1.0, metavar="P", help="(default 1.0)")
-    cmd.add_argument("--max-new-tokens", type=int, default=4096, metavar="N", help="(default 4096)")
+    add_engine_option(cmd, default="auto")
+    add_sampling_options(cmd, GenerateSettings)
     cmd.add_argument(
         "--chunk-size",
         type=int,
-        default=64,
+        default=schema_default(GenerateSettings, "chunk_size"),
         metavar="N",
-        help="prompts per chunk, the unit of resumption (default 64)",
+        help="prompts per chunk, the unit of resumption (default %(default)s)",
     )
     cmd.add_argument(
         "--think-prefill", action="store_true", help="open <think> in the prompt for the teacher"
     )
-    cmd.add_argument(
-        "--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"], help="(default bfloat16)"
-    )
-    cmd.add_argument("--seed", type=int, default=0, help="(default 0)")
+    add_dtype_option(cmd, default="bfloat16")
+    add_seed_option(cmd, default=schema_default(GenerateSettings, "seed"))
+
+
+def library_log(args) -> Path:
+    """Where the libraries' log records go: beside the traces (traces.log for traces.jsonl)."""
+    path = Path(args.output).with_suffix(".log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def run(args) -> int:
@@ -92,7 +97,7 @@ def run(args) -> int:
     from reasonkit.eval.schema import BenchmarkSource
     from reasonkit.data import prompt_format
     from reasonkit.data.benchmarks import load_benchmark
-    from reasonkit.eval.generate import Decontaminator, GenerateSettings, generate_traces
+    from reasonkit.eval.generate import Decontaminator, generate_traces
     from reasonkit.metrics import format_table
     from reasonkit.models import load_tokenizer
     from reasonkit.rollout import EngineInputs, make_engine
