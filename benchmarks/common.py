@@ -93,8 +93,8 @@ def prompt_rows(model_dir: Path) -> list[dict]:
 
 def run_reasonkit_stage(model: str, out_dir: Path, name: str, stage: dict, arithmetic: dict) -> None:
     """One reasonkit stage on ``model`` over the arithmetic task, as a recipe, metrics to JSONL only."""
-    from reasonkit.recipe import build_recipe
     from reasonkit.pipeline import run_recipe
+    from reasonkit.recipe import build_recipe
 
     recipe = build_recipe(
         {

@@ -81,7 +81,7 @@ def main() -> None:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     model = args.model.resolve() if args.model else trace_model(out)
-    from tests.vllm_server_process import running_server
+    from tests.helpers.vllm_server_process import running_server
 
     results: dict = {"machine": f"{os.cpu_count()} CPU cores", "steps": args.steps}
     started = time.time()

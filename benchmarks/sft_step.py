@@ -57,9 +57,9 @@ def run_trl(args, out_dir: Path) -> None:
     from trl import SFTConfig, SFTTrainer
 
     from reasonkit.data import prompt_format
-    from rewards.contract import format_completion
     from reasonkit.models import load_model, load_tokenizer
     from reasonkit.tasks import arithmetic_splits
+    from rewards.contract import format_completion
 
     tokenizer = load_tokenizer(args.model)
     fmt = prompt_format(tokenizer, None)

@@ -23,8 +23,8 @@ from transformers import (
 
 from reasonkit import hub
 from reasonkit.errors import ReasonkitError
-from rewards.contract import THINK_CLOSE, THINK_OPEN
 from reasonkit.rollout.base import stop_token_ids
+from rewards.contract import THINK_CLOSE, THINK_OPEN
 
 log = logging.getLogger(__name__)
 

@@ -21,17 +21,28 @@ import yaml
 from reasonkit.checkpoints import checkpoint_step, latest_checkpoint
 from reasonkit.config import Recipe, to_dict
 from reasonkit.data import load_examples
-from rewards.contract import format_completion
 from reasonkit.logs import write_library_log
 from reasonkit.metrics import check_trackers, format_table, tracked_stage
 from reasonkit.run_dir import DONE_FILE, RECIPE_FILE, prepare_output_dir
 from reasonkit.stage import StageContext
 from reasonkit.stages import STAGES
+from rewards.contract import format_completion
 
 log = logging.getLogger(__name__)
 TOKENIZER_CORPUS_SIZE = 5000  # examples the tiny tokenizer is trained on
 # The run's summary table, in this order; each stage's rows fill the columns they have.
-SUMMARY_COLUMNS = ["stage", "model", "accuracy", "CI", "n", "format_errors", "train_loss", "reward", "steps", "seconds"]
+SUMMARY_COLUMNS = [
+    "stage",
+    "model",
+    "accuracy",
+    "CI",
+    "n",
+    "format_errors",
+    "train_loss",
+    "reward",
+    "steps",
+    "seconds",
+]
 
 
 def run_recipe(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> dict:

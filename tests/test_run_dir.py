@@ -1,21 +1,15 @@
 """Bad input on the paths of a stopped run: a run folder holding a stopped run, a resume with a changed
 recipe, a checkpoint edited by hand. Each ends in a message that says what to do, never a traceback from
-inside a library. Also the checkpoint and run-folder helpers' doctests."""
+inside a library."""
 
-import doctest
 import json
 import shutil
 
 import pytest
 
-from reasonkit import checkpoints, run_dir
+from reasonkit import checkpoints
 from reasonkit.cli import main
 from tests.trm.test_stage import recipe_file, trm_stage
-
-
-@pytest.mark.parametrize("module", [checkpoints, run_dir], ids=lambda m: m.__name__)
-def test_doctests(module):
-    assert doctest.testmod(module).failed == 0
 
 
 @pytest.fixture

@@ -2,11 +2,11 @@ import pytest
 
 from reasonkit.cli.run import dry_run
 from reasonkit.config import ConfigError
-from reasonkit.recipe import build_recipe
 from reasonkit.pipeline import run_recipe
+from reasonkit.recipe import build_recipe
 from reasonkit.stages import STAGES
-from tests import toy_stage
 from tests.conftest import TINY_SIZES
+from tests.helpers import toy_stage
 
 
 @pytest.fixture

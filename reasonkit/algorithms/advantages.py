@@ -41,8 +41,12 @@ def _no_scale(grouped: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 # what the objective manifest records.
 ADVANTAGE_SCALES: Registry = Registry("advantage scale")
 ADVANTAGE_SCALES.register("group", _group_std)  # GRPO: (r - mean_group) / (std_group + eps)
-ADVANTAGE_SCALES.register("batch", _batch_std)  # (r - mean_group) / (std_batch + eps), less noisy for small groups
-ADVANTAGE_SCALES.register("none", _no_scale)  # Dr. GRPO: r - mean_group (no std: up-weights too-easy/too-hard groups)
+ADVANTAGE_SCALES.register(
+    "batch", _batch_std
+)  # (r - mean_group) / (std_batch + eps), less noisy for small groups
+ADVANTAGE_SCALES.register(
+    "none", _no_scale
+)  # Dr. GRPO: r - mean_group (no std: up-weights too-easy/too-hard groups)
 
 
 def group_advantages(

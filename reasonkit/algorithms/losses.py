@@ -50,8 +50,12 @@ def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
 #       direction: mass-covering), which is what DeepSeekMath's GRPO and TRL use.
 # k1 (log(π_θ/π_ref), unbiased for the value) has no entry: E[∇log π_θ] = 0, so β would do nothing.
 KL_ESTIMATORS: Registry = Registry("KL estimator")
-KL_ESTIMATORS.register("k2", _k2)  # ½ log² ratio: biased for the value, low variance; gradient of KL(π_θ‖π_ref)
-KL_ESTIMATORS.register("k3", _k3)  # exp(ref - pol) - (ref - pol) - 1: unbiased, >= 0 (Schulman); of KL(π_ref‖π_θ)
+KL_ESTIMATORS.register(
+    "k2", _k2
+)  # ½ log² ratio: biased for the value, low variance; gradient of KL(π_θ‖π_ref)
+KL_ESTIMATORS.register(
+    "k3", _k3
+)  # exp(ref - pol) - (ref - pol) - 1: unbiased, >= 0 (Schulman); of KL(π_ref‖π_θ)
 
 
 def kl_penalty(

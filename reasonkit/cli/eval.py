@@ -100,9 +100,9 @@ def library_log(args) -> Path:
 
 def run(args) -> int:
     from reasonkit.config import ConfigError
-    from reasonkit.eval.schema import check_eval_stage
     from reasonkit.data.benchmarks import benchmark_name, load_benchmark
     from reasonkit.eval.evaluate import evaluate_saved_model
+    from reasonkit.eval.schema import check_eval_stage
     from reasonkit.metrics import format_table
 
     if is_trm_model(args.model):
@@ -155,9 +155,9 @@ def is_trm_model(directory: str) -> bool:
 def run_trm(args) -> int:
     """A trm stage's saved model on its task's held-out puzzles, or on ``--benchmark`` Sudoku files."""
     from reasonkit.config import ConfigError
-    from reasonkit.trm.schema import PuzzleFile, default_eval_steps, effective_supervision_steps
     from reasonkit.trm.data import puzzle_splits, read_puzzle_file, to_tensors
     from reasonkit.trm.evaluate import evaluate_model, report
+    from reasonkit.trm.schema import PuzzleFile, default_eval_steps, effective_supervision_steps
     from reasonkit.trm.trainer import load_trm
 
     stage, kind, model = load_trm(args.model)

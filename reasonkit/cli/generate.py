@@ -94,10 +94,10 @@ def library_log(args) -> Path:
 def run(args) -> int:
     import rewards
     from reasonkit.config import ConfigError
-    from reasonkit.eval.schema import BenchmarkSource
     from reasonkit.data import prompt_format
     from reasonkit.data.benchmarks import load_benchmark
     from reasonkit.eval.generate import Decontaminator, generate_traces
+    from reasonkit.eval.schema import BenchmarkSource
     from reasonkit.metrics import format_table
     from reasonkit.models import load_tokenizer
     from reasonkit.rollout import EngineInputs, make_engine

@@ -12,7 +12,6 @@ import dataclasses
 import typing
 
 from reasonkit.config import ModelConfig
-
 from reasonkit.eval.schema import BenchmarkSource
 from rewards.convention import SHAPES
 
@@ -20,7 +19,7 @@ from rewards.convention import SHAPES
 def schema_default(schema: type, name: str):
     """The default of field ``name`` of the dataclass ``schema`` (a fresh one for a default factory).
 
-    >>> from reasonkit.config import EvalStage
+    >>> from reasonkit.eval.schema import EvalStage
     >>> schema_default(EvalStage, "max_new_tokens"), schema_default(EvalStage, "k")
     (256, [1])
     """
@@ -35,7 +34,7 @@ def schema_default(schema: type, name: str):
 def schema_choices(schema: type, name: str) -> list:
     """The values the ``Literal`` type of field ``name`` of ``schema`` allows.
 
-    >>> from reasonkit.config import BenchmarkSource
+    >>> from reasonkit.eval.schema import BenchmarkSource
     >>> schema_choices(BenchmarkSource, "format")
     ['auto', 'gsm8k', 'math', 'code', 'plain']
     """

@@ -14,9 +14,8 @@ import json
 import os
 
 from reasonkit.config import Recipe
-
-from reasonkit.recipe import load_recipe
 from reasonkit.errors import ReasonkitError
+from reasonkit.recipe import load_recipe
 
 SAMPLE_ROWS = 8
 

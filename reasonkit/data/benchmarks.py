@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonkit.config import DatasetSource
-
-from reasonkit.eval.schema import BenchmarkSource
 from reasonkit.data.traces import DataError, load_rows
+from reasonkit.eval.schema import BenchmarkSource
 
 MISSING_ANSWER = {
     "gsm8k": "no `####` line",

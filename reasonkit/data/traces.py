@@ -14,8 +14,8 @@ from pathlib import Path
 from reasonkit import hub
 from reasonkit.config import DataConfig, DatasetSource
 from reasonkit.errors import ReasonkitError
-from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 from reasonkit.tasks import arithmetic_splits
+from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 
 log = logging.getLogger(__name__)
 

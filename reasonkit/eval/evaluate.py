@@ -10,7 +10,6 @@ completion with its answer and score goes to a per-sample JSONL.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -21,11 +20,11 @@ from reasonkit.data.benchmarks import Problem, benchmark_name, load_benchmark
 from reasonkit.errors import ReasonkitError
 from reasonkit.eval.metrics import bootstrap_interval, majority_correct, mean, pass_at_k
 from reasonkit.eval.schema import RECIPE_TEST, EvalStage, default_verifier, settings
-from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 from reasonkit.manifest import read_manifest
 from reasonkit.models import load_tokenizer
 from reasonkit.rollout import EngineInputs, SamplingSettings, make_engine
 from reasonkit.stage import StageContext
+from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 from rewards.convention import call_reward, describe_error
 
 

@@ -39,13 +39,12 @@ from reasonkit.algorithms import (
 from reasonkit.checkpoints import checkpoint_to_resume, latest_checkpoint, resuming_from, saving_checkpoint
 from reasonkit.data import load_prompt_rows, prompt_format, rl_split
 from reasonkit.errors import ReasonkitError
-from rewards.contract import THINK_OPEN
 from reasonkit.grpo.async_rollouts import RolloutSource, stage_sampling, version_lag_metrics
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler, Scored, Selection
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard, sum_over_processes
 from reasonkit.grpo.logprobs import completion_logprobs, micro_batch_shape, micro_batches
-from reasonkit.grpo.schema import GRPOStage
 from reasonkit.grpo.objective import grpo_objective
+from reasonkit.grpo.schema import GRPOStage
 from reasonkit.grpo.scoring import RewardScorer, check_columns, gather_scores, load_rewards
 from reasonkit.grpo.step_metrics import (
     check_metrics_by,
@@ -68,6 +67,7 @@ from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision
 from reasonkit.rollout import EngineInputs, engine_class
 from reasonkit.schedule import adamw, scheduler_type
 from reasonkit.stage import StageContext, StageRecord, save_stage_model
+from rewards.contract import THINK_OPEN
 from rewards.convention import TrainerState
 from rewards.pool import default_workers
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from reasonkit.sft.schema import SFTStage, objective, validate
 from reasonkit.stage import StageContext, StageType, training_row
 
+
 def check_data(recipe, data, rows: int, stage: SFTStage) -> list[str]:
     """--dry-run: the first rows of the training data, read through the format contract."""
     from reasonkit.data import load_examples

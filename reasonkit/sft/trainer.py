@@ -43,6 +43,7 @@ _NO_RECOMPUTATION = {
     if name in SFTConfig.__dataclass_fields__
 }
 
+
 class SFTRun:
     def __init__(self, ctx: StageContext, stage: SFTStage, resume: bool = False):
         self.ctx, self.stage, self.resume = ctx, stage, resume

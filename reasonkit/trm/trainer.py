@@ -34,10 +34,10 @@ from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import package_versions, write_manifest
 from reasonkit.schedule import adamw
 from reasonkit.stage import StageContext, StageRecord
-from reasonkit.trm.schema import TRMStage, default_eval_steps, effective_supervision_steps, ema_decay
 from reasonkit.trm.data import PuzzleKind, SlotFeed, puzzle_splits
 from reasonkit.trm.evaluate import evaluate_model, evaluate_split, report
 from reasonkit.trm.model import TRM, cell_losses, learning_rate_factor, parameter_count
+from reasonkit.trm.schema import TRMStage, default_eval_steps, effective_supervision_steps, ema_decay
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"

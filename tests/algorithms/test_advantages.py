@@ -66,12 +66,3 @@ def test_invalid_completions_are_left_out_of_their_group():
     kept = torch.tensor([1.0, 0.0, 1.0, 2.0, 2.0, 2.0])  # the same valid rewards, batch std
     batch = group_advantages(rewards, 4, scale="batch", valid=valid, eps=0)
     assert torch.allclose(batch[:3], torch.tensor([1 / 3, -2 / 3, 1 / 3]) / kept.std(unbiased=False))
-
-
-def test_doctests():
-    import doctest
-
-    from reasonkit.algorithms import advantages, correction, losses
-
-    for module in (advantages, correction, losses):
-        assert doctest.testmod(module).failed == 0

@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 
 from reasonkit.cli import build_parser
-from reasonkit.eval.schema import BenchmarkSource, EvalStage
 from reasonkit.eval.generate import GenerateSettings
+from reasonkit.eval.schema import BenchmarkSource, EvalStage
 
 # Each command's flags by the schemas they mirror, first match wins (--format is a BenchmarkSource's).
 MIRRORED = {

@@ -3,7 +3,7 @@
 and the run ends with the weights of a run that never stopped.
 
 One recipe holds an SFT, a GRPO and a TRM stage. The killed copy is killed three times, each time while
-process 0 is about to publish a stage's step-4 checkpoint (tests/distributed/run_recipe.py holds it
+process 0 is about to publish a stage's step-4 checkpoint (tests/helpers/run_recipe.py holds it
 there), and resumed after each kill.
 """
 
@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from reasonkit.checkpoints import PARTIAL, latest_checkpoint
 from tests.conftest import TINY_SIZES
-from tests.distributed.test_multiprocess import CONFIGS, HERE, free_port
+from tests.distributed.test_multiprocess import CONFIGS, HELPERS, free_port
 
 STEPS, SAVE_STEPS = 6, 2
 KILLED_AT = 4  # each stage's step-4 checkpoint is being written when the run is killed
@@ -87,7 +87,7 @@ def recipe(directory: Path) -> Path:
 
 
 def command(processes: int, *args, config: str = "ddp") -> list[str]:
-    script = [str(HERE / "run_recipe.py"), *map(str, args)]
+    script = [str(HELPERS / "run_recipe.py"), *map(str, args)]
     if processes == 1:
         return [sys.executable, *script]
     launch = ["-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / f"{config}.yaml")]

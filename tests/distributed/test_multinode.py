@@ -18,7 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.distributed.test_multiprocess import CONFIGS, HERE, assert_same_update, free_port, update
+from tests.distributed.test_multiprocess import CONFIGS, HELPERS, assert_same_update, free_port, update
 
 MACHINES = 2
 
@@ -58,7 +58,7 @@ def check(results: list[tuple[int, str]]) -> None:
 
 def test_grpo_update_on_two_machines_is_the_update_of_one_process(tiny_model_dir, tmp_path):
     one = update(tiny_model_dir, tmp_path / "one")
-    check(launch_machines(tmp_path, HERE / "grpo_update.py", tiny_model_dir, tmp_path / "two"))
+    check(launch_machines(tmp_path, HELPERS / "grpo_update.py", tiny_model_dir, tmp_path / "two"))
     two = torch.load(tmp_path / "two" / "result.pt")
     assert_same_update(one, two, load_file(Path(tiny_model_dir) / "model.safetensors"))
 
@@ -89,7 +89,9 @@ def test_sft_on_two_machines_trains_as_one_process_into_one_run_folder(tiny_mode
     from reasonkit.cli import main
 
     assert main(["run", str(sft_recipe(tmp_path, "one", tiny_model_dir, batch_size=8))]) == 0
-    check(launch_machines(tmp_path, HERE / "run_recipe.py", sft_recipe(tmp_path, "two", tiny_model_dir, 4)))
+    check(
+        launch_machines(tmp_path, HELPERS / "run_recipe.py", sft_recipe(tmp_path, "two", tiny_model_dir, 4))
+    )
 
     run = tmp_path / "two" / "run"
     checkpoint = run / "sft" / "checkpoints" / "step-000002"
@@ -113,7 +115,7 @@ def test_machines_that_do_not_share_the_output_folder_are_refused_at_start(tiny_
     hidden.mkdir()
     recipe = sft_recipe(tmp_path, "outputs", tiny_model_dir, 4)
     own_disk = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs tmpfs {hidden} && exec "$@"', "own-disk"]
-    results = launch_machines(tmp_path, HERE / "run_recipe.py", recipe, second_machine_prefix=own_disk)
+    results = launch_machines(tmp_path, HELPERS / "run_recipe.py", recipe, second_machine_prefix=own_disk)
     assert all(code != 0 for code, _ in results)
     message = results[0][1]  # the main machine's console says why
     assert "is not the same folder for every process: process 1 on" in message, message[-3000:]

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from reasonkit.rollout.vllm_engine import vllm_available
 from tests.conftest import TINY_SIZES
 
-HERE = Path(__file__).parent
+HELPERS = Path(__file__).parents[1] / "helpers"  # the scripts a launch runs
 CONFIGS = Path(__file__).parents[2] / "recipes" / "accelerate"
 LEARNING_RATE = 1e-3  # grpo_update.py's
 # Adam's first steps move a weight by about lr * g / (|g| + 1e-8): where a gradient is near zero,
@@ -39,7 +39,7 @@ def launch(
     script: str, *args, config: str | None = None, processes: int = 2, check: bool = True
 ) -> subprocess.CompletedProcess:
     """Run a script directly (config None) or with `accelerate launch --config_file CONFIG`."""
-    command = [sys.executable, str(HERE / script), *map(str, args)]
+    command = [sys.executable, str(HELPERS / script), *map(str, args)]
     if config:
         command = [
             *[
@@ -225,7 +225,7 @@ def test_vllm_engine_follows_a_zero3_sharded_policy(tmp_path):
     """The weights reach vLLM gathered from their ZeRO-3 shards (one process: the shards are real, the
     gathering is DeepSpeed's): after every update the engine's log-probs still equal the trainer's."""
     recipe = yaml.safe_load(pipeline_recipe(tmp_path).read_text())
-    toy_reward = str(HERE.parent / "grpo" / "toy_rewards.py") + ":digit_fraction"  # varies on a random model
+    toy_reward = str(HELPERS / "toy_rewards.py") + ":digit_fraction"  # varies on a random model
     on_vllm = {"init": "model", "engine": "vllm", "vllm": {"kv_cache_gb": 0.25}, "max_steps": 3}
     recipe["stages"] = {"grpo": {**recipe["stages"]["grpo"], **on_vllm, "rewards": [{"name": toy_reward}]}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.distributed.test_multiprocess import HERE, launch
+from tests.distributed.test_multiprocess import HELPERS, launch
 
 
 @pytest.mark.vllm
@@ -26,7 +26,7 @@ def test_server_follows_the_policy_on_two_processes_zero3_and_async(
         "stages": {
             "grpo": {
                 "type": "grpo",
-                "rewards": [{"name": str(HERE.parent / "grpo" / "toy_rewards.py") + ":digit_fraction"}],
+                "rewards": [{"name": str(HELPERS / "toy_rewards.py") + ":digit_fraction"}],
                 "prompts_per_step": 4,
                 "num_generations": 4,
                 "max_new_tokens": 8,

@@ -3,9 +3,8 @@
 import pytest
 
 from reasonkit.config import ConfigError, LoRASettings
-
-from reasonkit.grpo.schema import GRPOStage
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
+from reasonkit.grpo.schema import GRPOStage
 
 
 def test_prompt_shards_cover_the_batch_in_order():

@@ -1,17 +1,10 @@
-import doctest
 import math
 
 import pytest
 
 from reasonkit import metrics
 from reasonkit.data import DataError
-from reasonkit.grpo import step_metrics
 from reasonkit.grpo.step_metrics import check_metrics_by, metrics_by_value, run_summary
-
-
-@pytest.mark.parametrize("module", [step_metrics, metrics])
-def test_doctests(module):
-    assert doctest.testmod(module).failed == 0
 
 
 def test_per_value_curves_join_their_metrics_panel():

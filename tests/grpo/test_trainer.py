@@ -7,16 +7,15 @@ import torch
 from safetensors.torch import load_file
 
 from reasonkit.config import DatasetSource
-
-from reasonkit.recipe import build_recipe
 from reasonkit.grpo import trainer as grpo_trainer
 from reasonkit.grpo.scoring import RewardError
 from reasonkit.grpo.trainer import TrainingError
 from reasonkit.manifest import read_manifest
 from reasonkit.pipeline import run_recipe
+from reasonkit.recipe import build_recipe
 from tests.conftest import TINY_SIZES
 
-TOY = str(Path(__file__).with_name("toy_rewards.py"))
+TOY = str(Path(__file__).parents[1] / "helpers" / "toy_rewards.py")
 
 
 def grpo_recipe(output_dir, reward="digit_fraction", **stage):

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from reasonkit.recipe import build_recipe
 from reasonkit.grpo import trainer as grpo_trainer
 from reasonkit.grpo.scoring import RewardError
 from reasonkit.pipeline import run_recipe
+from reasonkit.recipe import build_recipe
 
-OPEN_R1 = str(Path(__file__).parents[1] / "rewards" / "open_r1_style.py")
+OPEN_R1 = str(Path(__file__).parents[1] / "helpers" / "open_r1_style.py")
 TRL_REWARDS = [
     {"name": "trl.rewards:accuracy_reward"},
     {"name": "trl.rewards:reasoning_accuracy_reward"},

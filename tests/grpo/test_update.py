@@ -1,4 +1,4 @@
-"""One GRPO update on a fixed batch (tests/distributed/grpo_update.py), run in this process, compared
+"""One GRPO update on a fixed batch (tests/helpers/grpo_update.py), run in this process, compared
 with another run of it: what an option must not change, and what a precision or a schedule must do."""
 
 from pathlib import Path
@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.distributed import grpo_update
 from tests.distributed.test_multiprocess import assert_same_update
+from tests.helpers import grpo_update
 
-TOY = str(Path(__file__).with_name("toy_rewards.py"))
+TOY = str(Path(__file__).parents[1] / "helpers" / "toy_rewards.py")
 
 
 def update(model_dir, out_dir, *overrides) -> dict:

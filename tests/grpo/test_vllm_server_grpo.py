@@ -8,13 +8,12 @@ import pytest
 import torch
 
 from reasonkit.config import ConfigError
-
-from reasonkit.recipe import build_recipe
 from reasonkit.grpo import trainer as grpo_trainer
 from reasonkit.pipeline import run_recipe
+from reasonkit.recipe import build_recipe
 from reasonkit.rollout import EngineError
 
-TOY = str(Path(__file__).with_name("toy_rewards.py"))
+TOY = str(Path(__file__).parents[1] / "helpers" / "toy_rewards.py")
 # Also skipped by the vllm_server fixture where vLLM is absent; marked so `-m vllm` selects them.
 server_only = pytest.mark.vllm
 
@@ -134,7 +133,7 @@ def test_server_killed_mid_run_stops_it_with_its_last_checkpoint_intact_then_it_
     before step 3: generation there fails, is retried once the server would be back, then the run stops
     naming its URL; the step-2 checkpoint is intact, and the run resumes from it on the other server
     alone (which first receives the checkpoint's weights)."""
-    from tests.vllm_server_process import running_server
+    from tests.helpers.vllm_server_process import running_server
 
     with running_server(tiny_model_dir, tmp_path / "victim.log") as victim:
         real_step = grpo_trainer.GRPORun._step

@@ -1,7 +1,6 @@
 """`reasonkit rewards check`: every built-in reward passes its battery; lax ones are caught; each
 verdict line says which score it was judged against and whose it is."""
 
-import doctest
 import json
 import pickle
 
@@ -13,11 +12,6 @@ import rewards.convention
 from reasonkit.cli import main
 from rewards.check import format_row, run_check
 from rewards.convention import DecidedShape, call_reward, describe_error
-
-
-def test_doctests():
-    for module in (rewards.check, rewards.convention):
-        assert doctest.testmod(module).failed == 0
 
 
 @pytest.mark.parametrize("name", rewards.known())

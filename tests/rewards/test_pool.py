@@ -8,7 +8,7 @@ import pytest
 
 from rewards.pool import BREAKER, RewardCall, RewardPool
 
-HERE = Path(__file__).with_name("misbehaving_rewards.py")
+HERE = Path(__file__).parents[1] / "helpers" / "misbehaving_rewards.py"
 
 
 def pool(*names, workers=2, timeout=2.0) -> RewardPool:

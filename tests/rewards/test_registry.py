@@ -1,4 +1,3 @@
-import doctest
 import textwrap
 
 import pytest
@@ -10,11 +9,6 @@ import rewards.format
 import rewards.length
 import rewards.math_answer
 from rewards import RewardNotFound
-
-
-def test_doctests():
-    for module in (rewards.answer, rewards.format, rewards.length, rewards.math_answer, rewards.code):
-        assert doctest.testmod(module).failed == 0
 
 
 def test_by_name_module_and_file(tmp_path):

@@ -11,11 +11,11 @@ import rewards
 from reasonkit.cli import main
 from reasonkit.config import ConfigError
 from reasonkit.grpo.schema import RewardSpec
-from reasonkit.recipe import build_recipe
 from reasonkit.grpo.scoring import RewardError, RewardScorer, check_columns, load_rewards
+from reasonkit.recipe import build_recipe
 from rewards.convention import call_reward, describe_error, shape_for
 
-OPEN_R1 = str(Path(__file__).with_name("open_r1_style.py"))
+OPEN_R1 = str(Path(__file__).parents[1] / "helpers" / "open_r1_style.py")
 # Every reward trl.rewards exports, as a recipe would name it (factories with their arguments).
 TRL_REWARDS = {
     "accuracy_reward": {},

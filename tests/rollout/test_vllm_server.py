@@ -7,10 +7,10 @@ import pytest
 import requests
 import torch
 
-from reasonkit.rollout.settings import VLLMServerSettings
 from reasonkit.grpo.logprobs import completion_logprobs
 from reasonkit.models import load_model
 from reasonkit.rollout import EngineError, SamplingSettings
+from reasonkit.rollout.settings import VLLMServerSettings
 from reasonkit.rollout.vllm_engine import vllm_available
 from tests.rollout.conftest import PROMPTS
 
@@ -110,7 +110,7 @@ def test_server_serving_another_model_is_refused_before_step_1(vllm_server, tiny
 
 
 def test_server_not_up_names_the_url_and_the_command_to_start_it(tiny_model_dir, tiny_tokenizer):
-    from tests.vllm_server_process import free_port
+    from tests.helpers.vllm_server_process import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(EngineError) as caught:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from reasonkit.trm.schema import TRMNetwork
 from reasonkit.trm.model import TRM, cell_losses, parameter_count, stablemax_cross_entropy
+from reasonkit.trm.schema import TRMNetwork
 
 L, V = 16, 5  # a 4x4 grid: tokens 0 (blank) .. 4
 
@@ -108,21 +108,3 @@ def test_stablemax_cross_entropy_by_hand():
     torch.testing.assert_close(stablemax_cross_entropy(logits, torch.tensor([[0]])), expected.view(1, 1))
     softmax = cell_losses(logits, torch.tensor([[0]]), "softmax")
     torch.testing.assert_close(softmax, -torch.log_softmax(logits, -1)[..., 0])
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "reasonkit.trm.model",
-        "reasonkit.trm.schema",
-        "reasonkit.trm.evaluate",
-        "reasonkit.tasks.sudoku",
-        "reasonkit.tasks.mazes",
-    ],
-)
-def test_doctests(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module))
-    assert result.failed == 0 and result.attempted > 0

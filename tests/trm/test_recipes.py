@@ -6,8 +6,8 @@ import random
 import pytest
 
 from reasonkit.cli import main
-from reasonkit.recipe import load_recipe
 from reasonkit.pipeline import run_recipe
+from reasonkit.recipe import load_recipe
 from reasonkit.tasks.sudoku import SHAPES, generate
 
 # A GPU recipe cut to two CPU steps on two puzzles, evaluated at 1 and 2 supervision steps.

@@ -10,10 +10,10 @@ import yaml
 
 from reasonkit.cli import main
 from reasonkit.config import ConfigError
-from reasonkit.recipe import load_recipe
 from reasonkit.pipeline import run_recipe
-from reasonkit.trm.schema import TRMTask
+from reasonkit.recipe import load_recipe
 from reasonkit.trm.data import PuzzleKind, SlotFeed, puzzle_splits
+from reasonkit.trm.schema import TRMTask
 
 TASK = {
     "name": "sudoku",

@@ -7,14 +7,14 @@ import math
 import pytest
 
 import rewards as reward_registry
-from reasonkit.eval.schema import BenchmarkSource, EvalStage
-from reasonkit.recipe import build_recipe
 from reasonkit.data import DataError, PromptFormat
 from reasonkit.data.benchmarks import Problem, load_benchmark
-from reasonkit.eval.metrics import bootstrap_interval, majority_correct, pass_at_k
 from reasonkit.eval.evaluate import problem_metrics
+from reasonkit.eval.metrics import bootstrap_interval, majority_correct, pass_at_k
+from reasonkit.eval.schema import BenchmarkSource, EvalStage
 from reasonkit.models import load_model, load_tokenizer
 from reasonkit.pipeline import run_recipe
+from reasonkit.recipe import build_recipe
 from tests.conftest import TINY_SIZES
 
 

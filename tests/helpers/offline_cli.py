@@ -1,6 +1,6 @@
 """`reasonkit` commands in one process without a network, each with its output and network attempts caught.
 
-    unshare -rn python -m tests.offline_cli '[["run", "R", "--dry-run"], ["eval", ...]]'
+    unshare -rn python -m tests.helpers.offline_cli '[["run", "R", "--dry-run"], ["eval", ...]]'
 
 prints one JSON list: per command, its exit code, what it wrote to the stdout and stderr file
 descriptors (so library handlers and C code are caught too, not only Python's sys.stdout), and the
@@ -80,7 +80,7 @@ def run_offline(commands: list[list[str]], hf_home: Path, **env) -> list[dict]:
     environment = {k: v for k, v in os.environ.items() if k.upper() not in MACHINE_SETTINGS}
     environment.update(HF_HOME=str(hf_home), PYTHONPATH=str(ROOT), **env)
     done = subprocess.run(
-        ["unshare", "-rn", sys.executable, "-m", "tests.offline_cli", json.dumps(commands)],
+        ["unshare", "-rn", sys.executable, "-m", "tests.helpers.offline_cli", json.dumps(commands)],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from reasonkit.eval import generate
 from reasonkit.cli import main
+from reasonkit.eval import generate
 from reasonkit.eval.generate import Candidate, Decontaminator, select
 
 RIGHT = Candidate("7 * 6 = 42.", "42", correct=True, truncated=False, num_tokens=12)

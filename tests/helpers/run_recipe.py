@@ -1,6 +1,6 @@
 """`reasonkit run` under a launcher (or alone), for the tests of multi-process and killed runs.
 
-    accelerate launch --config_file CONFIG --num_processes 2 tests/distributed/run_recipe.py \
+    accelerate launch --config_file CONFIG --num_processes 2 tests/helpers/run_recipe.py \
         [--stall-at-checkpoint STAGE STEP MARKER] ARGS...
 
 ARGS are `reasonkit run`'s. With --stall-at-checkpoint, the checkpoint of STAGE at STEP is written whole

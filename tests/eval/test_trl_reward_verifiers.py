@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 
 from reasonkit.cli import main
-from reasonkit.eval.schema import BenchmarkSource
 from reasonkit.data import PromptFormat
 from reasonkit.data.benchmarks import load_benchmark
 from reasonkit.eval.evaluate import sample_and_judge
 from reasonkit.eval.generate import GenerateSettings, generate_traces
+from reasonkit.eval.schema import BenchmarkSource
 from reasonkit.rollout import SamplingSettings
 from reasonkit.rollout.base import Rollout
 

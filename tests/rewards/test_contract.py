@@ -1,13 +1,6 @@
-import doctest
-
 import pytest
 
-import rewards.contract as fmt
 from rewards.contract import format_completion, parse_completion, prompt_opens_think
-
-
-def test_doctests():
-    assert doctest.testmod(fmt).failed == 0
 
 
 @pytest.mark.parametrize("prefilled", [False, True])

@@ -6,8 +6,8 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from reasonkit.cli import main
-from reasonkit.recipe import build_recipe
 from reasonkit.manifest import read_manifest
+from reasonkit.recipe import build_recipe
 from reasonkit.sft.trainer import SFTRun
 from reasonkit.stage import StageContext
 from tests.conftest import TINY_SIZES

@@ -1,6 +1,6 @@
 """GRPO updates on fixed completions, under whatever `accelerate launch` started it.
 
-    python tests/distributed/grpo_update.py MODEL_DIR OUT_DIR [key=value | model.key=value ...]
+    python tests/helpers/grpo_update.py MODEL_DIR OUT_DIR [key=value | model.key=value ...]
     accelerate launch --config_file recipes/accelerate/zero2.yaml --num_processes 2 ... (same arguments)
 
 The step's prompts and each prompt's completions are fixed (some right, some wrong), so every launch
@@ -60,9 +60,9 @@ def make_run(model_dir: str, out_dir: str, overrides: list[str]):
 
     import yaml
 
-    from reasonkit.recipe import build_recipe
     from reasonkit.grpo.trainer import GRPORun
     from reasonkit.launch import process_state
+    from reasonkit.recipe import build_recipe
     from reasonkit.stage import StageContext
 
     stage = {
