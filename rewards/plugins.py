@@ -103,18 +103,18 @@ def _import(module_name: str, spec: str, kind: str):
 
 
 def _run_file(path: str, spec: str, kind: str):
-    """A user's file as a module, once per path (a second lookup finds the same functions and classes)."""
+    """A user's file as a module, run afresh at each lookup (a file edited between two runs of one
+    process is read as it is now)."""
     file = Path(path).resolve()
     if not file.is_file():
         raise PluginNotFound(f"{kind} {spec!r}: file not found: {path}")
     name = f"reasonkit_plugin_{file.stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:8]}"
-    if name not in sys.modules:
-        loader = importlib.util.spec_from_file_location(name, file)
-        module = importlib.util.module_from_spec(loader)
-        sys.modules[name] = module  # before running it: dataclasses and pickling look the module up
-        try:
-            loader.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
+    loader = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(loader)
+    sys.modules[name] = module  # before running it: dataclasses look their module up
+    try:
+        loader.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

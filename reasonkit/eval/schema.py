@@ -8,8 +8,7 @@ from typing import Literal
 
 import rewards
 from reasonkit.config import Recipe
-from reasonkit.rollout import check_engine
-from reasonkit.rollout.settings import VLLMSettings
+from reasonkit.engine_settings import VLLMSettings
 
 RECIPE_TEST = "test"  # the benchmark name of the recipe's own held-out data
 
@@ -74,6 +73,8 @@ def validate(name: str, stage: EvalStage, recipe: Recipe, trained: list[str]) ->
 
 def check_eval_stage(name: str, stage: EvalStage) -> list[str]:
     """Eval settings that cannot work (also checked for `reasonkit eval`, which has no recipe)."""
+    from reasonkit.rollout import check_engine  # the engines' modules import torch
+
     errors = []
     too_large = [k for k in stage.k if not 1 <= k <= stage.num_samples]
     if too_large:

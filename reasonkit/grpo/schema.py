@@ -6,11 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import rewards
-from reasonkit.algorithms import ADVANTAGE_SCALES, KL_ESTIMATORS, LOSS_AGGREGATIONS
 from reasonkit.config import LoRASettings, Recipe, unknown_key
+from reasonkit.engine_settings import VLLMServerSettings, VLLMSettings
 from reasonkit.plugins import PluginNotFound
-from reasonkit.rollout import check_engine
-from reasonkit.rollout.settings import VLLMServerSettings, VLLMSettings
 
 
 @dataclass
@@ -193,21 +191,26 @@ def validate(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) ->
         )
     if stage.beta < 0:
         errors.append(f"stages.{name}.beta: {stage.beta}; the KL coefficient is >= 0 (0 drops the KL term)")
-    errors += _check_kl_estimator(name, stage.kl_estimator)
+    # The registries live beside the tensor code (torch), and the engines beside theirs: imported here,
+    # so that reading a recipe without a GRPO stage imports neither.
+    from reasonkit.algorithms import ADVANTAGE_SCALES, KL_ESTIMATORS, LOSS_AGGREGATIONS
+    from reasonkit.rollout import check_engine
+
+    errors += _check_kl_estimator(name, stage.kl_estimator, KL_ESTIMATORS)
     for key, registry in (("advantage_scale", ADVANTAGE_SCALES), ("loss_aggregation", LOSS_AGGREGATIONS)):
         errors += _check_variant(name, key, getattr(stage, key), registry)
     errors += check_engine(f"stages.{name}.engine", stage.engine, async_rollouts=stage.async_rollouts)
     return errors
 
 
-def _check_kl_estimator(name: str, estimator: str) -> list[str]:
+def _check_kl_estimator(name: str, estimator: str, registry) -> list[str]:
     if estimator == "k1":
         return [
             f"stages.{name}.kl_estimator: k1 as a loss term has zero expected gradient (beta would do "
             "nothing); use k3 (the gradient of KL(ref || policy), as DeepSeekMath and TRL) or k2 (of "
             "KL(policy || ref))"
         ]
-    return _check_variant(name, "kl_estimator", estimator, KL_ESTIMATORS)
+    return _check_variant(name, "kl_estimator", estimator, registry)
 
 
 def _check_variant(name: str, key: str, value: str, registry) -> list[str]:

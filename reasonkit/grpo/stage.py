@@ -5,9 +5,15 @@ Light: the trainer is imported only when the stage runs.
 
 from __future__ import annotations
 
-from reasonkit.grpo.objective import stage_objective
 from reasonkit.grpo.schema import GRPOStage, validate
 from reasonkit.stage import StageContext, StageType, first_to_last, training_row
+
+
+def objective(stage: GRPOStage) -> dict:
+    """What the stage optimises (grpo/objective.py; imported here: it reads the engine and rewards)."""
+    from reasonkit.grpo.objective import stage_objective
+
+    return stage_objective(stage)
 
 
 def check_data(recipe, data, rows: int, stage: GRPOStage) -> list[str]:
@@ -49,4 +55,4 @@ def run(ctx: StageContext, stage: GRPOStage, resume: bool = False) -> dict:
     return run_grpo(ctx, stage, resume=resume)
 
 
-STAGE = StageType(GRPOStage, validate, check_data, stage_objective, summary_rows, run, report)
+STAGE = StageType(GRPOStage, validate, check_data, objective, summary_rows, run, report)

@@ -32,6 +32,8 @@ def engine_class(name: str) -> type[RolloutEngine]:
     try:
         return ENGINES.resolve(resolve_engine(name))
     except PluginNotFound as exc:
+        if ":" in name:  # the user's own class, which did not load: the message says why
+            raise EngineError(str(exc)) from None
         raise EngineError(
             f"{exc} (engines: auto, {', '.join(ENGINES.names())}, or a class of your own as "
             "package.module:Class or path/to/file.py:Class)"

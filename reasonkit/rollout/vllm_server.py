@@ -42,6 +42,7 @@ from urllib.parse import urlparse
 import requests
 import torch
 
+from reasonkit.engine_settings import VLLMServerSettings
 from reasonkit.rollout.base import (
     EngineError,
     EngineInputs,
@@ -52,7 +53,6 @@ from reasonkit.rollout.base import (
     stop_token_ids,
 )
 from reasonkit.rollout.policy_weights import policy_weight_metadata, policy_weights
-from reasonkit.rollout.settings import VLLMServerSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from reasonkit.eval.schema import BenchmarkSource
 from reasonkit.rollout import SamplingSettings
 from reasonkit.rollout.base import Rollout
 
-OPEN_R1 = str(Path(__file__).parent / "rewards" / "open_r1_style.py")
+OPEN_R1 = str(Path(__file__).parents[1] / "helpers" / "open_r1_style.py")
 
 
 class ScriptedTeacher:

@@ -152,7 +152,7 @@ def test_missing_reward_column_fails_before_the_first_step(tmp_path, monkeypatch
 def test_unknown_reward_fails_at_validation():
     from reasonkit.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"unknown reward 'exact_answr'; known rewards: .*exact_answer"):
+    with pytest.raises(ConfigError, match=r"unknown reward 'exact_answr'; did you mean 'exact_answer'"):
         build_recipe(
             {
                 "output_dir": "x",

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Hub and proxy settings of the machine running the tests, which would change what is being tested.
 MACHINE_SETTINGS = (
     "HF_HUB_OFFLINE",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def free_port() -> int:

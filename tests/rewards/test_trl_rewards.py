@@ -64,7 +64,7 @@ def test_every_trl_reward_scores_in_worker_processes_with_string_or_conversation
 
 
 def test_trl_rewards_are_conversational_by_their_annotation_whatever_the_prompts():
-    assert shape_for(trl.rewards.contract_reward, "auto", "a string prompt")[0] == "conversational"
+    assert shape_for(trl.rewards.think_format_reward, "auto", "a string prompt")[0] == "conversational"
     built = rewards.registry.build("trl.rewards:get_cosine_scaled_reward", {"max_len": 10})
     assert shape_for(built, "auto", "a string prompt")[0] == "conversational"
     assert rewards.required_columns(built) == ["solution"]

@@ -40,11 +40,11 @@ def test_an_engine_from_a_test_file_evaluates_in_a_recipe(tmp_path):
 def test_an_engine_that_cannot_be_found_is_a_recipe_error(tmp_path):
     with pytest.raises(
         ConfigError,
-        match=r"stages.eval.engine: unknown engine 'vlm'; one of \['auto', 'transformers', 'vllm', 'vllm_server'\]",
+        match=r"stages.eval.engine: unknown engine 'vlm'; did you mean 'vllm'\? \(engines: auto, transformers, vllm, vllm_server",
     ):
         eval_recipe(tmp_path, engine="vlm")
     with pytest.raises(
-        ConfigError, match=r"stages.eval.engine: engine 'nowhere.py:Engine' could not be loaded"
+        ConfigError, match=r"stages.eval.engine: engine 'nowhere.py:Engine': file not found: nowhere.py"
     ):
         eval_recipe(tmp_path, engine="nowhere.py:Engine")
 

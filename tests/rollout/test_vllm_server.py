@@ -7,10 +7,10 @@ import pytest
 import requests
 import torch
 
+from reasonkit.engine_settings import VLLMServerSettings
 from reasonkit.grpo.logprobs import completion_logprobs
 from reasonkit.models import load_model
 from reasonkit.rollout import EngineError, SamplingSettings
-from reasonkit.rollout.settings import VLLMServerSettings
 from reasonkit.rollout.vllm_engine import vllm_available
 from tests.rollout.conftest import PROMPTS
 

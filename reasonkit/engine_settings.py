@@ -1,4 +1,7 @@
-"""Recipe settings of the vLLM engines (colocated and server), part of the GRPO and eval stages' sections."""
+"""Recipe settings of the vLLM engines (colocated and server), part of the GRPO and eval stages' sections.
+
+Apart from reasonkit.rollout, whose engines import torch: reading a recipe does not need them.
+"""
 
 from __future__ import annotations
 
