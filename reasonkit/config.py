@@ -3,8 +3,9 @@
 A recipe is one YAML file saying what to train: the model, the data, the stages (run in the order
 written) and the output directory. Every field is documented once, next to its definition: here for
 the sections every recipe has, in each stage package's ``schema.py`` for its stage type's section.
-Reading a recipe (``reasonkit.recipe``) fails before any model is touched when a key is unknown or misspelt (the message names the
-file, the key and the closest valid key), a value has the wrong type, or a required field is missing.
+Reading a recipe (``reasonkit.recipe``) fails before any model is touched when a key is unknown or
+misspelt (the message names the file, the key and the closest valid key), a value has the wrong type,
+or a required field is missing.
 Any field can be overridden from the command line as ``a.b.c=value`` (the value is read as YAML).
 """
 
