@@ -77,7 +77,7 @@ def add_verifier_options(cmd, schema: type, default: str) -> None:
         default=schema_default(schema, "verifier_completions"),
         choices=SHAPES,
         help="give the verifier text or conversational (message list) completions; auto: its annotation, "
-        "else the prompts' shape, as for every reward (see the README, Rewards): text here, where the "
+        "else the prompts' shape, as for every reward (docs/rewards.md): text here, where the "
         "prompts are strings (default %(default)s)",
     )
 

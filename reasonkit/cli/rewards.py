@@ -30,7 +30,7 @@ def add_command(commands) -> None:
         "check",
         help=summary,
         description=summary
-        + ". Completions are text or messages by the rules the trainer follows (see the README, Rewards).",
+        + ". Completions are text or messages by the rules the trainer follows (docs/rewards.md).",
     )
     check.set_defaults(handler=check_reward)
     check.add_argument("spec", help="registry name, package.module:function or path/to/file.py:function")
