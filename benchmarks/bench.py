@@ -62,17 +62,26 @@ class Bench:
         self.models = self.out / "models"
         self.report: list[str] = []
 
-    def child(self, script: str, name: str, *arguments, threads: int = 1, env: dict | None = None) -> dict:
-        """Run one side in its own process; its result, or what went wrong."""
+    def child(
+        self, script: str, name: str, *arguments, threads: int = 1, env: dict | None = None, timeout=None
+    ) -> dict:
+        """Run one side in its own process (ended after ``timeout`` seconds); its result, or what went wrong."""
         result_file = self.out / f"{name}.json"
         result_file.unlink(missing_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
                "TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", **(env or {})}  # fmt: skip
         started = time.time()
-        done = subprocess.run(
-            [sys.executable, str(HERE / script), *map(str, arguments), "--out", str(result_file)],
-            capture_output=True, text=True, env=env, cwd=HERE,
-        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                [sys.executable, str(HERE / script), *map(str, arguments), "--out", str(result_file)],
+                capture_output=True, text=True, env=env, cwd=HERE, timeout=timeout,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            output = (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(
+                errors="replace"
+            )
+            (self.out / f"{name}.log").write_text(output)
+            return {"error": f"stopped after {timeout:.0f} s; see {self.out / (name + '.log')}"}
         print(f"  {name}: {time.time() - started:.0f} s", flush=True)
         if done.returncode != 0 or not result_file.exists():
             (self.out / f"{name}.log").write_text(done.stdout + done.stderr)
@@ -215,8 +224,9 @@ def sampler_gap(results: list[dict]) -> str:
     return f"{max(gaps):.0e}" if gaps else "-"
 
 
-def grpo_row(row, phases: list[str]) -> str:
-    """One table row: each side's median step and phases, the ratio, lengths and peak memory."""
+def grpo_row(row, phases: list[str], clock: str = "cpu") -> str:
+    """One table row: each side's median step and phases (``clock``: cpu or wall seconds), the ratio,
+    lengths and peak memory."""
     shape, layers, model, regime, B, G, T, runs = row
     cells = {}
     for side, results in runs.items():
@@ -224,8 +234,8 @@ def grpo_row(row, phases: list[str]) -> str:
         if errors:
             cells[side] = (f"failed: {errors[0]}", float("nan"), float("nan"), float("nan"))
             continue
-        parts = [medians(results, f"{p}_cpu") for p in phases]
-        step = medians(results, "step_cpu")
+        parts = [medians(results, f"{p}_{clock}") for p in phases]
+        step = medians(results, f"step_{clock}")
         text = f"{step:.2f} s ({' / '.join(f'{p:.2f}' for p in parts)})"
         cells[side] = (
             text,

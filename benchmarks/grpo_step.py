@@ -46,26 +46,36 @@ class PhaseClock:
 
     def begin_step(self) -> None:
         self.current = {f"{p}_{kind}": 0.0 for p in PHASES for kind in ("wall", "cpu")}
-        self.started = (time.time(), time.process_time())
+        self.started = self.now()
 
     def end_step(self) -> None:
-        wall, cpu = time.time() - self.started[0], time.process_time() - self.started[1]
+        wall, cpu = (now - then for now, then in zip(self.now(), self.started))
         step = self.current
         for kind, total in (("wall", wall), ("cpu", cpu)):
             step[f"step_{kind}"] = total
             step[f"optimisation_{kind}"] = total - sum(step[f"{p}_{kind}"] for p in PHASES[:-1])
         self.steps.append(step)
 
+    @staticmethod
+    def now() -> tuple[float, float]:
+        """Wall and CPU seconds, once the GPU's queued work is done (a GPU phase ends when its kernels do)."""
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+        return time.time(), time.process_time()
+
     def timed(self, phase: str, fn, inside: str | None = None):
         """``fn``, its seconds added to ``phase`` (and taken from ``inside``, the phase that calls it)."""
 
         def wrapper(*args, **kwargs):
-            wall, cpu = time.time(), time.process_time()
+            wall, cpu = self.now()
             try:
                 return fn(*args, **kwargs)
             finally:
                 if self.current is not None:
-                    for kind, spent in (("wall", time.time() - wall), ("cpu", time.process_time() - cpu)):
+                    now_wall, now_cpu = self.now()
+                    for kind, spent in (("wall", now_wall - wall), ("cpu", now_cpu - cpu)):
                         self.current[f"{phase}_{kind}"] += spent
                         if inside:
                             self.current[f"{inside}_{kind}"] -= spent
@@ -120,7 +130,7 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
         **({"token_budget": args.token_budget} if args.token_budget else {}),
         **({"micro_batch_layout": args.layout} if args.layout else {}),
     }
-    run_reasonkit_stage(args.model, out_dir, "grpo", grpo, ARITHMETIC)
+    run_reasonkit_stage(args.model, out_dir, "grpo", grpo, ARITHMETIC, dtype=args.dtype)
     for path in out_dir.rglob("metrics.jsonl"):
         logged = [json.loads(line) for line in path.read_text().splitlines()]
         clock.sampler_gaps += [
@@ -162,7 +172,7 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
         max_grad_norm=1.0,
         adam_beta2=0.99,  # ours
         weight_decay=0.0,
-        bf16=False,
+        bf16=args.dtype == "bfloat16",  # float32 weights, bf16 autocast (ours: the recipe's model.dtype)
         gradient_checkpointing=False,
         use_vllm=args.engine == "vllm",
         vllm_mode="colocate",
@@ -210,6 +220,13 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
     clock.sampler_gaps = [e[gap] for e in history if gap in e]
 
 
+def gpu_peak_mib() -> float | None:
+    """torch's peak allocated GPU memory in this process, where there is a GPU."""
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--side", choices=["reasonkit", "trl"], required=True)
@@ -219,6 +236,7 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--beta", type=float, default=0.04)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2, help="steps left out of the median")
     parser.add_argument("--reward-workers", type=int, default=0, help="reasonkit's; 0: in-process, as TRL")
@@ -248,6 +266,7 @@ def main() -> None:
             "steps": clock.steps,
             "median": {key: median([s[key] for s in timed]) for key in timed[0]},
             "peak_rss_mib": peak_rss_mib(),
+            "gpu_peak_mib": gpu_peak_mib(),
             "wall_seconds": time.time() - started,
         },
     )
