@@ -78,9 +78,8 @@ class TransformersEngine:
     def _generate_batch(self, model, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
         tok = self.tokenizer
         encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        completions, logprobs = decode(
-            model, encoded["input_ids"], encoded["attention_mask"], sampling, self.stop_token_ids, with_logprobs
-        )
+        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        completions, logprobs = decode(model, ids, mask, sampling, self.stop_token_ids, with_logprobs)
         rollouts = []
         for row, (new_tokens, row_logprobs) in enumerate(zip(completions, logprobs)):
             prompt_row = row // sampling.n
