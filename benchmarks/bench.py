@@ -275,6 +275,8 @@ def reward_table(result: dict, out: Path) -> list[str]:
         return ["## Reward scoring", "", f"failed: {result['error']}", ""]
     steps = {}  # shape: (completions per step, median step seconds)
     for path in sorted(out.glob("grpo-*-uniform-reasonkit-*.json")):
+        if path.name.startswith("grpo-vllm-"):  # make bench-vllm's, in the same folder
+            continue
         data = json.loads(path.read_text())
         if "median" in data:
             shape = path.name.split("-uniform")[0].removeprefix("grpo-")
