@@ -103,24 +103,30 @@ def _check_splitter(where: str, splitter: str) -> list[str]:
 
 
 def _later_engines(name: str, recipe: Recipe) -> list[str]:
-    """Eval and GRPO stages after this one that would run its model on an engine that cannot feed a
-    hidden state back."""
+    """Later stages that would run this model where it cannot think: an eval or GRPO stage on an engine
+    that cannot feed a hidden state back, and any training stage but another latent one continuing from it
+    (GRPO and SFT would sample or train it without its thoughts)."""
     errors, seen = [], False
     for other, section in recipe.stages.items():
         if other == name:
             seen = True
             continue
-        engine = getattr(section, "engine", None)
-        if not seen or engine not in NO_FEEDBACK_ENGINES:
+        if not seen:
             continue
-        models = getattr(section, "models", None)
-        uses = section.init == name if hasattr(section, "init") else (not models or name in models)
-        if uses:
+        engine = getattr(section, "engine", None)
+        if getattr(section, "init", None) == name and section.type != "latent":
             errors.append(
-                f"stages.{other}.engine: {engine} cannot run {name!r}, a latent model: its thoughts feed the "
-                "model's last hidden state back as the next input, which vLLM cannot do. Use "
-                "engine: transformers (or auto, which a latent model runs on transformers)"
+                f"stages.{other}.init: {name!r} is a latent model; a {section.type} stage would run it without "
+                "its thoughts (only eval stages and further latent stages can continue from it so far)"
             )
+        elif engine in NO_FEEDBACK_ENGINES and section.type == "eval":
+            models = section.models
+            if not models or name in models:
+                errors.append(
+                    f"stages.{other}.engine: {engine} cannot run {name!r}, a latent model: its thoughts feed the "
+                    "model's last hidden state back as the next input, which vLLM cannot do. Use "
+                    "engine: transformers (or auto, which a latent model runs on transformers)"
+                )
     return errors
 
 
