@@ -210,7 +210,9 @@ def test_validate_refuses_vllm_for_a_latent_model_and_impossible_settings(tmp_pa
     with pytest.raises(ConfigError, match=r"stages.eval.engine: vllm cannot run 'latent', a latent model"):
         recipe(tmp_path, {"sft": SFT, "latent": latent_stage(), "eval": eval_vllm})
     grpo = {"type": "grpo", "init": "latent", "rewards": [{"name": "exact_answer"}], "engine": "transformers"}
-    with pytest.raises(ConfigError, match=r"stages.grpo.init: 'latent' is a latent model; a grpo stage would"):
+    with pytest.raises(
+        ConfigError, match=r"stages.grpo.init: 'latent' is a latent model; a grpo stage would"
+    ):
         recipe(tmp_path, {"sft": SFT, "latent": latent_stage(), "grpo": grpo})
     # an eval of other models only, on vLLM, is fine
     recipe(tmp_path, {"sft": SFT, "latent": latent_stage(), "eval": {**eval_vllm, "models": ["sft"]}})
@@ -261,3 +263,11 @@ def test_validate_refuses_a_model_without_inputs_embeds_and_a_tokenizer_without_
     assert (
         "cannot take the thought tokens" in check_tokenizer(NoAddedTokens(), "stages.latent", ["<|bot|>"])[0]
     )
+
+
+def test_the_dry_run_reads_the_traces_and_counts_the_short_ones(tmp_path, capsys):
+    from reasonkit.cli.run import dry_run
+
+    assert dry_run(recipe(tmp_path, {"sft": SFT, "latent": latent_stage(max_stage=3)})) == 0
+    out = capsys.readouterr().out
+    assert "traces split by sentences: 1-3 steps;" in out and "with fewer than max_stage=3" in out
