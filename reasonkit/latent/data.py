@@ -14,6 +14,7 @@ batches one process would, and a resumed run draws what it would have.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -72,13 +73,17 @@ def draw(
     indices = []
     for position in range(step * batch_size, (step + 1) * batch_size):
         epoch, offset = divmod(position, count)
-        order = torch.randperm(count, generator=_generator(seed, stage, epoch, 0))
-        indices.append(int(order[offset]))
+        indices.append(_epoch_order(count, seed, stage, epoch)[offset])
     mixing = _generator(seed, stage, step, 1)
     chance = torch.rand(batch_size, generator=mixing).tolist()
     earlier = torch.randint(0, max(stage, 1), (batch_size,), generator=mixing).tolist()
     stages = [e if stage > 0 and u < mix_earlier else stage for u, e in zip(chance, earlier)]
     return indices, stages
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(count: int, seed: int, stage: int, epoch: int) -> list[int]:
+    return torch.randperm(count, generator=_generator(seed, stage, epoch, 0)).tolist()
 
 
 def _generator(seed: int, stage: int, counter: int, stream: int) -> torch.Generator:
