@@ -121,6 +121,7 @@ def test_the_eval_stage_and_the_command_run_the_saved_latent_model_with_its_thou
     model = str(out / "latent" / "model")
     assert main(["eval", model, "--benchmark", str(benchmark), "--engine", "transformers",
                  "--max-new-tokens", "16", "--output", str(tmp_path / "e")]) == 0  # fmt: skip
+    assert "thoughts" in capsys.readouterr().out  # the printed table: tokens and thoughts next to pass@1
     result = json.loads((tmp_path / "e" / "model.b.results.json").read_text())
     assert result["thoughts"] == 4 and "generated_tokens" in result
     refused = [
