@@ -6,6 +6,7 @@ linear). For thought j (0-based) of a problem, the trace step it stands for is s
 
 - ``result_hit``: the share of problems whose thought's top token is the first token of the last number
   of that step (its result: does thought 1 decode to the first partial product?),
+- ``result_hit_other_problem``: the same against another problem's step result (the chance level),
 - ``step_hit``: the share whose top token is any token of that step,
 - ``norm``: the thought's mean L2 norm, next to the input embeddings' (``embedding_norm``),
 - ``top_tokens``: the most frequent top tokens, and a few problems' top-5 per thought.
@@ -79,18 +80,19 @@ def decode_thoughts(
             "top_tokens": [[tokenizer.decode([t]), n] for t, n in Counter(firsts).most_common(5)],
         }
         if steps is not None:
-            result_hits, step_hits, counted = 0, 0, 0
-            for first, problem_steps in zip(firsts, steps):
-                if j // per_step >= len(problem_steps):
-                    continue  # a trace shorter than the thoughts: no step to compare with
-                step = problem_steps[j // per_step]
-                counted += 1
-                result_hits += first == result_token(tokenizer, step)
-                step_hits += first in tokenizer(step, add_special_tokens=False)["input_ids"]
+            compared = [(f, s[j // per_step]) for f, s in zip(firsts, steps) if j // per_step < len(s)]
+            results = [result_token(tokenizer, step) for _, step in compared]
+            # Chance: the same top tokens against the results of the next problem's step.
+            shuffled = results[1:] + results[:1]
+            counted = len(compared) or None
             entry.update(
-                compared=counted,
-                result_hit=result_hits / counted if counted else None,
-                step_hit=step_hits / counted if counted else None,
+                compared=len(compared),
+                result_hit=counted and sum(f == r for (f, _), r in zip(compared, results)) / counted,
+                result_hit_other_problem=counted
+                and sum(f == r for (f, _), r in zip(compared, shuffled)) / counted,
+                step_hit=counted
+                and sum(f in tokenizer(step, add_special_tokens=False)["input_ids"] for f, step in compared)
+                / counted,
             )
         per_thought.append(entry)
     shown = [

@@ -105,6 +105,7 @@ def test_the_diagnostics_compare_each_thought_with_its_step(trained):
     assert [t["step"] for t in figures["per_thought"]] == [1, 1, 2, 2]
     first = figures["per_thought"][0]
     assert 0 <= first["result_hit"] <= 1 and first["compared"] == 6 and first["norm"] > 0
+    assert 0 <= first["result_hit_other_problem"] <= 1
     assert len(figures["examples"][0]["thoughts"][0]) == 5  # top-5 tokens of the first thought
 
 
