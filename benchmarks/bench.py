@@ -32,8 +32,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import ROOT, build_model, median, parameter_count  # noqa: E402
 
-BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
-SECTIONS = ["grpo", "rollout", "rewards", "sft", "memory"]
+SECTIONS = ["grpo", "rollout", "rewards", "sft", "memory", "grpo_vllm"]
+# make bench; grpo_vllm is make bench-vllm, its tables in a block of BENCHMARKS.md of their own
+DEFAULT_SECTIONS = SECTIONS[:5]
+BLOCKS = {
+    "grpo_vllm": "bench-vllm"
+}  # the marked block of BENCHMARKS.md a section's tables go to; else "bench"
 # (shape, layers on a CPU, B, G, max new tokens, steps, steps left out of the median, A/B repeats)
 GRPO_CASES = [
     ("tiny", None, 16, 8, 48, 6, 2, 2),
@@ -41,6 +45,14 @@ GRPO_CASES = [
     ("qwen0.5b", 4, 4, 4, 32, 3, 1, 1),  # about 3 min a run on a CPU
 ]
 GRPO_QUICK = [("tiny", None, 8, 4, 24, 3, 1, 1)]
+# vLLM on both sides (TRL's colocated path through benchmarks/trl_vllm_cpu_shim.py)
+GRPO_VLLM_CASES = [
+    ("tiny", None, 16, 8, 48, 6, 2, 2),
+    ("25m", None, 16, 8, 48, 4, 1, 2),
+]
+# vLLM's CPU KV cache, the same for both sides: TRL's colocated LLM would otherwise reserve its default
+# memory fraction (0.3 of the machine's memory) and reasonkit's engine 0.5 GB.
+VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 
 
 class Bench:
@@ -50,17 +62,26 @@ class Bench:
         self.models = self.out / "models"
         self.report: list[str] = []
 
-    def child(self, script: str, name: str, *arguments, threads: int = 1) -> dict:
-        """Run one side in its own process; its result, or what went wrong."""
+    def child(
+        self, script: str, name: str, *arguments, threads: int = 1, env: dict | None = None, timeout=None
+    ) -> dict:
+        """Run one side in its own process (ended after ``timeout`` seconds); its result, or what went wrong."""
         result_file = self.out / f"{name}.json"
         result_file.unlink(missing_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
-               "TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}  # fmt: skip
+               "TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", **(env or {})}  # fmt: skip
         started = time.time()
-        done = subprocess.run(
-            [sys.executable, str(HERE / script), *map(str, arguments), "--out", str(result_file)],
-            capture_output=True, text=True, env=env, cwd=HERE,
-        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                [sys.executable, str(HERE / script), *map(str, arguments), "--out", str(result_file)],
+                capture_output=True, text=True, env=env, cwd=HERE, timeout=timeout,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            output = (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(
+                errors="replace"
+            )
+            (self.out / f"{name}.log").write_text(output)
+            return {"error": f"stopped after {timeout:.0f} s; see {self.out / (name + '.log')}"}
         print(f"  {name}: {time.time() - started:.0f} s", flush=True)
         if done.returncode != 0 or not result_file.exists():
             (self.out / f"{name}.log").write_text(done.stdout + done.stderr)
@@ -72,7 +93,17 @@ class Bench:
         return build_model(shape, self.models / name, layers=layers, stop_rate=stop_rate)
 
     def grpo(self) -> None:
-        cases = GRPO_QUICK if self.args.quick else GRPO_CASES
+        self.report += grpo_table(
+            self.grpo_runs(GRPO_QUICK if self.args.quick else GRPO_CASES, "transformers")
+        )
+
+    def grpo_vllm(self) -> None:
+        self.report += grpo_vllm_table(
+            self.grpo_runs(GRPO_QUICK if self.args.quick else GRPO_VLLM_CASES, "vllm")
+        )
+
+    def grpo_runs(self, cases, engine: str) -> list:
+        """Both sides of every case, uniform and varied, A/B/A/B; a row of results per case and regime."""
         rows = []
         for shape, layers, B, G, T, steps, warmup, repeats in cases:
             if self.args.shapes and shape not in self.args.shapes:
@@ -83,14 +114,15 @@ class Bench:
                 model = self.model(shape, layers, stop_rate=3 / T if regime == "varied" else None)
                 common = ["--model", model, "--prompts", B, "--generations", G,
                           "--max-new-tokens", T, "--steps", steps, "--warmup", warmup,
-                          "--trl-micro-batch", min(16, B * G)]  # fmt: skip
+                          "--trl-micro-batch", min(16, B * G), "--engine", engine]  # fmt: skip
+                env = VLLM_ENV if engine == "vllm" else None
                 runs = {"reasonkit": [], "trl": []}
                 for repeat in range(repeats):  # A/B/A/B
                     for side in runs:
-                        name = f"grpo-{shape}-{regime}-{side}-{repeat}"
-                        runs[side].append(self.child("grpo_step.py", name, "--side", side, *common))
+                        name = f"grpo{'-vllm' if engine == 'vllm' else ''}-{shape}-{regime}-{side}-{repeat}"
+                        runs[side].append(self.child("grpo_step.py", name, "--side", side, *common, env=env))
                 rows.append((shape, layers, model, regime, B, G, T, runs))
-        self.report += grpo_table(rows)
+        return rows
 
     def rollout(self) -> None:
         try:
@@ -143,43 +175,81 @@ def medians(runs: list[dict], key: str) -> float:
     return median(values) if values else float("nan")
 
 
+GRPO_INTRO = (
+    "Median step after warm-up (CPU seconds of the one-thread process; wall seconds where the machine"
+    " was quiet are the same), split into {phases} (the rest), and each process's peak memory."
+    " Ratio: reasonkit / TRL (below 1: we are faster)."
+)
+
+
 def grpo_table(rows) -> list[str]:
-    lines = [
+    phases = ["generation", "scoring", "logprobs", "optimisation"]  # no weight sync: the engine is the policy
+    return [
         "## GRPO step: reasonkit vs TRL's GRPOTrainer (transformers generation on both sides)",
         "",
-        "Median step after warm-up (CPU seconds of the one-thread process; wall seconds where the machine"
-        " was quiet are the same), split into generation / scoring / reference log-probs / optimisation"
-        " (the rest), and each process's peak memory. Ratio: reasonkit / TRL (below 1: we are faster).",
+        GRPO_INTRO.format(phases="generation / scoring / reference log-probs / optimisation"),
         "",
         "| shape | params | regime | B x G, tokens | mean length (rk / TRL) | reasonkit step (gen / score / logp / opt) | TRL step (gen / score / logp / opt) | ratio | peak MiB (rk / TRL) |",
         "|---|---|---|---|---|---|---|---|---|",
+        *(grpo_row(row, phases) for row in rows),
+        "",
     ]
-    for shape, layers, model, regime, B, G, T, runs in rows:
-        cells = {}
-        for side, results in runs.items():
-            errors = [r["error"] for r in results if "error" in r]
-            if errors:
-                cells[side] = (f"failed: {errors[0]}", float("nan"), float("nan"), float("nan"))
-                continue
-            parts = [
-                medians(results, f"{p}_cpu") for p in ["generation", "scoring", "logprobs", "optimisation"]
-            ]
-            step = medians(results, "step_cpu")
-            text = f"{step:.2f} s ({' / '.join(f'{p:.2f}' for p in parts)})"
-            cells[side] = (
-                text,
-                step,
-                max(r["peak_rss_mib"] for r in results),
-                median([r.get("mean_completion_length", float("nan")) for r in results]),
-            )
-        name = f"{shape} ({layers} layers)" if layers else shape
-        lines.append(
-            f"| {name} | {parameter_count(model) / 1e6:.1f}M | {regime} | {B} x {G}, {T} | "
-            f"{cells['reasonkit'][3]:.1f} / {cells['trl'][3]:.1f} | {cells['reasonkit'][0]} | "
-            f"{cells['trl'][0]} | **{ratio(cells['reasonkit'][1], cells['trl'][1])}** | "
-            f"{cells['reasonkit'][2]:.0f} / {cells['trl'][2]:.0f} |"
+
+
+def grpo_vllm_table(rows) -> list[str]:
+    phases = ["generation", "sync", "scoring", "logprobs", "optimisation"]
+    gaps = [
+        f"{row[0]} {row[3]}: {' / '.join(sampler_gap(row[7][side]) for side in ('reasonkit', 'trl'))}"
+        for row in rows
+    ]
+    return [
+        '## GRPO step with vLLM on both sides: reasonkit `engine: vllm` vs TRL `use_vllm=True, vllm_mode="colocate"`',
+        "",
+        GRPO_INTRO.format(
+            phases="generation / weight sync into vLLM / scoring / log-probs (reference, old) / optimisation"
+        ),
+        "",
+        "| shape | params | regime | B x G, tokens | mean length (rk / TRL) | reasonkit step (gen / sync / score / logp / opt) | TRL step (gen / sync / score / logp / opt) | ratio | peak MiB (rk / TRL) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *(grpo_row(row, phases) for row in rows),
+        "",
+        "Both samplers in float32; the largest per-step mean |trainer - sampler| log-prob per token"
+        f" (rk / TRL): {'; '.join(gaps)}.",
+        "",
+    ]
+
+
+def sampler_gap(results: list[dict]) -> str:
+    gaps = [r["sampler_gap"] for r in results if r.get("sampler_gap") is not None]
+    return f"{max(gaps):.0e}" if gaps else "-"
+
+
+def grpo_row(row, phases: list[str], clock: str = "cpu") -> str:
+    """One table row: each side's median step and phases (``clock``: cpu or wall seconds), the ratio,
+    lengths and peak memory."""
+    shape, layers, model, regime, B, G, T, runs = row
+    cells = {}
+    for side, results in runs.items():
+        errors = [r["error"] for r in results if "error" in r]
+        if errors:
+            cells[side] = (f"failed: {errors[0]}", float("nan"), float("nan"), float("nan"))
+            continue
+        parts = [medians(results, f"{p}_{clock}") for p in phases]
+        step = medians(results, f"step_{clock}")
+        text = f"{step:.2f} s ({' / '.join(f'{p:.2f}' for p in parts)})"
+        cells[side] = (
+            text,
+            step,
+            max(r["peak_rss_mib"] for r in results),
+            median([r.get("mean_completion_length", float("nan")) for r in results]),
         )
-    return [*lines, ""]
+    name = f"{shape} ({layers} layers)" if layers else shape
+    return (
+        f"| {name} | {parameter_count(model) / 1e6:.1f}M | {regime} | {B} x {G}, {T} | "
+        f"{cells['reasonkit'][3]:.1f} / {cells['trl'][3]:.1f} | {cells['reasonkit'][0]} | "
+        f"{cells['trl'][0]} | **{ratio(cells['reasonkit'][1], cells['trl'][1])}** | "
+        f"{cells['reasonkit'][2]:.0f} / {cells['trl'][2]:.0f} |"
+    )
 
 
 def rollout_table(runs, model) -> list[str]:
@@ -205,6 +275,8 @@ def reward_table(result: dict, out: Path) -> list[str]:
         return ["## Reward scoring", "", f"failed: {result['error']}", ""]
     steps = {}  # shape: (completions per step, median step seconds)
     for path in sorted(out.glob("grpo-*-uniform-reasonkit-*.json")):
+        if path.name.startswith("grpo-vllm-"):  # make bench-vllm's, in the same folder
+            continue
         data = json.loads(path.read_text())
         if "median" in data:
             shape = path.name.split("-uniform")[0].removeprefix("grpo-")
@@ -304,9 +376,9 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="the smallest case of each section (a few minutes)"
     )
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=DEFAULT_SECTIONS)
     parser.add_argument(
-        "--shapes", nargs="+", choices=[case[0] for case in GRPO_CASES], help="grpo: only these"
+        "--shapes", nargs="+", choices=[case[0] for case in GRPO_CASES], help="grpo, grpo_vllm: only these"
     )
     parser.add_argument("--repeats", type=int, default=None, help="grpo: A/B repeats of every case")
     parser.add_argument("--memory-tokens", nargs="+", type=int, default=[4096])
@@ -315,24 +387,40 @@ def main() -> None:
     args = parser.parse_args()
     bench = Bench(args)
     started = time.time()
+    reports: dict[str, list[str]] = {}  # block of BENCHMARKS.md: its tables
     for section in SECTIONS:
         if section in args.only:
             print(f"{section}:", flush=True)
+            bench.report = reports.setdefault(BLOCKS.get(section, "bench"), [])
             getattr(bench, section)()
     command = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
-    header = [BEGIN, "", f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, in {(time.time() - started) / 60:.0f} min:",
-              "", f"```\n{command.strip()}\n```", ""]  # fmt: skip
-    text = "\n".join([*header, *bench.report, END]) + "\n"
-    (bench.out / "report.md").write_text(text)
-    print(text)
+    texts = []
+    for block, report in reports.items():
+        header = [markers(block)[0], "", f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, in {(time.time() - started) / 60:.0f} min:",
+                  "", f"```\n{command.strip()}\n```", ""]  # fmt: skip
+        texts.append((block, "\n".join([*header, *report, markers(block)[1]]) + "\n"))
+    (bench.out / "report.md").write_text("\n".join(text for _, text in texts))
+    print("\n".join(text for _, text in texts))
     if args.write:
         path = ROOT / "BENCHMARKS.md"
         current = path.read_text()
-        if BEGIN in current:
-            current = current[: current.index(BEGIN)] + text + current[current.index(END) + len(END) + 1 :]
-        else:
-            current += "\n" + text
+        for block, text in texts:
+            current = replace_block(current, block, text)
         path.write_text(current)
+
+
+def markers(block: str) -> tuple[str, str]:
+    return f"<!-- make {block}: begin -->", f"<!-- make {block}: end -->"
+
+
+def replace_block(document: str, block: str, text: str) -> str:
+    """``document`` with its generated ``block`` (between the block's markers, markers included) replaced
+    by ``text``, or ``text`` appended where the document has no such block yet.
+    """
+    begin, end = markers(block)
+    if begin not in document:
+        return document + "\n" + text
+    return document[: document.index(begin)] + text + document[document.index(end) + len(end) + 1 :]
 
 
 if __name__ == "__main__":

@@ -91,15 +91,18 @@ def prompt_rows(model_dir: Path) -> list[dict]:
     ]
 
 
-def run_reasonkit_stage(model: str, out_dir: Path, name: str, stage: dict, arithmetic: dict) -> None:
-    """One reasonkit stage on ``model`` over the arithmetic task, as a recipe, metrics to JSONL only."""
+def run_reasonkit_stage(
+    model: str, out_dir: Path, name: str, stage: dict, arithmetic: dict, dtype: str = "float32"
+) -> None:
+    """One reasonkit stage on ``model`` over the arithmetic task, as a recipe, metrics to JSONL only;
+    ``dtype`` the recipe's training precision (bfloat16: float32 weights, bf16 autocast)."""
     from reasonkit.pipeline import run_recipe
     from reasonkit.recipe import build_recipe
 
     recipe = build_recipe(
         {
             "output_dir": str(out_dir),
-            "model": {"path": model},
+            "model": {"path": model, "dtype": dtype},
             "data": {"task": "arithmetic", "arithmetic": arithmetic},
             "stages": {name: stage},
             "report_to": ["jsonl"],

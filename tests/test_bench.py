@@ -21,3 +21,17 @@ def test_quick_bench_measures_every_section(tmp_path):
         assert heading in report, report
     assert "failed" not in report and "nan" not in report, report
     assert "python benchmarks/bench.py --quick" in report
+
+
+def test_write_replaces_only_its_own_block_of_benchmarks_md():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench import markers, replace_block
+
+    (begin, end), (vllm_begin, vllm_end) = markers("bench"), markers("bench-vllm")
+    document = f"intro\n{begin}\nold tables\n{end}\nhand-written\n{vllm_begin}\nold vLLM\n{vllm_end}\ntail\n"
+    new = f"{vllm_begin}\nnew vLLM\n{vllm_end}\n"
+    assert replace_block(document, "bench-vllm", new) == (
+        f"intro\n{begin}\nold tables\n{end}\nhand-written\n{new}tail\n"
+    )
+    # a block the document lacks is appended
+    assert replace_block("intro\n", "bench-vllm", new) == f"intro\n\n{new}"

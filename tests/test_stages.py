@@ -56,6 +56,6 @@ def test_a_registered_stage_type_is_validated_like_the_others(tmp_path, copy_sta
 def test_an_unknown_stage_type_names_the_registered_ones(tmp_path):
     with pytest.raises(
         ConfigError,
-        match=r"stages.copied.type: 'copy' is not a stage type; choose one of \['sft', 'grpo', 'eval', 'trm'\]",
+        match=r"stages.copied.type: 'copy' is not a stage type; choose one of \['sft', 'grpo', 'eval', 'trm', 'latent'\]",
     ):
         recipe(tmp_path)

@@ -138,6 +138,9 @@ def run(args) -> int:
         for metric in [m for m in result if m.startswith(("pass@", "maj@"))]:
             estimate = result[metric]
             row[metric] = f"{estimate['value']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
+        row["tokens"] = round(result["generated_tokens"], 1)  # generated per answer, next to the accuracy
+        if "thoughts" in result:
+            row["thoughts"] = result["thoughts"]
         rows.append(row)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     print("\n" + format_table(rows, columns))

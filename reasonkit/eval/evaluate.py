@@ -20,6 +20,7 @@ from reasonkit.data.benchmarks import Problem, benchmark_name, load_benchmark
 from reasonkit.errors import ReasonkitError
 from reasonkit.eval.metrics import bootstrap_interval, majority_correct, mean, pass_at_k
 from reasonkit.eval.schema import RECIPE_TEST, EvalStage, default_verifier, settings
+from reasonkit.latent.engine import latent_engine, read_latent_settings
 from reasonkit.manifest import read_manifest
 from reasonkit.models import load_tokenizer
 from reasonkit.rollout import EngineInputs, SamplingSettings, make_engine
@@ -95,6 +96,9 @@ def evaluate(
         "truncated": sum(r.truncated for r in rollouts) / per_sample,
         "mean_completion_tokens": sum(len(r.completion_ids) for r in rollouts) / per_sample,
     }
+    # What answering cost, next to the accuracy: tokens generated per answer (per problem at num_samples 1);
+    # a latent model's thoughts are not tokens: its results count them apart (`thoughts`).
+    result["generated_tokens"] = result["mean_completion_tokens"]
     levels = sorted({p.difficulty for p in problems if p.difficulty is not None})
     if levels:
         result["by_difficulty"] = {
@@ -219,12 +223,11 @@ def evaluate_saved_model(
     fmt_info = manifest.get("format", {"traces": True, "think_prefilled": False})
     check_verifier_columns(verifier, problems)  # before an engine starts
     tokenizer = load_tokenizer(path)
-    engine = make_engine(
-        stage.engine,
-        EngineInputs(
-            path, tokenizer, dtype=dtype, seed=stage.seed or 0, batch_size=stage.batch_size, vllm=stage.vllm
-        ),
+    inputs = EngineInputs(
+        path, tokenizer, dtype=dtype, seed=stage.seed or 0, batch_size=stage.batch_size, vllm=stage.vllm
     )
+    latent = read_latent_settings(path)  # a latent model thinks before it writes, on transformers
+    engine = latent_engine(stage.engine, inputs, latent) if latent else make_engine(stage.engine, inputs)
     stem = f"{label}.{benchmark}"
     try:
         result = evaluate(
@@ -240,6 +243,8 @@ def evaluate_saved_model(
         )
     finally:
         engine.close()
+    if latent:
+        result["thoughts"] = latent.thoughts
     decoding = {key: value for key, value in settings(stage).items() if key != "models"}
     record = {"model": path, "benchmark": benchmark, **result, "verifier": verifier, "decoding": decoding}
     (out / f"{stem}.results.json").write_text(json.dumps(record, indent=2))

@@ -39,6 +39,8 @@ def summary_rows(name: str, summary: dict) -> list[dict]:
                 "accuracy": pass1["value"],
                 "CI": f"{pass1['low']:.3f}-{pass1['high']:.3f}" if result["n"] > 1 else None,
                 "n": result["n"],
+                "tokens": round(result["generated_tokens"], 1) if "generated_tokens" in result else None,
+                "thoughts": result.get("thoughts"),
                 "format_errors": result["format_errors"],
                 "seconds": summary["wall_seconds"] if i == 0 else None,  # the stage's, shown once
             }

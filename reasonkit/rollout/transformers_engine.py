@@ -62,7 +62,9 @@ class TransformersEngine:
         self.model = None
 
     @torch.no_grad()
-    def generate(self, prompts, sampling: SamplingSettings, progress=None, with_logprobs=False) -> list[Rollout]:
+    def generate(
+        self, prompts, sampling: SamplingSettings, progress=None, with_logprobs=False
+    ) -> list[Rollout]:
         """``sampling.n`` completions per prompt, grouped prompt by prompt (texts or token ids)."""
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
@@ -84,9 +86,9 @@ class TransformersEngine:
     def _generate_batch(self, model, prompt_ids, first_index, sampling, with_logprobs) -> list[Rollout]:
         tok = self.tokenizer
         input_ids, attention_mask = left_padded(prompt_ids, tok.pad_token_id, model.device)
-        rows = input_ids.repeat_interleave(sampling.n, dim=0)
-        mask = attention_mask.repeat_interleave(sampling.n, dim=0)
-        completions, logprobs = decode(model, rows, mask, sampling, self.stop_token_ids, with_logprobs)
+        completions, logprobs = decode(
+            model, input_ids, attention_mask, sampling, self.stop_token_ids, with_logprobs
+        )
         rollouts = []
         for row, (new_tokens, row_logprobs) in enumerate(zip(completions, logprobs)):
             prompt_row = row // sampling.n
@@ -123,16 +125,21 @@ def decode(
     model, input_ids: torch.Tensor, attention_mask: torch.Tensor, sampling: SamplingSettings,
     stop_ids: list[int], with_logprobs: bool,
 ) -> tuple[list[list[int]], list[list[float]]]:  # fmt: skip
-    """Sample each left-padded row until its first stop token or ``max_new_tokens``; the new tokens of
-    each row and, with ``with_logprobs``, the log-probability each had under the distribution it was
-    sampled from (temperature, then top-k and top-p, as the trainer computes it).
+    """Sample ``sampling.n`` completions of each left-padded prompt row (row ``i * n + j`` the j-th of
+    prompt i) until its first stop token or ``max_new_tokens``; the new tokens of each row and, with
+    ``with_logprobs``, the log-probability each had under the distribution it was sampled from
+    (temperature, then top-k and top-p, as the trainer computes it).
 
-    A row that stops leaves the batch, its KV cache with it, so later steps cost only the rows still
-    running."""
+    Each prompt is run once, its KV cache and last logits then copied n times: the n rows of a group
+    share it, where `generate` computes it n times (measured at 25M parameters, 10-token prompts, 48 new
+    tokens, G = 8: generation 5.55 -> 5.35 s; more with longer prompts). A row that stops leaves the
+    batch, its KV cache with it, so later steps cost only the rows still running."""
+    n = sampling.n
     stops = torch.tensor(stop_ids, device=input_ids.device)
-    tokens: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
-    logprobs: list[list[float]] = [[] for _ in range(input_ids.shape[0])]
-    running = torch.arange(input_ids.shape[0], device=input_ids.device)  # each batch row's original row
+    completions = input_ids.shape[0] * n
+    tokens: list[list[int]] = [[] for _ in range(completions)]
+    logprobs: list[list[float]] = [[] for _ in range(completions)]
+    running = torch.arange(completions, device=input_ids.device)  # each batch row's original row
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     last_only = {"logits_to_keep": 1} if _keeps_last_logits(model) else {}
     out = model(
@@ -142,9 +149,13 @@ def decode(
         use_cache=True,
         **last_only,
     )
-    positions = positions[:, -1:]
+    if n > 1:
+        out.past_key_values.batch_repeat_interleave(n)
+    attention_mask = attention_mask.repeat_interleave(n, dim=0)
+    positions = positions[:, -1:].repeat_interleave(n, dim=0)
+    last_logits = out.logits[:, -1].repeat_interleave(n, dim=0)  # [rows, V]
     for step in range(sampling.max_new_tokens):
-        logits = out.logits[:, -1].float()
+        logits = (last_logits if step == 0 else out.logits[:, -1]).float()
         if sampling.temperature == 0:
             chosen = logits.argmax(-1)
             logp = logits.log_softmax(-1) if with_logprobs else None

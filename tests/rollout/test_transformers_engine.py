@@ -87,22 +87,27 @@ def test_stops_at_every_eos_id_of_the_checkpoint(opinionated_model_dir, tiny_tok
 
 
 def test_batch_size_counts_completions_so_memory_does_not_grow_with_n(tiny_model_dir, tiny_tokenizer):
-    """generation_batch_size bounds the rows of one generate call (prompts x n), whatever n is."""
+    """generation_batch_size bounds the rows of one call (prompts x n), whatever n is; each prompt is run
+    once, its n completions decoded from copies of its cache."""
     model = load_model(str(tiny_model_dir))
-    rows_per_call = []
+    prompt_rows, decode_rows = [], []
 
-    def count_prompt_rows(module, args, kwargs):
+    def count_rows(module, args, kwargs):
         if kwargs["input_ids"].shape[1] > 1:  # a call's first forward holds its prompts, later ones a token
-            rows_per_call.append(kwargs["input_ids"].shape[0])
+            prompt_rows.append(kwargs["input_ids"].shape[0])
+            decode_rows.append(0)
+        else:
+            decode_rows[-1] = max(decode_rows[-1], kwargs["input_ids"].shape[0])
 
-    model.register_forward_pre_hook(count_prompt_rows, with_kwargs=True)
+    model.register_forward_pre_hook(count_rows, with_kwargs=True)
     engine = TransformersEngine(model, tiny_tokenizer, batch_size=8)
     prompts = [f"<|user|>What is {a} * 3?<|end|><|assistant|>" for a in range(5)]
     rollouts = engine.generate(prompts, SamplingSettings(n=4, temperature=1.0, max_new_tokens=3, seed=0))
-    assert rows_per_call == [8, 8, 4]  # 2 prompts x 4 per call
+    assert prompt_rows == [2, 2, 1]  # 2 prompts x 4 per call
+    assert max(decode_rows[:3]) <= 8
     assert [r.prompt_index for r in rollouts] == [i for i in range(5) for _ in range(4)]
     engine.generate(prompts, SamplingSettings(n=16, temperature=1.0, max_new_tokens=3, seed=0))
-    assert rows_per_call[3:] == [16] * 5  # never fewer than one prompt's n
+    assert prompt_rows[3:] == [1] * 5 and max(decode_rows[3:]) <= 16  # never fewer than one prompt's n
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.9], ids=["greedy", "sampled"])
@@ -131,7 +136,9 @@ def test_rows_leave_the_batch_when_they_stop_and_the_rest_decode_as_if_alone(
 
     lengths = [len(r.completion_ids) for r in rollouts]
     assert len(set(lengths)) >= 3 and min(lengths) < 12  # rows stopped at several different steps
-    assert rows_per_forward[0] == 12 and rows_per_forward == sorted(rows_per_forward, reverse=True)
+    # the 6 prompts once, then their 12 completions, fewer as rows finish
+    assert rows_per_forward[0] == 6 and rows_per_forward[1] <= 12
+    assert rows_per_forward[1:] == sorted(rows_per_forward[1:], reverse=True)
     assert rows_per_forward[-1] < 12  # finished rows left the batch
     if temperature == 0:
         for r in rollouts:

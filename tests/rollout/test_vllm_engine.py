@@ -62,6 +62,23 @@ def test_weight_sync_reaches_the_engine(engine, tiny_model_dir, tiny_tokenizer):
     assert after == greedy(TransformersEngine(model, tiny_tokenizer))
 
 
+def test_a_tied_embedding_reaches_the_engines_lm_head(engine, tiny_model_dir):
+    # On CPU vLLM prepacks the LM head apart from the embedding it is tied to, and re-prepacks it only when
+    # a push names `lm_head.weight` (policy_weights does: the head module holds the tied tensor); a push
+    # that changes only the embedding must still change the head the engine samples through.
+    model = load_model(str(tiny_model_dir))
+    assert model.config.tie_word_embeddings
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.add_(torch.randn_like(model.get_input_embeddings().weight))
+    engine.sync_weights(model)
+    rollouts = engine.generate(PROMPTS, SamplingSettings(n=2, temperature=1.0, max_new_tokens=8, seed=1))
+    trainer = completion_logprobs(model, [(r.prompt_ids, r.completion_ids) for r in rollouts], 1.0)
+    for r, lp in zip(rollouts, trainer.logprobs):
+        assert torch.allclose(torch.tensor(r.rollout_logprobs), lp, atol=1e-3), (r.rollout_logprobs, lp)
+    engine.sync_weights(load_model(str(tiny_model_dir)))  # the module's engine as the other tests expect it
+
+
 def test_lora_policy_reaches_the_engine_merged_and_stays_unmerged(engine, tiny_model_dir, tiny_tokenizer):
     from peft import get_peft_model
 

@@ -1,0 +1,212 @@
+"""Generation from a latent model: its thoughts first, then text, on transformers (the only engine that can
+feed hidden states back; vLLM cannot, and a latent model on it is refused at ``validate``).
+
+A latent model's folder holds ``latent.json`` (``LatentSettings``): how many thoughts it thinks and how.
+Its prompts end with ``<think>`` (its manifest says the think block is prefilled); the engine appends
+``<|bot|>``, runs the thoughts through the KV cache (``chain_forward``), appends ``<|eot|>`` and samples
+the text that follows. A rollout's completion ids are the sampled tokens only: the thoughts are not
+generated tokens, and the figures count them apart (``thoughts``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from reasonkit.grpo.logprobs import truncate_logits
+from reasonkit.latent.thoughts import ThoughtTokens, chain_forward, thought_token_ids
+from reasonkit.rollout.base import (
+    EngineError,
+    EngineInputs,
+    Rollout,
+    SamplingSettings,
+    end_at_first_stop,
+    stop_token_ids,
+)
+from reasonkit.rollout.transformers_engine import sample
+
+SETTINGS_FILE = "latent.json"
+
+
+@dataclass(frozen=True)
+class LatentSettings:
+    thoughts: int  # thoughts before the text (k*c of the last curriculum stage trained)
+    feedback: bool = True  # false: pause tokens (the positions, no state fed back)
+    normalise: bool = False  # each fed-back state rescaled to the input embeddings' mean norm
+
+
+def write_latent_settings(directory: str | Path, settings: LatentSettings) -> None:
+    (Path(directory) / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2))
+
+
+def read_latent_settings(directory: str | Path) -> LatentSettings | None:
+    """A latent model's settings, or None for any other model."""
+    path = Path(directory) / SETTINGS_FILE
+    return LatentSettings(**json.loads(path.read_text())) if path.is_file() else None
+
+
+def thought_prompts(tokenizer, prompt_texts: list[str], tokens: ThoughtTokens, thoughts: int):
+    """Left-padded ids of each prompt + ``<|bot|>`` + thought placeholders + ``<|eot|>``; (ids, mask,
+    thought mask, bot column)."""
+    encoded = tokenizer(prompt_texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    B, P = encoded["input_ids"].shape
+    tail = torch.tensor([tokens.bot, *[tokens.latent] * thoughts, tokens.eot]).expand(B, -1)
+    input_ids = torch.cat([encoded["input_ids"], tail], dim=1)
+    attention_mask = torch.cat([encoded["attention_mask"], torch.ones_like(tail)], dim=1)
+    thought_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+    thought_mask[:, P + 1 : P + 1 + thoughts] = True
+    return input_ids, attention_mask, thought_mask, P
+
+
+def latent_engine(name: str, inputs: EngineInputs, settings: LatentSettings) -> LatentEngine:
+    """The engine for a latent model, when a stage asks for ``name``: auto and transformers run it here;
+    an engine that cannot feed a hidden state back is refused with why (``validate`` says so first)."""
+    if name not in ("auto", "transformers"):
+        raise EngineError(
+            f"engine {name!r} cannot run {inputs.model_path}, a latent model: its thoughts feed the model's last "
+            "hidden state back as the next input, which only the transformers engine does. Use engine: "
+            "transformers (or auto)"
+        )
+    return LatentEngine.from_inputs(inputs, settings)
+
+
+class LatentEngine:
+    """Batched sampling after the thoughts from a latent model held in this process."""
+
+    logprobs_are_trainers = True
+    generates_apart = False
+
+    def __init__(
+        self, model, tokenizer, settings: LatentSettings, batch_size: int = 256, generation_context=None
+    ):
+        self.model, self.tokenizer, self.settings, self.batch_size = model, tokenizer, settings, batch_size
+        self.tokens = thought_token_ids(tokenizer)
+        self.stop_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
+        self.generation_context = generation_context or (lambda: contextlib.nullcontext(self.model))
+
+    @classmethod
+    def from_inputs(cls, inputs: EngineInputs, settings: LatentSettings) -> LatentEngine:
+        model = inputs.model
+        if model is None:
+            from reasonkit.models import load_model, whole_weights
+
+            with whole_weights():
+                model = load_model(inputs.model_path, inputs.dtype)
+        return cls(model, inputs.tokenizer, settings, inputs.batch_size, inputs.generation_context)
+
+    def sync_weights(self, model) -> None:
+        """Nothing to do: it samples the trainer's model itself."""
+
+    def close(self) -> None:
+        self.model = None
+
+    @torch.no_grad()
+    def generate(
+        self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs=False
+    ) -> list[Rollout]:
+        """``sampling.n`` completions per prompt, grouped prompt by prompt; the prompts end with <think>."""
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        rollouts: list[Rollout] = []
+        with self.generation_context() as model:
+            was_training = model.training
+            model.eval()
+            prompts_per_call = max(1, self.batch_size // sampling.n)
+            for start in range(0, len(prompt_texts), prompts_per_call):
+                batch = [p for p in prompt_texts[start : start + prompts_per_call] for _ in range(sampling.n)]
+                rollouts += self._generate_batch(model, batch, start, sampling, with_logprobs)
+                if progress is not None:
+                    progress.update(len(batch) // sampling.n)
+            model.train(was_training)
+        return rollouts
+
+    def _generate_batch(self, model, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
+        input_ids, attention_mask, thought_mask, bot = thought_prompts(
+            self.tokenizer, prompts, self.tokens, self.settings.thoughts
+        )
+        device = model.device
+        input_ids, attention_mask, thought_mask = (
+            input_ids.to(device),
+            attention_mask.to(device),
+            thought_mask.to(device),
+        )
+        out = chain_forward(
+            model,
+            input_ids,
+            attention_mask,
+            thought_mask,
+            bot,
+            feedback=self.settings.feedback,
+            normalise=self.settings.normalise,
+            keep_cache=True,
+        )
+        completions, logprobs = continue_decoding(
+            model, out.logits[:, -1], out.cache, attention_mask, sampling, self.stop_token_ids, with_logprobs
+        )
+        rollouts = []
+        for row, (new_tokens, row_logprobs) in enumerate(zip(completions, logprobs)):
+            ids, truncated = end_at_first_stop(new_tokens, self.stop_token_ids)
+            rollouts.append(
+                Rollout(
+                    prompt_index=first_index + row // sampling.n,
+                    prompt_ids=input_ids[row][attention_mask[row].bool()].tolist(),
+                    completion_ids=ids,
+                    rollout_logprobs=row_logprobs[: len(ids)] if with_logprobs else None,
+                    text=self.tokenizer.decode(ids if truncated else ids[:-1], skip_special_tokens=True),
+                    truncated=truncated,
+                )
+            )
+        return rollouts
+
+
+def continue_decoding(model, logits, cache, attention_mask, sampling, stop_ids, with_logprobs):
+    """Sample from ``logits`` [B, V] (the next token's, after the cached columns) until each row's first
+    stop token or ``max_new_tokens``; rows that stop leave the batch with their cache. The new tokens of
+    each row and, with ``with_logprobs``, each one's log-probability under the distribution it was drawn from."""
+    B = logits.shape[0]
+    stops = torch.tensor(stop_ids, device=logits.device)
+    tokens: list[list[int]] = [[] for _ in range(B)]
+    logprobs: list[list[float]] = [[] for _ in range(B)]
+    running = torch.arange(B, device=logits.device)
+    position = attention_mask.long().sum(-1, keepdim=True)  # [B, 1] the next token's position
+    for step in range(sampling.max_new_tokens):
+        logits = logits.float()
+        if sampling.temperature == 0:
+            chosen = logits.argmax(-1)
+            logp = logits.log_softmax(-1) if with_logprobs else None
+        else:
+            logp = truncate_logits(logits / sampling.temperature, sampling.top_p, sampling.top_k).log_softmax(
+                -1
+            )
+            chosen = sample(logp)
+        for row, token in zip(running.tolist(), chosen.tolist()):
+            tokens[row].append(token)
+        if with_logprobs:
+            for row, value in zip(running.tolist(), logp.gather(-1, chosen[:, None]).squeeze(-1).tolist()):
+                logprobs[row].append(value)
+        going_on = ~torch.isin(chosen, stops)
+        if step == sampling.max_new_tokens - 1 or not going_on.any():
+            break
+        if not going_on.all():
+            kept = going_on.nonzero().squeeze(-1)
+            cache.batch_select_indices(kept)
+            running, chosen, attention_mask, position = (
+                running[kept],
+                chosen[kept],
+                attention_mask[kept],
+                position[kept],
+            )
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(running), 1)], dim=-1)
+        out = model(
+            input_ids=chosen[:, None],
+            attention_mask=attention_mask,
+            position_ids=position,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        cache, logits, position = out.past_key_values, out.logits[:, -1], position + 1
+    return tokens, logprobs
