@@ -16,7 +16,6 @@ forward pass; the normalisers still count them, so the update is the one without
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import time
@@ -45,7 +44,13 @@ from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt
 from reasonkit.grpo.logprobs import completion_logprobs, micro_batch_shape, micro_batches
 from reasonkit.grpo.objective import grpo_objective
 from reasonkit.grpo.schema import GRPOStage
-from reasonkit.grpo.scoring import RewardScorer, check_columns, gather_scores, load_rewards
+from reasonkit.grpo.scoring import (
+    RewardError,
+    RewardScorer,
+    check_columns,
+    gather_scores,
+    load_rewards,
+)
 from reasonkit.grpo.step_metrics import (
     check_metrics_by,
     mean_present,
@@ -67,6 +72,8 @@ from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision
 from reasonkit.rollout import EngineInputs, engine_class
 from reasonkit.schedule import adamw, scheduler_type
 from reasonkit.stage import StageContext, StageRecord, save_stage_model
+from reasonkit.tools.generation import generation_for
+from reasonkit.tools.loop import tool_metrics, turns_for_log
 from rewards.contract import THINK_OPEN
 from rewards.convention import TrainerState
 from rewards.pool import default_workers
@@ -122,11 +129,23 @@ class GRPORun:
         check_columns(self.rewards, set(self.rows[0]))
         check_metrics_by(self.stage.metrics_by, self.rows)
         self.accuracy_verifier = reward_registry.get(self.stage.judged_by())
+        self._setup_model()
+        # The tokenizer comes with the model: the tools render through its chat template.
+        self.generation = generation_for(
+            self.tokenizer, self.fmt.render, self.stage.tools, f"stages.{self.ctx.name}.tools"
+        )
+        environment_rewards = self.generation.reward_names()
+        if not self.rewards and not environment_rewards:
+            raise RewardError(
+                f"stages.{self.ctx.name}: no reward: name rewards, or give the environment a get_reward() method"
+            )
         workers = self.stage.reward_workers
         self.scorer = RewardScorer(
-            self.rewards, default_workers() if workers is None else workers, self.stage.reward_timeout
+            self.rewards,
+            default_workers() if workers is None else workers,
+            self.stage.reward_timeout,
+            environment_rewards,
         )
-        self._setup_model()
         self._setup_optimizer()
         self._place_reference()
         self.sampler, self.progress = PromptSampler(len(self.rows), self.seed), Progress()
@@ -172,11 +191,10 @@ class GRPORun:
             shard = prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
             return [self.rows[i] for i in shard]
 
-        render = functools.partial(self.fmt.render, self.tokenizer)  # a prompt as the model reads it
         return RolloutSource(
             self.engine,
             draw,
-            render,
+            self.generation,
             stage_sampling(s),
             s.async_rollouts,
             # An engine sampling the policy in place draws from the trainer's random state, which
@@ -322,9 +340,18 @@ class GRPORun:
             self.progress.step, s.max_steps, self.progress.step * s.prompts_per_step / len(self.rows)
         )
         prompts = [row["prompt"] for row in group_rows]
-        scores = gather_scores(self.scorer.score(prompts, completions, columns), self._gather, self.world)
+        uses = [r.tools for r in rollouts]
+        environment_rewards = [use.environment_reward if use else None for use in uses]
+        scores = self.scorer.score(prompts, completions, columns, environment_rewards)
+        scores = gather_scores(scores, self._gather, self.world)
         logged, completions_table = reward_logs(self.scorer.pool.logs, self._gather, prompts, completions)
-        if self.record.metrics_log and completions_table:  # a reward logged columns with log_extra
+        if self.stage.tools is not None:  # every turn of every completion
+            completions_table = completions_table or {
+                "prompt": self._gather(prompts),
+                "completion": self._gather(completions),
+            }
+            completions_table["turns"] = self._gather([turns_for_log(use) if use else [] for use in uses])
+        if self.record.metrics_log and completions_table:  # tool turns, or a reward's log_extra columns
             self.record.metrics_log.log_completions(self.progress.step + 1, completions_table)
         return Scored(prompts, completions, columns, scores, logged)
 
@@ -371,6 +398,9 @@ class GRPORun:
             **step_metrics(scored, selection, self.stage.num_generations, prompt_tokens),
             **train_stats,
         }
+        if self.stage.tools is not None:
+            uses = self._gather([r.tools.counts() for r in rollouts])
+            metrics.update(tool_metrics(uses, self.generation.tool_names))
         judged = None
         if "answer" in scored.columns:
             correct = self.accuracy_verifier(

@@ -46,7 +46,10 @@ def prompt_token_ids(tokenizer, prompts: list[str] | list[list[int]]) -> list[li
     >>> prompt_token_ids(tokenizer, ["abc", [7, 8]])
     [[3], [7, 8]]
     """
-    return [list(p) if not isinstance(p, str) else tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    return [
+        list(p) if not isinstance(p, str) else tokenizer(p, add_special_tokens=False)["input_ids"]
+        for p in prompts
+    ]
 
 
 @dataclass
