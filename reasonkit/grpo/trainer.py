@@ -125,7 +125,12 @@ class GRPORun:
             )
         self._setup_precision()
         self.rewards = load_rewards(self.stage.rewards)
-        self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
+        tools = self.stage.tools
+        self.rows = load_prompt_rows(
+            self.ctx.recipe.data,
+            rl_split(self.ctx.recipe.data),
+            prompt_from_environment=tools is not None and tools.environment_factory is not None,
+        )
         check_columns(self.rewards, set(self.rows[0]))
         check_metrics_by(self.stage.metrics_by, self.rows)
         self.accuracy_verifier = reward_registry.get(self.stage.judged_by())

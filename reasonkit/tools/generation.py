@@ -9,6 +9,7 @@ observation appended to the last user message, as TRL does, then runs the multi-
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from reasonkit.rollout.base import Rollout, RolloutEngine, SamplingSettings
 from reasonkit.tools.loop import ToolLoop
@@ -62,17 +63,22 @@ class ToolGeneration:
         n = sampling.n
         sessions = self.toolbox.sessions([row for row in rows for _ in range(n)])
         prompts = []
-        for k, row in enumerate(rows):
-            observations = {session.observation for session in sessions[k * n : (k + 1) * n]}
-            if len(observations) > 1:  # one prompt per group: the group's completions are compared
+        for session, row in zip(sessions, (row for row in rows for _ in range(n))):
+            prompt = with_observation(row["prompt"], session.observation)
+            if not prompt:
                 raise ToolError(
-                    f"the environment's reset() returned {len(observations)} different texts for one prompt "
-                    "row; the completions of a group answer one prompt, so reset(**row) must depend on the "
-                    "row alone"
+                    "a row has no prompt and its environment's reset() returned none: give the data a prompt "
+                    "column, or have reset(**row) return the task"
                 )
-            prompt = with_observation(row["prompt"], observations.pop())
             prompts.append(self.render(self.tokenizer, prompt, tools=self.toolbox.schemas(row)))
-        rollouts = self.loop.generate(engine, prompts, sessions, sampling, progress, with_logprobs)
+        if all(len(set(prompts[k : k + n])) == 1 for k in range(0, len(prompts), n)):
+            rollouts = self.loop.generate(engine, prompts[::n], sessions, sampling, progress, with_logprobs)
+        else:  # environments that sample their own task: each completion its prompt (the same seeds)
+            rollouts = self.loop.generate(
+                engine, prompts, sessions, replace(sampling, n=1), progress, with_logprobs
+            )
+            for rollout in rollouts:
+                rollout.prompt_index //= n
         for rollout, session in zip(rollouts, sessions):
             rollout.tools.environment_reward = session.environment_reward()
         return rollouts
