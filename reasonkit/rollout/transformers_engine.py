@@ -39,14 +39,7 @@ class TransformersEngine:
 
     @classmethod
     def from_inputs(cls, inputs: EngineInputs) -> TransformersEngine:
-        """The model this process holds (training), or the saved one loaded whole (evaluation, teachers)."""
-        model = inputs.model
-        if model is None:
-            from reasonkit.models import load_model, whole_weights
-
-            with whole_weights():  # on this process alone, even after a ZeRO-3 stage
-                model = load_model(inputs.model_path, inputs.dtype)
-        return cls(model, inputs.tokenizer, inputs.batch_size, inputs.generation_context)
+        return cls(held_or_loaded(inputs), inputs.tokenizer, inputs.batch_size, inputs.generation_context)
 
     def sync_weights(self, model) -> None:
         """Nothing to do: it samples the trainer's model itself."""
@@ -97,6 +90,16 @@ class TransformersEngine:
                 )
             )
         return rollouts
+
+
+def held_or_loaded(inputs: EngineInputs):
+    """The model this process holds (training), or the saved one loaded whole (evaluation, teachers)."""
+    if inputs.model is not None:
+        return inputs.model
+    from reasonkit.models import load_model, whole_weights
+
+    with whole_weights():  # on this process alone, even after a ZeRO-3 stage
+        return load_model(inputs.model_path, inputs.dtype)
 
 
 def decode(
