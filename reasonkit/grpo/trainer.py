@@ -360,7 +360,7 @@ class GRPORun:
     def _select(self, scored: Scored, rollouts: list) -> Selection:
         """Advantages, and which completions train and which run, over the whole batch."""
         s = self.stage
-        lengths = torch.tensor(self._gather([len(r.completion_ids) for r in rollouts]), dtype=torch.float32)
+        lengths = torch.tensor(self._gather([r.models_tokens for r in rollouts]), dtype=torch.float32)
         truncated = torch.tensor(self._gather([r.truncated for r in rollouts]), dtype=torch.bool)
         nothing = torch.zeros_like(truncated)
         excluded = scored.scores.failed_samples if s.on_reward_failure == "exclude" else nothing
@@ -392,6 +392,8 @@ class GRPORun:
         )
         if not self.engine.logprobs_are_trainers:
             batch.rollout_logprobs = [torch.tensor(rollouts[i].rollout_logprobs) for i in kept]
+        if self.stage.tools is not None:
+            batch.completion_masks = [torch.tensor(rollouts[i].tools.mask, dtype=torch.float32) for i in kept]
         return batch
 
     def _metrics(self, scored: Scored, selection: Selection, rollouts: list, train_stats: dict) -> dict:

@@ -69,6 +69,11 @@ class Rollout:
     # result's (0, attended but never trained on), and the turns; None: one turn, every token the model's.
     tools: Any = None  # ToolUse
 
+    @property
+    def models_tokens(self) -> int:
+        """Completion tokens the model sampled (tool results left out): what trains."""
+        return sum(self.tools.mask) if self.tools is not None else len(self.completion_ids)
+
 
 def stop_token_ids(tokenizer, checkpoint_eos: int | list[int] | None) -> list[int]:
     """The token ids every engine stops at: the tokenizer's EOS, then the ``eos_token_id`` of the checkpoint's
