@@ -47,7 +47,7 @@ def load_examples(data: DataConfig, split: str, *, need_trace: bool):
         problems = arithmetic_splits(**asdict(data.arithmetic))[split]
         examples = [TraceExample(p.prompt, p.trace if need_trace else None, p.answer) for p in problems]
         return examples, LoadReport(rows=len(examples), skipped=0)
-    source = _source(data, split)
+    source = split_source(data, split)
     rows = load_rows(source)
     return examples_from_rows(rows, source, need_trace=need_trace, on_invalid=data.on_invalid)
 
@@ -77,7 +77,7 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
         if not rows:
             raise DataError(f"the built-in task has no {split} prompts: set data.arithmetic.{split}_size")
         return rows
-    source = _source(data, split)
+    source = split_source(data, split)
     rows = load_rows(source)
     if rows and source.prompt_column not in rows[0]:
         raise DataError(
@@ -94,7 +94,7 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
         if source.answer_column != "answer" and source.answer_column in row:
             mapped["answer"] = row[source.answer_column]
         kept.append({**row, **mapped})
-    _report_unusable(source, bad_rows, len(rows), data.on_invalid)
+    report_unusable(source, bad_rows, len(rows), data.on_invalid)
     if not kept:
         raise DataError(f"dataset {source.path!r} (data.{split}) has no prompts to train on")
     return kept
@@ -109,7 +109,7 @@ def _usable_prompt(prompt) -> bool:
     return any(m["role"] == "user" and str(m.get("content") or "").strip() for m in prompt)
 
 
-def _source(data: DataConfig, split: str) -> DatasetSource:
+def split_source(data: DataConfig, split: str) -> DatasetSource:
     source = getattr(data, split)
     if source is None:
         raise DataError(f"data.{split} is not set in the recipe")
@@ -173,11 +173,11 @@ def examples_from_rows(rows: list[dict], source: DatasetSource, *, need_trace: b
             bad_rows.append((index, problem))
             continue
         examples.append(TraceExample(example.prompt, example.trace if need_trace else None, example.answer))
-    _report_unusable(source, bad_rows, len(rows), on_invalid)
+    report_unusable(source, bad_rows, len(rows), on_invalid)
     return examples, LoadReport(rows=len(rows), skipped=len(bad_rows))
 
 
-def _report_unusable(
+def report_unusable(
     source: DatasetSource, bad_rows: list[tuple[int, str]], total: int, on_invalid: str
 ) -> None:
     """Stop on unusable rows, naming them by number and reason, or skip them with a warning."""
