@@ -10,11 +10,13 @@ completion with its answer and score goes to a per-sample JSONL.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 import rewards as reward_registry
+from reasonkit.config import ConfigError
 from reasonkit.data import DataError, PromptFormat, load_examples
 from reasonkit.data.benchmarks import Problem, benchmark_name, load_benchmark
 from reasonkit.errors import ReasonkitError
@@ -25,6 +27,9 @@ from reasonkit.manifest import read_manifest
 from reasonkit.models import load_tokenizer
 from reasonkit.rollout import EngineInputs, SamplingSettings, make_engine
 from reasonkit.stage import StageContext
+from reasonkit.tools.loop import ToolLoop, tool_metrics, turns_for_log
+from reasonkit.tools.settings import ToolSettings
+from reasonkit.tools.toolbox import Toolbox
 from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 from rewards.convention import call_reward, describe_error
 
@@ -68,6 +73,7 @@ def evaluate(
             with_traces=with_traces,
             progress=bar,
             completions=stage.verifier_completions,
+            tools=stage.tools,
         )
     correct = [score == 1.0 for score in scores]
     answers = [parse_completion(text).answer for text in responses]
@@ -86,6 +92,8 @@ def evaluate(
                     "scores": scores[rows],
                     "correct": correct[rows],
                 }
+                if stage.tools is not None:  # each completion's turns: its calls and what the tools said
+                    record["turns"] = [turns_for_log(r.tools) for r in rollouts[rows]]
                 out.write(json.dumps(record) + "\n")
     per_sample = len(rollouts) or 1
     result = {
@@ -99,6 +107,9 @@ def evaluate(
     # What answering cost, next to the accuracy: tokens generated per answer (per problem at num_samples 1);
     # a latent model's thoughts are not tokens: its results count them apart (`thoughts`).
     result["generated_tokens"] = result["mean_completion_tokens"]
+    if stage.tools is not None:  # calls per completion, the share that failed, ... (tools/loop.py)
+        uses = [r.tools for r in rollouts]
+        result.update(tool_metrics(uses, sorted({name for use in uses for name in use.calls if name})))
     levels = sorted({p.difficulty for p in problems if p.difficulty is not None})
     if levels:
         result["by_difficulty"] = {
@@ -135,13 +146,18 @@ def sample_and_judge(
     with_traces=True,
     progress=None,
     completions: str = "auto",
+    tools: ToolSettings | None = None,
 ):
-    """``sampling.n`` completions per problem, the whole responses the verifier read, and its scores.
+    """``sampling.n`` completions per problem (with ``tools``: each with its tool turns), the whole
+    responses the verifier read, and its scores.
 
     ``completions``: the shape the verifier reads them in (``rewards.convention.SHAPES``)."""
-    rollouts = engine.generate(
-        [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=progress
-    )
+    if tools is None:
+        rollouts = engine.generate(
+            [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=progress
+        )
+    else:
+        rollouts = generate_with_tools(engine, tokenizer, fmt, problems, sampling, tools, progress)
     # The verifier reads the whole response: a prefilled <think> goes back in front, and a model trained
     # on direct answers gets an empty think block, so its whole output is its answer.
     prefix = THINK_OPEN if fmt.think_prefilled else "" if with_traces else THINK_OPEN + THINK_CLOSE
@@ -162,6 +178,48 @@ def sample_and_judge(
     except Exception as exc:
         raise VerifierError(f"verifier {verifier!r} raised {describe_error(exc)}") from exc
     return rollouts, responses, scores
+
+
+def generate_with_tools(engine, tokenizer, fmt, problems, sampling, tools: ToolSettings, progress=None):
+    """``sampling.n`` completions per problem through the tool loop, in the order the engine gives them.
+
+    Each completion has its own tool session and its own prompt: an environment is reset per completion with
+    the problem's columns, and what ``reset`` returns is appended to the prompt's last message, as TRL does.
+    So each problem is repeated n times and sampled once per copy (each copy has a seed of its own).
+    """
+    toolbox = Toolbox(tools)
+    rows = [{"prompt": p.prompt, **p.verifier_columns()} for p in problems for _ in range(sampling.n)]
+    sessions = toolbox.sessions(rows)
+    prompts = [
+        fmt.render(
+            tokenizer, with_observation(row["prompt"], session.observation), tools=toolbox.schemas(row)
+        )
+        for row, session in zip(rows, sessions)
+    ]
+    loop = ToolLoop(tokenizer, tools)
+    try:
+        rollouts = loop.generate(engine, prompts, sessions, replace(sampling, n=1))
+    finally:
+        loop.close()
+    for index, rollout in enumerate(rollouts):
+        rollout.prompt_index = index // sampling.n
+    if progress is not None:  # continuations come in rounds: the bar moves once they are all done
+        progress.update(len(problems))
+    return rollouts
+
+
+def with_observation(prompt: str | list[dict], observation: str | None) -> str | list[dict]:
+    """The prompt with an environment's ``reset`` text appended to its last message (TRL's rule).
+
+    >>> with_observation("Solve the maze.", " Start at (0, 0).")
+    [{'role': 'user', 'content': 'Solve the maze. Start at (0, 0).'}]
+    >>> with_observation("2+2?", None)
+    '2+2?'
+    """
+    if observation is None:
+        return prompt
+    messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    return [*messages[:-1], {**messages[-1], "content": messages[-1]["content"] + observation}]
 
 
 def problem_metrics(samples: list[tuple[list, list[bool]]], stage: EvalStage) -> dict:
@@ -227,6 +285,8 @@ def evaluate_saved_model(
         path, tokenizer, dtype=dtype, seed=stage.seed or 0, batch_size=stage.batch_size, vllm=stage.vllm
     )
     latent = read_latent_settings(path)  # a latent model thinks before it writes, on transformers
+    if latent and stage.tools is not None:
+        raise ConfigError(f"{path} is a latent model: it cannot call tools (evaluate it without tools)")
     engine = latent_engine(stage.engine, inputs, latent) if latent else make_engine(stage.engine, inputs)
     stem = f"{label}.{benchmark}"
     try:

@@ -18,12 +18,22 @@ from tests.helpers.tool_model import CONVERSATIONS
 def tool_recipe(tmp_path, model_dir, **stage) -> dict:
     data = tmp_path / "conversations.jsonl"
     data.write_text("".join(json.dumps({"messages": m}) + "\n" for m in CONVERSATIONS.values()))
+    test = tmp_path / "test.jsonl"
+    test.write_text(
+        "".join(
+            json.dumps({"prompt": p, "answer": m[-1]["content"].split("</think>")[1]}) + "\n"
+            for p, m in CONVERSATIONS.items()
+        )
+    )
     sft = {"learning_rate": 3e-3, "batch_size": 3, "max_steps": 30, "logging_steps": 5, "max_length": 128}
     return {
         "output_dir": str(tmp_path / "run"),
         "model": {"path": str(model_dir)},
-        "data": {"train": {"path": str(data)}},
-        "stages": {"sft": {**sft, "tools": {"functions": ["calculator"]}, **stage}},
+        "data": {"train": {"path": str(data)}, "test": {"path": str(test)}},
+        "stages": {
+            "sft": {**sft, "tools": {"functions": ["calculator"]}, **stage},
+            "eval": {"tools": {"functions": ["calculator"]}, "max_new_tokens": 40, "engine": "transformers"},
+        },
     }
 
 
@@ -60,7 +70,7 @@ def test_tool_conversations_train_the_assistant_turns_and_mask_prompt_and_tool_r
     assert not any("tool_response" in text for text in trained_texts)
 
 
-def test_tool_sft_run_trains_saves_and_records_its_objective(tmp_path, tool_model_dir):
+def test_tool_sft_run_trains_saves_and_records_its_objective(tmp_path, tool_model_dir, capsys):
     # a fresh model on the tool model's tokenizer: the loss has something to learn
     fresh = tmp_path / "fresh"
     tokenizer = load_tokenizer(str(tool_model_dir))
@@ -71,6 +81,7 @@ def test_tool_sft_run_trains_saves_and_records_its_objective(tmp_path, tool_mode
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(tool_recipe(tmp_path, fresh), sort_keys=False))
     assert main(["run", str(path)]) == 0
+    assert "tool_calls" in capsys.readouterr().out  # the summary table's column
     out = tmp_path / "run" / "sft"
     losses = [
         r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r
@@ -81,12 +92,18 @@ def test_tool_sft_run_trains_saves_and_records_its_objective(tmp_path, tool_mode
     assert not [n for n, p in base.named_parameters() if torch.equal(p, trained[n])]
     tools = read_manifest(out / "model")["objective"]["tools"]
     assert tools["functions"] == ["calculator"] and "tool results attended, masked" in tools["trained"]
+    # the eval stage after it generated with the tools (from the recipe's test data: the conversations' prompts)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    evaluated = summary["stages"]["eval"]["models"]["sft"]["test"]
+    assert evaluated["n"] == 3 and "tools/calls_per_completion" in evaluated
 
 
 def test_a_dataset_without_conversations_nor_traces_is_refused_before_training(
     tmp_path, capsys, tool_model_dir
 ):
     raw = tool_recipe(tmp_path, tool_model_dir)
+    raw["stages"] = {"sft": raw["stages"]["sft"]}
+    del raw["data"]["test"]
     (tmp_path / "conversations.jsonl").write_text('{"question": "q", "solution": "s"}\n')
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
