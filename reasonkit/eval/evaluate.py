@@ -10,7 +10,7 @@ completion with its answer and score goes to a per-sample JSONL.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -25,7 +25,7 @@ from reasonkit.eval.schema import RECIPE_TEST, EvalStage, default_verifier, sett
 from reasonkit.latent.engine import latent_engine, read_latent_settings
 from reasonkit.manifest import read_manifest
 from reasonkit.models import load_tokenizer
-from reasonkit.rollout import EngineInputs, SamplingSettings, make_engine
+from reasonkit.rollout import EngineInputs, Rollout, SamplingSettings, make_engine
 from reasonkit.stage import StageContext
 from reasonkit.tools.loop import ToolLoop, tool_metrics, turns_for_log
 from reasonkit.tools.settings import ToolSettings
@@ -36,6 +36,16 @@ from rewards.convention import call_reward, describe_error
 
 class VerifierError(ReasonkitError, RuntimeError):
     """The verifier raised; the message names it and says what it was given."""
+
+
+@dataclass
+class Judged:
+    """Completions and their verdicts, one entry per completion (``n`` per problem, problem by problem)."""
+
+    rollouts: list[Rollout]
+    prompts: list  # the prompt each answers, as shown: with tools, an environment's reset text appended
+    responses: list[str]  # the whole response the verifier read
+    scores: list[float | None]
 
 
 def evaluate(
@@ -63,7 +73,7 @@ def evaluate(
         seed=stage.seed,
     )
     with tqdm(total=len(problems), desc=f"eval {label}", unit="problem") as bar:
-        rollouts, responses, scores = sample_and_judge(
+        judged = sample_and_judge(
             engine,
             tokenizer,
             fmt,
@@ -75,8 +85,9 @@ def evaluate(
             completions=stage.verifier_completions,
             tools=stage.tools,
         )
+    rollouts, scores = judged.rollouts, judged.scores
     correct = [score == 1.0 for score in scores]
-    answers = [parse_completion(text).answer for text in responses]
+    answers = [parse_completion(text).answer for text in judged.responses]
 
     per_problem = [slice(i * n, (i + 1) * n) for i in range(len(problems))]
     samples = [(answers[rows], correct[rows]) for rows in per_problem]  # per problem
@@ -147,22 +158,22 @@ def sample_and_judge(
     progress=None,
     completions: str = "auto",
     tools: ToolSettings | None = None,
-):
-    """``sampling.n`` completions per problem (with ``tools``: each with its tool turns), the whole
-    responses the verifier read, and its scores.
+) -> Judged:
+    """``sampling.n`` completions per problem (with ``tools``: each with its tool turns), judged.
 
     ``completions``: the shape the verifier reads them in (``rewards.convention.SHAPES``)."""
+    repeat = [p for p in problems for _ in range(sampling.n)]
     if tools is None:
         rollouts = engine.generate(
             [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=progress
         )
+        prompts = [p.prompt for p in repeat]
     else:
-        rollouts = generate_with_tools(engine, tokenizer, fmt, problems, sampling, tools, progress)
+        rollouts, prompts = generate_with_tools(engine, tokenizer, fmt, problems, sampling, tools, progress)
     # The verifier reads the whole response: a prefilled <think> goes back in front, and a model trained
     # on direct answers gets an empty think block, so its whole output is its answer.
     prefix = THINK_OPEN if fmt.think_prefilled else "" if with_traces else THINK_OPEN + THINK_CLOSE
     responses = [prefix + r.text for r in rollouts]
-    repeat = [p for p in problems for _ in range(sampling.n)]
     columns = {
         name: [p.verifier_columns()[name] for p in repeat]
         for name in (repeat[0].verifier_columns() if repeat else {})
@@ -170,18 +181,19 @@ def sample_and_judge(
     try:
         scores = call_reward(
             reward_registry.registry.build(verifier),
-            [p.prompt for p in repeat],
+            prompts,
             responses,
             columns,
             shape=completions,
         )
     except Exception as exc:
         raise VerifierError(f"verifier {verifier!r} raised {describe_error(exc)}") from exc
-    return rollouts, responses, scores
+    return Judged(rollouts, prompts, responses, scores)
 
 
 def generate_with_tools(engine, tokenizer, fmt, problems, sampling, tools: ToolSettings, progress=None):
-    """``sampling.n`` completions per problem through the tool loop, in the order the engine gives them.
+    """``sampling.n`` completions per problem through the tool loop, in the order the engine gives them,
+    and the prompt each answers as it was shown (with what its environment's ``reset`` returned).
 
     Each completion has its own tool session and its own prompt: an environment is reset per completion with
     the problem's columns, and what ``reset`` returns is appended to the prompt's last message, as TRL does.
@@ -190,22 +202,18 @@ def generate_with_tools(engine, tokenizer, fmt, problems, sampling, tools: ToolS
     toolbox = Toolbox(tools)
     rows = [{"prompt": p.prompt, **p.verifier_columns()} for p in problems for _ in range(sampling.n)]
     sessions = toolbox.sessions(rows)
-    prompts = [
-        fmt.render(
-            tokenizer, with_observation(row["prompt"], session.observation), tools=toolbox.schemas(row)
-        )
-        for row, session in zip(rows, sessions)
-    ]
+    shown = [with_observation(row["prompt"], session.observation) for row, session in zip(rows, sessions)]
+    rendered = [fmt.render(tokenizer, prompt, tools=toolbox.schemas(row)) for prompt, row in zip(shown, rows)]
     loop = ToolLoop(tokenizer, tools)
     try:
-        rollouts = loop.generate(engine, prompts, sessions, replace(sampling, n=1))
+        rollouts = loop.generate(engine, rendered, sessions, replace(sampling, n=1))
     finally:
         loop.close()
     for index, rollout in enumerate(rollouts):
         rollout.prompt_index = index // sampling.n
     if progress is not None:  # continuations come in rounds: the bar moves once they are all done
         progress.update(len(problems))
-    return rollouts
+    return rollouts, shown
 
 
 def with_observation(prompt: str | list[dict], observation: str | None) -> str | list[dict]:

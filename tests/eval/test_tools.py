@@ -7,6 +7,8 @@ import json
 import pytest
 
 from reasonkit.cli import main
+from reasonkit.config import DataConfig, DatasetSource
+from reasonkit.data.conversations import load_conversations
 from reasonkit.rollout.vllm_engine import vllm_available
 from tests.helpers.tool_model import BROKEN, CONVERSATIONS
 
@@ -95,3 +97,22 @@ def test_tool_eval_with_a_tool_that_does_not_load_is_refused_before_generating(
 def test_tool_eval_on_vllm_reaches_the_memorised_answers(tmp_path, tool_model_dir):
     result, samples, _ = eval_with_tools(tmp_path, tool_model_dir, "--engine", "vllm")
     check_memorised_answers(result, samples)
+
+
+def test_tool_generate_on_transformers_writes_the_conversations_distillation_reads(
+    tmp_path, tool_model_dir, capsys
+):
+    out = tmp_path / "traces.jsonl"
+    args = ["generate", str(tool_model_dir), "--prompts", str(benchmark(tmp_path)), "--output", str(out)]
+    args += ["--tool", "calculator", "--engine", "transformers", "--num-samples", "1", "--temperature", "0"]
+    assert main([*args, "--max-new-tokens", "80", "--verifier", "exact_answer", "--dtype", "float32"]) == 0
+    assert "messages (SFT with the same tools)" in capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # the three answered right, each written as the very conversation the model learnt; not the broken one
+    assert [row["prompt"] for row in rows] == list(CONVERSATIONS)
+    assert [row["messages"] for row in rows] == list(CONVERSATIONS.values())
+    assert all("trace" not in row for row in rows)
+    report = json.loads(out.with_name(out.name + ".progress.json").read_text())["counts"]
+    assert report["kept"] == 3 and report["sampled"] == 4
+    conversations, _ = load_conversations(DataConfig(train=DatasetSource(str(out))), "train")
+    assert [c.messages for c in conversations] == list(CONVERSATIONS.values())
