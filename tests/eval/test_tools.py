@@ -116,3 +116,45 @@ def test_tool_generate_on_transformers_writes_the_conversations_distillation_rea
     assert report["kept"] == 3 and report["sampled"] == 4
     conversations, _ = load_conversations(DataConfig(train=DatasetSource(str(out))), "train")
     assert [c.messages for c in conversations] == list(CONVERSATIONS.values())
+
+
+ENVIRONMENT = '''
+from reasonkit.tools.builtin import calculator as evaluate
+
+
+class Calculator:
+    """A calculator environment that writes down each reset's row."""
+
+    def reset(self, **row):
+        with open(LOG, "a") as log:
+            log.write(row["prompt"] + " -> " + row["answer"] + "\\n")
+
+    def calculator(self, expression: str) -> str:
+        """Evaluate an arithmetic expression.
+
+        Args:
+            expression: The expression, for example "2*3".
+        """
+        return evaluate(expression)
+'''
+
+
+def test_tool_eval_with_an_environment_resets_one_per_completion_with_its_row(tmp_path, tool_model_dir):
+    log = tmp_path / "resets.log"
+    environment = tmp_path / "calculator_env.py"
+    environment.write_text(f"LOG = {str(log)!r}\n" + ENVIRONMENT)
+    out = tmp_path / "out"
+    args = ["eval", str(tool_model_dir), "--benchmark", str(benchmark(tmp_path)), "--output", str(out)]
+    args += [
+        "--environment-factory",
+        f"{environment}:Calculator",
+        "--max-new-tokens",
+        "80",
+        "--engine",
+        "transformers",
+    ]
+    assert main([*args, "--verifier", "exact_answer", "--num-samples", "2", "--temperature", "0.5"]) == 0
+    result = json.loads((out / "model.tools.results.json").read_text())
+    assert result["tools/calculator_per_completion"] > 0  # the environment's method was the tool called
+    resets = sorted(log.read_text().splitlines())
+    assert resets == sorted(f"{p} -> {a}" for p, a in GOLD.items() for _ in range(2))  # one per completion

@@ -2,11 +2,13 @@
 
 import json
 
+import pytest
 import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
 from reasonkit.cli import main
+from reasonkit.data import DataError
 from reasonkit.manifest import read_manifest
 from reasonkit.models import build_tiny_model, load_tokenizer
 from reasonkit.recipe import build_recipe
@@ -113,3 +115,28 @@ def test_a_dataset_without_conversations_nor_traces_is_refused_before_training(
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     assert main(["run", str(path), "--overwrite"]) == 2
     assert "has no column(s) ['prompt', 'answer', 'trace']" in capsys.readouterr().err
+
+
+def test_dry_run_reads_the_conversations_and_names_the_tools(tmp_path, tool_model_dir, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tool_recipe(tmp_path, tool_model_dir), sort_keys=False))
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: train data: 3 of 3 rows read are conversations to train on" in out
+    assert "ok: tools: calculator; at most 5 calls per completion" in out
+
+
+def test_a_conversation_without_an_answer_is_refused_naming_its_row(tmp_path, tool_model_dir):
+    raw = tool_recipe(tmp_path, tool_model_dir)
+    unanswered = [
+        *CONVERSATIONS["27*31?"][:3],
+        {"role": "assistant", "content": "837"},
+    ]  # never closes <think>
+    rows = [*CONVERSATIONS.values(), unanswered]
+    (tmp_path / "conversations.jsonl").write_text("".join(json.dumps({"messages": m}) + "\n" for m in rows))
+    recipe = build_recipe(raw)
+    run = SFTRun(
+        StageContext(recipe, "sft", tmp_path / "sft", init_path=str(tool_model_dir)), recipe.stages["sft"]
+    )
+    with pytest.raises(DataError, match=r"data.train: row 3: the format contract reads no answer"):
+        run.setup()
