@@ -8,10 +8,12 @@ budget. Prompts that overlap an evaluation set (shared word n-grams) are dropped
 The output is a JSONL the SFT stage reads directly (``prompt``, ``trace``, ``answer``). With tools, the
 teacher calls them while it answers (the tool loop, as in evaluation) and a kept completion is written as
 its conversation (``messages``: the prompt, the assistant's turns and the tool results) instead of a trace,
-which an SFT stage with the same ``tools`` trains on. Work is done in
-chunks of prompts; after each, the kept rows and then ``<output>.progress.json`` are written, so an
-interrupted run continues after the last finished chunk (rows of an unfinished chunk are dropped first:
-no duplicates). The report counts what each filter removed.
+which an SFT stage with the same ``tools`` trains on; one with a call that could not be read is dropped
+as unreadable.
+
+Work is done in chunks of prompts; after each, the kept rows and then ``<output>.progress.json`` are
+written, so an interrupted run continues after the last finished chunk (rows of an unfinished chunk are
+dropped first: no duplicates). The report counts what each filter removed.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def select(
 
 def _rejected_by(c: Candidate, max_tokens: int | None) -> str | None:
     """The first filter ``c`` fails, or None."""
-    if c.trace is None or not c.answer:
+    if c.trace is None or not c.answer or _calls_unreadable(c.messages):
         return "unreadable"
     if c.truncated:
         return "truncated"
@@ -76,6 +78,13 @@ def _rejected_by(c: Candidate, max_tokens: int | None) -> str | None:
     if not c.correct:
         return "wrong"
     return None
+
+
+def _calls_unreadable(messages: list[dict] | None) -> bool:
+    """Whether a conversation has a call that could not be read (its name is empty): the chat template
+    could not write it back as the teacher wrote it, so it is no example to learn from."""
+    calls = [call for m in messages or [] for call in m.get("tool_calls") or []]
+    return any(not call["function"]["name"] for call in calls)
 
 
 def words(text: str) -> list[str]:
