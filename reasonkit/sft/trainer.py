@@ -3,8 +3,9 @@
 Objective: token-level cross-entropy on the completion ``<think>t</think>y`` + EOS (or ``y`` + EOS for a
 direct-answer baseline), averaged over the completion tokens of a batch; prompt and padding tokens carry
 label -100. With ``tools``, an example is a conversation with tool turns (``data/conversations.py``): its
-assistant turns are the completion, and the tool results between them carry label -100 like the prompt. No sample packing: every example is one sequence, and an example longer than
-``max_length`` is dropped rather than truncated, since a cut trace would teach a wrong ending.
+assistant turns are the completion, and the tool results between them carry label -100 like the prompt.
+No sample packing: every example is one sequence, and an example longer than ``max_length`` is dropped
+rather than truncated, since a cut trace would teach a wrong ending.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class SFTRun:
         self.trainer = self._setup_trainer()
 
     def _setup_dataset(self) -> Dataset:
-        rows, skipped = self._conversation_rows() if self.stage.tools else self._trace_rows()
+        rows, skipped = self._conversation_rows() if self.stage.tools is not None else self._trace_rows()
         kept = [r for r in rows if len(r.input_ids) <= self.stage.max_length]
         dropped = len(rows) - len(kept)
         if dropped:
