@@ -169,6 +169,8 @@ def examples_from_rows(rows: list[dict], source: DatasetSource, *, need_trace: b
             else _example_from_columns(row, source)
         )
         problem = _problem(example, need_trace)
+        if problem and source.messages_column and _has_tool_turns(row[source.messages_column]):
+            problem += ": a conversation with tool turns, which an sft stage with `tools` trains on"
         if problem:
             bad_rows.append((index, problem))
             continue
@@ -210,6 +212,12 @@ def _example_from_messages(messages) -> TraceExample:
         return TraceExample(user, reply["reasoning_content"], reply.get("content"))
     parsed = parse_completion(reply.get("content") or "")
     return TraceExample(user, parsed.trace, parsed.answer)
+
+
+def _has_tool_turns(messages) -> bool:
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and (m.get("role") == "tool" or m.get("tool_calls")) for m in messages
+    )
 
 
 def _problem(example: TraceExample, need_trace: bool) -> str | None:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from reasonkit.config import DataConfig, DatasetSource
-from reasonkit.data import DataError, PromptFormat
+from reasonkit.data import DataError, PromptFormat, load_examples
 from reasonkit.data.chat import FormatError
 from reasonkit.data.conversations import load_conversations, tokenize_conversation
 from reasonkit.models import train_tiny_tokenizer
@@ -132,3 +132,14 @@ def test_a_conversation_whose_completion_has_no_answer_is_refused(tokenizer):
     assert (
         tokenizer.decode([i for i, m in zip(example.input_ids, example.completion_mask) if m]) == "4<|end|>"
     )
+
+
+def test_read_as_a_trace_a_conversation_with_tool_turns_says_which_stage_trains_on_it(tmp_path):
+    path = jsonl(
+        tmp_path, [{"messages": CONVERSATIONS["no tool: 2+2?"]}, {"messages": CONVERSATIONS["27*31?"]}]
+    )
+    with pytest.raises(
+        DataError,
+        match=r"row 1 \(empty answer: a conversation with tool turns, which an sft stage with `tools` trains on\)",
+    ):
+        load_examples(config(path, messages_column="messages"), "train", need_trace=True)
