@@ -109,6 +109,8 @@ def run(args) -> int:
     from reasonkit.metrics import format_table
 
     if is_trm_model(args.model):
+        if tool_settings(args) is not None:
+            raise ConfigError("--tool / --environment-factory: a trm model answers puzzles, it calls no tools")
         return run_trm(args)
     if not args.benchmark:
         raise ConfigError("--benchmark: give at least one benchmark file or hub id")
