@@ -114,6 +114,9 @@ def conversation_problem(messages) -> str | None:
         return f"the last turn is {roles[-1]!r}; a conversation ends with the assistant's answer"
     if messages[-1].get("tool_calls"):
         return "the last turn calls tools; a conversation ends with the answer"
+    first = roles.index("assistant")
+    if any(role in ("system", "user") for role in roles[first:]):
+        return "a user or system turn after the first assistant turn; one question per conversation"
     for k, message in enumerate(messages):
         for call in message.get("tool_calls") or []:
             function = call.get("function") if isinstance(call, dict) else None
@@ -125,7 +128,9 @@ def conversation_problem(messages) -> str | None:
                 return (
                     f"message {k}: the arguments of {function['name']!r} are not an object (nor JSON of one)"
                 )
-        if message["role"] == "tool" and not (roles[k - 1] == "tool" or messages[k - 1].get("tool_calls")):
+        if message["role"] == "tool" and (
+            k == 0 or not (roles[k - 1] == "tool" or messages[k - 1].get("tool_calls"))
+        ):
             return f"message {k}: a tool result that answers no tool call"
     return None
 

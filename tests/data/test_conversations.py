@@ -63,6 +63,8 @@ def test_conversations_are_read_as_written_though_datasets_fills_absent_keys_wit
         ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"function": {"arguments": {}}}]},
           {"role": "tool", "content": "1"}, {"role": "assistant", "content": "a"}], "message 1: a tool call is"),
         ([{"role": "robot", "content": "q"}], "a message without a role"),
+        ([*CONVERSATIONS["no tool: 2+2?"], *CONVERSATIONS["no tool: 2+2?"]], "a user or system turn after the first"),
+        ([{"role": "tool", "content": "1"}, *CONVERSATIONS["no tool: 2+2?"]], "message 0: a tool result that answers no"),
         ("not a list", "no messages"),
     ],
 )  # fmt: skip
