@@ -85,6 +85,7 @@ class PhaseClock:
 
 def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
     from reasonkit.grpo.trainer import GRPORun
+    from reasonkit.grpo.update import PolicyUpdate
 
     step = GRPORun._step
 
@@ -110,7 +111,9 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
     GRPORun._step = timed_step
     GRPORun._score = clock.timed("scoring", GRPORun._score)
     GRPORun._sync_engine = clock.timed("sync", GRPORun._sync_engine)
-    GRPORun._reference_and_old_logprobs = clock.timed("logprobs", GRPORun._reference_and_old_logprobs)
+    PolicyUpdate._reference_and_old_logprobs = clock.timed(
+        "logprobs", PolicyUpdate._reference_and_old_logprobs
+    )
     grpo = {
         "type": "grpo",
         "rewards": [{"name": f"{Path(__file__).parent / 'common.py'}:digit_share"}],

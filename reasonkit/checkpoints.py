@@ -88,6 +88,15 @@ def checkpoint_to_resume(root: Path, state) -> Path | None:
     return latest
 
 
+def check_same_world(checkpoint: Path, written_by: int, world: int) -> None:
+    """Refuse a checkpoint written by ``written_by`` processes in a run of ``world``: a run of another size
+    would not continue it exactly (each process's share of a batch, what each process saved of its own)."""
+    if written_by != world:
+        raise CheckpointError(
+            f"{checkpoint} was written by {written_by} processes; resume it with as many (now {world})"
+        )
+
+
 def changed_files(checkpoint: Path) -> list[str]:
     """What differs from the list of files (and their sizes) the manifest recorded when it was written."""
     written = json.loads((checkpoint / MANIFEST_FILE).read_text()).get("files", {})

@@ -189,7 +189,7 @@ class _Builder:
             inner = [o for o in options if o is not type(None)]
             if len(inner) == 1:
                 return self.build(inner[0], raw, where)
-            return self.build_alternatives(inner, raw, where)
+            return self.build_either(inner, raw, where)
         if dataclasses.is_dataclass(cls):
             return self.build_dataclass(cls, raw, where)
         if origin is list:
@@ -213,8 +213,8 @@ class _Builder:
             return raw
         return self.build_scalar(cls, raw, where)
 
-    def build_alternatives(self, options: list, raw: Any, where: str) -> Any:
-        """A field of several types (``str | dict[str, str]``): the first that takes ``raw`` without error."""
+    def build_either(self, options: list, raw: Any, where: str) -> Any:
+        """``raw`` as the first of ``options`` it fits (``str | dict[str, str]``: a name, or names by key)."""
         for option in options:
             trial = _Builder(self.stage_schemas)
             built = trial.build(option, raw, where)

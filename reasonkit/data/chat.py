@@ -25,7 +25,7 @@ class PromptFormat:
 
     def render(self, tokenizer, prompt: str | list[dict], tools: list[dict] | None = None) -> str:
         """``prompt``: a string (one user message) or a list of messages (system prompt, earlier turns);
-        ``tools``: the schemas of the tools the model may call, shown by the template."""
+        ``tools``: the JSON schemas of the tools the model may call, shown by the chat template."""
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
         text = tokenizer.apply_chat_template(
             messages, tools=tools, add_generation_prompt=True, tokenize=False

@@ -64,12 +64,14 @@ def rl_split(data: DataConfig) -> str:
     return "rl" if data.rl is not None or task_has_rl else "train"
 
 
-def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
+def load_prompt_rows(data: DataConfig, split: str, prompt_from_environment: bool = False) -> list[dict]:
     """Rows for RL: ``prompt`` plus every other column of the source, which rewards receive by name.
 
     The prompt is a string or, as in TRL's conversational datasets, a list of messages (a system prompt,
     earlier turns, the user's question), rendered by the chat template as it is. Columns keep their own
     names; the recipe's mapped columns also arrive under the names rewards read (``prompt``, ``answer``).
+    ``prompt_from_environment``: a row may have no prompt (""), as in TRL, when an environment's
+    ``reset(**row)`` returns it.
     """
     if _from_task(data, split):
         problems = arithmetic_splits(**asdict(data.arithmetic))[split]
@@ -79,15 +81,15 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
         return rows
     source = split_source(data, split)
     rows = load_rows(source)
-    if rows and source.prompt_column not in rows[0]:
+    if rows and source.prompt_column not in rows[0] and not prompt_from_environment:
         raise DataError(
             f"dataset {source.path!r} has no prompt column {source.prompt_column!r}; it has "
             f"{sorted(rows[0])}. Set data.{split}.prompt_column in the recipe."
         )
     kept, bad_rows = [], []
     for index, row in enumerate(rows):
-        prompt = row.get(source.prompt_column)
-        if not _usable_prompt(prompt):
+        prompt = row.get(source.prompt_column, "" if prompt_from_environment else None)
+        if not _usable_prompt(prompt) and not prompt_from_environment:
             bad_rows.append((index, "empty prompt"))
             continue
         mapped = {"prompt": prompt}

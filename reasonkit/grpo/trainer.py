@@ -3,8 +3,8 @@
 Each step: B prompts → G completions each from the rollout engine → rewards (weighted sum of the
 recipe's reward functions) → advantages ``(r - mean_group) / (std + eps)`` → (reference log-probs when
 β > 0; old log-probs when μ > 1) → μ optimisation passes, each one optimizer step over micro-batches
-of at most ``token_budget`` tokens (packed or padded, grpo/logprobs.py) → metrics → checkpoint every
-``save_steps``.
+of at most ``token_budget`` tokens (packed or padded, grpo/logprobs.py; the update: grpo/update.py) →
+metrics → checkpoint every ``save_steps``.
 
 The loss is ``grpo_loss`` (reasonkit/algorithms/losses.py, where it is written out), normalised over
 every completion of the batch that trains. Completions a reward failed on are left out (``on_reward_failure``),
@@ -16,36 +16,32 @@ forward pass; the normalisers still count them, so the update is the one without
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import math
 import time
-import warnings
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object, set_seed
-from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 import rewards as reward_registry
-from reasonkit.algorithms import (
-    GRPOLossSettings,
-    group_advantages,
-    grpo_loss,
-    mismatch_by_length,
-)
-from reasonkit.checkpoints import checkpoint_to_resume, latest_checkpoint, resuming_from, saving_checkpoint
+from reasonkit.algorithms import group_advantages
+from reasonkit.checkpoints import checkpoint_to_resume, resuming_from, saving_checkpoint
 from reasonkit.data import load_prompt_rows, prompt_format, rl_split
-from reasonkit.errors import ReasonkitError
 from reasonkit.grpo.async_rollouts import RolloutSource, stage_sampling, version_lag_metrics
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler, Scored, Selection
-from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard, sum_over_processes
-from reasonkit.grpo.logprobs import completion_logprobs, micro_batch_shape, micro_batches
+from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
+from reasonkit.grpo.logprobs import micro_batch_shape, micro_batches
 from reasonkit.grpo.objective import grpo_objective
 from reasonkit.grpo.schema import GRPOStage
-from reasonkit.grpo.scoring import RewardScorer, check_columns, gather_scores, load_rewards
+from reasonkit.grpo.scoring import (
+    RewardError,
+    RewardScorer,
+    check_columns,
+    gather_scores,
+    load_rewards,
+)
 from reasonkit.grpo.step_metrics import (
     check_metrics_by,
     mean_present,
@@ -53,6 +49,7 @@ from reasonkit.grpo.step_metrics import (
     run_summary,
     step_metrics,
 )
+from reasonkit.grpo.update import PolicyUpdate
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
 from reasonkit.metrics import reward_logs
@@ -67,15 +64,13 @@ from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision
 from reasonkit.rollout import EngineInputs, engine_class
 from reasonkit.schedule import adamw, scheduler_type
 from reasonkit.stage import StageContext, StageRecord, save_stage_model
+from reasonkit.tools.generation import generation_for
+from reasonkit.tools.loop import tool_metrics, turns_for_log
 from rewards.contract import THINK_OPEN
 from rewards.convention import TrainerState
 from rewards.pool import default_workers
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(ReasonkitError, RuntimeError):
-    """Training cannot go on (e.g. a NaN loss); the message says what happened and what was kept."""
 
 
 class GRPORun:
@@ -84,14 +79,6 @@ class GRPORun:
         self.record = StageRecord(ctx, stage, "grpo")
         self.seed, self.checkpoint_root = self.record.seed, ctx.checkpoint_root
         self.engine_class = engine_class(stage.engine)
-        self.loss_settings = GRPOLossSettings(
-            epsilon_low=stage.epsilon_low,
-            epsilon_high=stage.epsilon_high,
-            beta=stage.beta,
-            kl_estimator=stage.kl_estimator,
-            aggregation=stage.loss_aggregation,
-            max_length=stage.max_new_tokens,
-        )
 
     def setup(self) -> None:
         process_state()
@@ -118,21 +105,39 @@ class GRPORun:
             )
         self._setup_precision()
         self.rewards = load_rewards(self.stage.rewards)
-        self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
+        tools = self.stage.tools
+        self.rows = load_prompt_rows(
+            self.ctx.recipe.data,
+            rl_split(self.ctx.recipe.data),
+            prompt_from_environment=tools is not None and tools.environment_factory is not None,
+        )
         check_columns(self.rewards, set(self.rows[0]))
         check_metrics_by(self.stage.metrics_by, self.rows)
         self.accuracy_verifier = reward_registry.get(self.stage.judged_by())
+        self._setup_model()
+        # The tokenizer comes with the model: the tools render through its chat template.
+        self.generation = generation_for(
+            self.tokenizer, self.fmt.render, self.stage.tools, f"stages.{self.ctx.name}.tools"
+        )
+        environment_rewards = self.generation.reward_names()
+        if not self.rewards and not environment_rewards:
+            raise RewardError(
+                f"stages.{self.ctx.name}: no reward: name rewards, or give the environment a get_reward() method"
+            )
         workers = self.stage.reward_workers
         self.scorer = RewardScorer(
-            self.rewards, default_workers() if workers is None else workers, self.stage.reward_timeout
+            self.rewards,
+            default_workers() if workers is None else workers,
+            self.stage.reward_timeout,
+            environment_rewards,
         )
-        self._setup_model()
         self._setup_optimizer()
         self._place_reference()
         self.sampler, self.progress = PromptSampler(len(self.rows), self.seed), Progress()
         self.accelerator.register_for_checkpointing(self.sampler, self.progress)
         self.engine = self._make_engine()
         self.rollout_source = self._rollout_source()
+        self.updater = self._updater()
         self.record.open_log()
         if self.resume:
             self._load_latest_checkpoint()
@@ -172,11 +177,10 @@ class GRPORun:
             shard = prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
             return [self.rows[i] for i in shard]
 
-        render = functools.partial(self.fmt.render, self.tokenizer)  # a prompt as the model reads it
         return RolloutSource(
             self.engine,
             draw,
-            render,
+            self.generation,
             stage_sampling(s),
             s.async_rollouts,
             # An engine sampling the policy in place draws from the trainer's random state, which
@@ -184,6 +188,22 @@ class GRPORun:
             seed=None if self.engine.logprobs_are_trainers else self.seed,
             process=self.rank,
             processes=self.world,
+        )
+
+    def _updater(self) -> PolicyUpdate:
+        return PolicyUpdate(
+            self.accelerator,
+            self.policy,
+            self.ref_model,
+            self.optimizer,
+            self.scheduler,
+            self.stage,
+            self.layout,
+            autocast=self._autocast,
+            gather=self._gather,
+            sync_engine=self._sync_engine,
+            progress=self.progress,
+            checkpoint_root=self.checkpoint_root,
         )
 
     @contextlib.contextmanager
@@ -306,7 +326,7 @@ class GRPORun:
         scored = self._score(rows, rollouts)
         scoring_seconds = time.time() - started
         selection = self._select(scored, rollouts)
-        train_stats = self._update(self._build_batch(rollouts, selection))
+        train_stats = self.updater.update(self._build_batch(rollouts, selection))
         return {**self._metrics(scored, selection, rollouts, train_stats), "scoring_seconds": scoring_seconds}
 
     def _score(self, rows: list[dict], rollouts: list) -> Scored:
@@ -322,16 +342,25 @@ class GRPORun:
             self.progress.step, s.max_steps, self.progress.step * s.prompts_per_step / len(self.rows)
         )
         prompts = [row["prompt"] for row in group_rows]
-        scores = gather_scores(self.scorer.score(prompts, completions, columns), self._gather, self.world)
+        uses = [r.tools for r in rollouts]
+        environment_rewards = [use.environment_reward if use else None for use in uses]
+        scores = self.scorer.score(prompts, completions, columns, environment_rewards)
+        scores = gather_scores(scores, self._gather, self.world)
         logged, completions_table = reward_logs(self.scorer.pool.logs, self._gather, prompts, completions)
-        if self.record.metrics_log and completions_table:  # a reward logged columns with log_extra
+        if self.stage.tools is not None:  # every turn of every completion
+            completions_table = completions_table or {
+                "prompt": self._gather(prompts),
+                "completion": self._gather(completions),
+            }
+            completions_table["turns"] = self._gather([turns_for_log(use) if use else [] for use in uses])
+        if self.record.metrics_log and completions_table:  # tool turns, or a reward's log_extra columns
             self.record.metrics_log.log_completions(self.progress.step + 1, completions_table)
         return Scored(prompts, completions, columns, scores, logged)
 
     def _select(self, scored: Scored, rollouts: list) -> Selection:
         """Advantages, and which completions train and which run, over the whole batch."""
         s = self.stage
-        lengths = torch.tensor(self._gather([len(r.completion_ids) for r in rollouts]), dtype=torch.float32)
+        lengths = torch.tensor(self._gather([r.models_tokens for r in rollouts]), dtype=torch.float32)
         truncated = torch.tensor(self._gather([r.truncated for r in rollouts]), dtype=torch.bool)
         nothing = torch.zeros_like(truncated)
         excluded = scored.scores.failed_samples if s.on_reward_failure == "exclude" else nothing
@@ -363,6 +392,8 @@ class GRPORun:
         )
         if not self.engine.logprobs_are_trainers:
             batch.rollout_logprobs = [torch.tensor(rollouts[i].rollout_logprobs) for i in kept]
+        if self.stage.tools is not None:
+            batch.completion_masks = [torch.tensor(rollouts[i].tools.mask, dtype=torch.float32) for i in kept]
         return batch
 
     def _metrics(self, scored: Scored, selection: Selection, rollouts: list, train_stats: dict) -> dict:
@@ -371,6 +402,9 @@ class GRPORun:
             **step_metrics(scored, selection, self.stage.num_generations, prompt_tokens),
             **train_stats,
         }
+        if self.stage.tools is not None:
+            uses = self._gather([r.tools.counts() for r in rollouts])
+            metrics.update(tool_metrics(uses, self.generation.tool_names))
         judged = None
         if "answer" in scored.columns:
             correct = self.accuracy_verifier(
@@ -388,172 +422,9 @@ class GRPORun:
             metrics.update(metrics_by_value(self.stage.metrics_by, values, rewards, judged))
         return metrics
 
-    def _update(self, batch: Batch) -> dict:
-        """μ optimisation passes over the batch (none when nothing in it has a gradient); their metrics."""
-        s = self.stage
-        if not batch.total_sequences or not batch.run_tokens:  # the same decision on every process
-            # No update, but the schedule keeps pace with the steps, as when every pass is taken.
-            learning_rate = self.scheduler.get_last_lr()[0]
-            with warnings.catch_warnings():  # torch warns of a scheduler step without an optimizer step
-                warnings.simplefilter("ignore", UserWarning)
-                for _ in range(s.num_iterations):
-                    self.scheduler.step()
-            return {"learning_rate": learning_rate}
-        started = time.time()
-        self._reference_and_old_logprobs(batch)
-        logprob_seconds = time.time() - started
-        for _ in range(s.num_iterations):
-            train_stats = self._optimise(batch)
-        weight_sync_seconds = self._sync_engine()
-        return {
-            **train_stats,
-            "logprob_seconds": logprob_seconds,  # the reference's and the old policy's
-            "update_seconds": time.time() - started,  # log-probs, optimisation and weight sync
-            "weight_sync_seconds": weight_sync_seconds,
-        }
-
     def _gather(self, values: list) -> list:
         """Every process's ``values``, concatenated in process order (= the batch's order)."""
         return gather_object(list(values)) if self.world > 1 else list(values)
-
-    @torch.no_grad()
-    def _reference_and_old_logprobs(self, batch: Batch) -> None:
-        def logprobs_of(model):  # in the batch's sequence order (a micro-batch may take them out of it)
-            out = [None] * len(batch.sequences)
-            for ids, sequences in batch.passes():
-                with self._autocast():
-                    logprobs = completion_logprobs(
-                        model, sequences, self.stage.temperature, layout=self.layout
-                    ).logprobs
-                for i, sequence_logprobs in zip(ids, logprobs):  # none for a filler
-                    out[i] = sequence_logprobs
-            return out
-
-        if self.stage.beta > 0:
-            with self._reference() as reference:
-                batch.ref_logprobs = logprobs_of(reference)
-        if self.stage.num_iterations > 1:  # the policy before this batch's updates
-            batch.old_logprobs = logprobs_of(self.policy)
-
-    @contextlib.contextmanager
-    def _reference(self):
-        if self.ref_model is not None:
-            yield self.ref_model
-        else:  # LoRA: the same weights with the adapters switched off
-            with self.accelerator.unwrap_model(self.policy).disable_adapter():
-                yield self.policy
-
-    def _optimise(self, batch: Batch) -> dict:
-        """One optimizer step over the batch, in micro-batches whose losses add up to the batch loss."""
-        s = self.stage
-        self.policy.train()
-        self.optimizer.zero_grad()
-        totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
-        # The first pass over a batch runs the policy the sampler sampled from: weigh the sampler's
-        # log-probs against the trainer's there, once, and keep the weights for the later passes.
-        first_pass = batch.rollout_logprobs is not None and batch.importance_weights is None
-        if first_pass:
-            batch.importance_weights = [None] * len(batch.sequences)
-            batch.trainer_logprobs = [None] * len(batch.sequences)
-        for k, (ids, sequences) in enumerate(batch.passes()):
-            last = k == batch.num_passes - 1
-            # Gradients are exchanged once, after the last micro-batch: DDP all-reduces on a backward
-            # outside no_sync, DeepSpeed reduces and steps at a backward marked as the boundary.
-            self.accelerator.gradient_state._set_sync_gradients(last)
-            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy):
-                with self._autocast():
-                    out = completion_logprobs(
-                        self.policy,
-                        sequences,
-                        s.temperature,
-                        layout=self.layout,
-                        with_entropy=True,
-                        truncation=(s.top_p, s.top_k) if first_pass and ids else None,
-                    )
-                if ids:
-                    loss, stats = self._micro_batch_loss(batch, list(ids), out, first_pass)
-                else:  # a filler: the same collectives as a real micro-batch, no gradient
-                    loss, stats = out.logprobs[0].sum() * 0.0, {}
-                self._stop_if_not_finite(loss)
-                # DDP and DeepSpeed average gradients over processes; the loss is this process's share
-                # of the whole-batch loss, so scale it back up.
-                self.accelerator.backward(loss * self.world)
-            for key, value in stats.items():
-                totals[key] += value
-        grad_norm = self.accelerator.clip_grad_norm_(self.policy.parameters(), s.max_grad_norm)
-        learning_rate = self.scheduler.get_last_lr()[0]  # the rate this step uses
-        self.optimizer.step()
-        self.scheduler.step()
-        totals = sum_over_processes(self.accelerator, totals)
-        # KL, clip fraction and entropy: means over the tokens that ran (with β = 0, not the skipped ones).
-        tokens = batch.run_tokens
-        mismatch = {}
-        if batch.rollout_logprobs is not None:
-            mismatch = mismatch_by_length(
-                self._gather(batch.trainer_logprobs), self._gather(batch.rollout_logprobs), s.max_new_tokens
-            )
-            weights = torch.cat(self._gather(batch.importance_weights))
-            mismatch["importance_weight/mean"] = weights.mean().item()
-            if s.importance_cap is not None:
-                mismatch["importance_weight/capped"] = (weights >= s.importance_cap).float().mean().item()
-        return {
-            **mismatch,
-            "loss": totals["loss"],
-            "kl": totals["kl"] / tokens,
-            "clip_fraction": totals["clip_fraction"] / tokens,
-            "entropy": totals["entropy"] / tokens,
-            "grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
-            "learning_rate": learning_rate,
-            "micro_batches": batch.num_passes,
-        }
-
-    def _micro_batch_loss(self, batch: Batch, ids: list[int], out, first_pass: bool):
-        """This micro-batch's share of the whole batch's loss, and its sums for the metrics."""
-        policy_logprobs = pad_sequence(out.logprobs, batch_first=True)  # [n, T]
-        response_mask = pad_sequence([torch.ones_like(lp) for lp in out.logprobs], batch_first=True)
-        if first_pass:
-            cap = self.stage.importance_cap if self.stage.importance_cap is not None else math.inf
-            batch.weigh_against_sampler(
-                ids, out.truncated_logprobs, response_mask, cap, self.stage.importance_level
-            )
-
-        def padded(per_sequence: list[torch.Tensor] | None) -> torch.Tensor | None:  # [n, T]
-            if per_sequence is None:
-                return None
-            return pad_sequence([per_sequence[i] for i in ids], batch_first=True).to(policy_logprobs.device)
-
-        outputs = grpo_loss(
-            policy_logprobs,
-            response_mask,
-            batch.advantages[ids].to(policy_logprobs.device),
-            self.loss_settings,
-            old_logprobs=padded(batch.old_logprobs),
-            ref_logprobs=padded(batch.ref_logprobs),
-            # importance_cap null: the weights are measured (metrics) but not applied
-            importance_weights=padded(batch.importance_weights)
-            if self.stage.importance_cap is not None
-            else None,
-            num_sequences=batch.total_sequences,
-            num_tokens=batch.total_tokens,
-        )
-        stats = {
-            "loss": outputs.loss.item(),
-            "kl": outputs.kl_sum.item(),
-            "clip_fraction": outputs.clipped_tokens.item(),
-            "entropy": torch.cat(out.entropy).sum().item(),
-        }
-        return outputs.loss, stats
-
-    def _stop_if_not_finite(self, loss: torch.Tensor) -> None:
-        """Raise on every process at once (one process raising alone would leave the others waiting)."""
-        bad = torch.tensor(float(not torch.isfinite(loss)), device=self.accelerator.device)
-        if self.world > 1:
-            bad = self.accelerator.reduce(bad, "sum")
-        if bad.item():
-            raise TrainingError(
-                f"the loss became {loss.item()} at step {self.progress.step + 1}; stopping. The last good "
-                f"checkpoint is {latest_checkpoint(self.checkpoint_root) or '(none yet)'}; lower the learning rate or check the rewards."
-            )
 
     def objective(self) -> dict:
         return grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)

@@ -10,7 +10,6 @@ generated tokens, and the figures count them apart (``thoughts``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,15 +18,8 @@ import torch
 
 from reasonkit.grpo.logprobs import truncate_logits
 from reasonkit.latent.thoughts import ThoughtTokens, chain_forward, thought_token_ids
-from reasonkit.rollout.base import (
-    EngineError,
-    EngineInputs,
-    Rollout,
-    SamplingSettings,
-    end_at_first_stop,
-    stop_token_ids,
-)
-from reasonkit.rollout.transformers_engine import sample
+from reasonkit.rollout.base import EngineError, EngineInputs, Rollout, end_at_first_stop, prompt_token_ids
+from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, left_padded, sample
 
 SETTINGS_FILE = "latent.json"
 
@@ -49,14 +41,14 @@ def read_latent_settings(directory: str | Path) -> LatentSettings | None:
     return LatentSettings(**json.loads(path.read_text())) if path.is_file() else None
 
 
-def thought_prompts(tokenizer, prompt_texts: list[str], tokens: ThoughtTokens, thoughts: int):
-    """Left-padded ids of each prompt + ``<|bot|>`` + thought placeholders + ``<|eot|>``; (ids, mask,
-    thought mask, bot column)."""
-    encoded = tokenizer(prompt_texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    B, P = encoded["input_ids"].shape
+def thought_prompts(tokenizer, prompts: list[str] | list[list[int]], tokens: ThoughtTokens, thoughts: int):
+    """Left-padded ids of each prompt (text or token ids) + ``<|bot|>`` + thought placeholders +
+    ``<|eot|>``; (ids, mask, thought mask, bot column)."""
+    prompt_ids, prompt_mask = left_padded(prompt_token_ids(tokenizer, prompts), tokenizer.pad_token_id, "cpu")
+    B, P = prompt_ids.shape
     tail = torch.tensor([tokens.bot, *[tokens.latent] * thoughts, tokens.eot]).expand(B, -1)
-    input_ids = torch.cat([encoded["input_ids"], tail], dim=1)
-    attention_mask = torch.cat([encoded["attention_mask"], torch.ones_like(tail)], dim=1)
+    input_ids = torch.cat([prompt_ids, tail], dim=1)
+    attention_mask = torch.cat([prompt_mask, torch.ones_like(tail)], dim=1)
     thought_mask = torch.zeros_like(input_ids, dtype=torch.bool)
     thought_mask[:, P + 1 : P + 1 + thoughts] = True
     return input_ids, attention_mask, thought_mask, P
@@ -74,59 +66,30 @@ def latent_engine(name: str, inputs: EngineInputs, settings: LatentSettings) -> 
     return LatentEngine.from_inputs(inputs, settings)
 
 
-class LatentEngine:
-    """Batched sampling after the thoughts from a latent model held in this process."""
-
-    logprobs_are_trainers = True
-    generates_apart = False
+class LatentEngine(TransformersEngine):
+    """Batched sampling after the thoughts from a latent model held in this process: the transformers
+    engine's batching, in training and out, with its own ``_generate_batch`` (thoughts, then text). Its
+    prompts end with <think>."""
 
     def __init__(
         self, model, tokenizer, settings: LatentSettings, batch_size: int = 256, generation_context=None
     ):
-        self.model, self.tokenizer, self.settings, self.batch_size = model, tokenizer, settings, batch_size
+        super().__init__(model, tokenizer, batch_size, generation_context)
+        self.settings = settings
         self.tokens = thought_token_ids(tokenizer)
-        self.stop_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
-        self.generation_context = generation_context or (lambda: contextlib.nullcontext(self.model))
 
     @classmethod
     def from_inputs(cls, inputs: EngineInputs, settings: LatentSettings) -> LatentEngine:
-        model = inputs.model
-        if model is None:
-            from reasonkit.models import load_model, whole_weights
-
-            with whole_weights():
-                model = load_model(inputs.model_path, inputs.dtype)
-        return cls(model, inputs.tokenizer, settings, inputs.batch_size, inputs.generation_context)
-
-    def sync_weights(self, model) -> None:
-        """Nothing to do: it samples the trainer's model itself."""
-
-    def close(self) -> None:
-        self.model = None
-
-    @torch.no_grad()
-    def generate(
-        self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs=False
-    ) -> list[Rollout]:
-        """``sampling.n`` completions per prompt, grouped prompt by prompt; the prompts end with <think>."""
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
-        rollouts: list[Rollout] = []
-        with self.generation_context() as model:
-            was_training = model.training
-            model.eval()
-            prompts_per_call = max(1, self.batch_size // sampling.n)
-            for start in range(0, len(prompt_texts), prompts_per_call):
-                batch = [p for p in prompt_texts[start : start + prompts_per_call] for _ in range(sampling.n)]
-                rollouts += self._generate_batch(model, batch, start, sampling, with_logprobs)
-                if progress is not None:
-                    progress.update(len(batch) // sampling.n)
-            model.train(was_training)
-        return rollouts
+        return cls(
+            held_or_loaded(inputs), inputs.tokenizer, settings, inputs.batch_size, inputs.generation_context
+        )
 
     def _generate_batch(self, model, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
+        # The batching passes each prompt once (decode copies its cache n times); chain_forward and
+        # continue_decoding take one row per completion, so each prompt is repeated n times here.
+        rows = [prompt for prompt in prompts for _ in range(sampling.n)]
         input_ids, attention_mask, thought_mask, bot = thought_prompts(
-            self.tokenizer, prompts, self.tokens, self.settings.thoughts
+            self.tokenizer, rows, self.tokens, self.settings.thoughts
         )
         device = model.device
         input_ids, attention_mask, thought_mask = (

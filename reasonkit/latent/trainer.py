@@ -27,7 +27,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from reasonkit.checkpoints import CheckpointError, checkpoint_to_resume, resuming_from, saving_checkpoint
+from reasonkit.checkpoints import check_same_world, checkpoint_to_resume, resuming_from, saving_checkpoint
 from reasonkit.data import DataError, PromptFormat, load_examples
 from reasonkit.errors import ReasonkitError
 from reasonkit.latent.data import CurriculumExample, build_batch, draw, thoughts_at
@@ -299,10 +299,7 @@ class LatentRun:
             return
         with resuming_from(latest):
             state = torch.load(latest / "state.pt", weights_only=False)
-            if state["world"] != self.world:
-                raise CheckpointError(
-                    f"{latest} was written by {state['world']} processes; resume it with as many (now {self.world})"
-                )
+            check_same_world(latest, state["world"], self.world)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])

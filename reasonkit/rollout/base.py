@@ -46,7 +46,10 @@ def prompt_token_ids(tokenizer, prompts: list[str] | list[list[int]]) -> list[li
     >>> prompt_token_ids(tokenizer, ["abc", [7, 8]])
     [[3], [7, 8]]
     """
-    return [list(p) if not isinstance(p, str) else tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    return [
+        list(p) if not isinstance(p, str) else tokenizer(p, add_special_tokens=False)["input_ids"]
+        for p in prompts
+    ]
 
 
 @dataclass
@@ -65,6 +68,11 @@ class Rollout:
     # With tools (reasonkit/tools/loop.py): which completion tokens are the model's (1) and which a tool
     # result's (0, attended but never trained on), and the turns; None: one turn, every token the model's.
     tools: Any = None  # ToolUse
+
+    @property
+    def models_tokens(self) -> int:
+        """Completion tokens the model sampled (tool results left out): what trains."""
+        return sum(self.tools.mask) if self.tools is not None else len(self.completion_ids)
 
 
 def stop_token_ids(tokenizer, checkpoint_eos: int | list[int] | None) -> list[int]:

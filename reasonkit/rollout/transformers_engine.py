@@ -46,14 +46,7 @@ class TransformersEngine:
 
     @classmethod
     def from_inputs(cls, inputs: EngineInputs) -> TransformersEngine:
-        """The model this process holds (training), or the saved one loaded whole (evaluation, teachers)."""
-        model = inputs.model
-        if model is None:
-            from reasonkit.models import load_model, whole_weights
-
-            with whole_weights():  # on this process alone, even after a ZeRO-3 stage
-                model = load_model(inputs.model_path, inputs.dtype)
-        return cls(model, inputs.tokenizer, inputs.batch_size, inputs.generation_context)
+        return cls(held_or_loaded(inputs), inputs.tokenizer, inputs.batch_size, inputs.generation_context)
 
     def sync_weights(self, model) -> None:
         """Nothing to do: it samples the trainer's model itself."""
@@ -119,6 +112,16 @@ def left_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tenso
     ids = torch.tensor([[pad_id] * (width - len(row)) + list(row) for row in rows], device=device)
     mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
     return ids, mask
+
+
+def held_or_loaded(inputs: EngineInputs):
+    """The model this process holds (training), or the saved one loaded whole (evaluation, teachers)."""
+    if inputs.model is not None:
+        return inputs.model
+    from reasonkit.models import load_model, whole_weights
+
+    with whole_weights():  # on this process alone, even after a ZeRO-3 stage
+        return load_model(inputs.model_path, inputs.dtype)
 
 
 def decode(

@@ -123,7 +123,9 @@ class VLLMEngine:
         checkpoint_eos = self.llm.model_config.try_get_generation_config().get("eos_token_id")
         self.stop_token_ids = stop_token_ids(tokenizer, checkpoint_eos)
 
-    def generate(self, prompts, sampling: SamplingSettings, progress=None, with_logprobs=True) -> list[Rollout]:
+    def generate(
+        self, prompts, sampling: SamplingSettings, progress=None, with_logprobs=True
+    ) -> list[Rollout]:
         """``sampling.n`` completions per prompt, grouped prompt by prompt, with the engine's log-probs."""
         from vllm import SamplingParams
 

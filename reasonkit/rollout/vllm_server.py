@@ -281,7 +281,9 @@ class VLLMServerEngine:
                     f"({self.model_path}): {'; '.join(problems)}. Start it with: {serve_command(s.url, self.model_path)}"
                 )
 
-    def generate(self, prompts, sampling: SamplingSettings, progress=None, with_logprobs: bool = True) -> list[Rollout]:
+    def generate(
+        self, prompts, sampling: SamplingSettings, progress=None, with_logprobs: bool = True
+    ) -> list[Rollout]:
         """``sampling.n`` completions per prompt, grouped prompt by prompt, with the servers' log-probs and
         the weight version that sampled each. Safe to call from another thread while the trainer trains."""
         prompt_ids = prompt_token_ids(self.tokenizer, prompts)

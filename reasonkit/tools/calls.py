@@ -67,7 +67,9 @@ def parse_tool_calls(text: str) -> list[ToolCall]:
     return calls
 
 
-def parse_with_template(tokenizer, completion_ids: list[int], prefix_ids: list[int], tools: list[dict]) -> list[ToolCall]:
+def parse_with_template(
+    tokenizer, completion_ids: list[int], prefix_ids: list[int], tools: list[dict]
+) -> list[ToolCall]:
     """The calls transformers' ``parse_response`` reads in a turn, for tokenizers with a response template."""
     try:
         message = tokenizer.parse_response(completion_ids, prefix=prefix_ids, tools=tools)
@@ -80,7 +82,9 @@ def parse_with_template(tokenizer, completion_ids: list[int], prefix_ids: list[i
 
 def _call_from(parsed) -> ToolCall:
     if not isinstance(parsed, dict) or not isinstance(parsed.get("name"), str):
-        return ToolCall("", {}, f'a tool call needs {{"name": ..., "arguments": {{...}}}}, got {str(parsed)[:200]}')
+        return ToolCall(
+            "", {}, f'a tool call needs {{"name": ..., "arguments": {{...}}}}, got {str(parsed)[:200]}'
+        )
     arguments = parsed.get("arguments", {})
     if isinstance(arguments, str):  # some templates write the arguments as a JSON string
         try:
@@ -124,7 +128,9 @@ class ToolRunner:
         try:
             value = future.result(timeout=max(0.0, deadline - time.monotonic()))
         except (FutureTimeout, asyncio.TimeoutError, TimeoutError):
-            return ToolResult(call.name, f"Error: {call.name} took longer than {self.timeout:g} s", failed=True)
+            return ToolResult(
+                call.name, f"Error: {call.name} took longer than {self.timeout:g} s", failed=True
+            )
         except TypeError as exc:  # arguments that do not fit the signature, mostly
             return ToolResult(call.name, f"Error: {call.name}: {exc}", failed=True)
         except Exception as exc:

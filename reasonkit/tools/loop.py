@@ -34,6 +34,12 @@ class ToolUse:
     failed: int = 0  # calls that gave the model an error
     capped: bool = False  # ended by max_calls with a call still asked for
     rolled_back: bool = False  # ended because a round's results did not fit the completion budget
+    # (environment class, its get_reward() at the rollout's end: a float, None, or why it failed)
+    environment_reward: tuple[str, float | None | str] | None = None
+
+    def counts(self) -> ToolUse:
+        """What the step's tool metrics need, light to gather over processes."""
+        return replace(self, mask=[], messages=[])
 
 
 class ToolLoop:
@@ -120,7 +126,10 @@ class ToolLoop:
         going_on = []
         for i in active:
             use = rollouts[i].tools
-            messages = [{"role": "tool", "name": r.name or "unknown", "content": r.content} for _, r in by_completion[i]]
+            messages = [
+                {"role": "tool", "name": r.name or "unknown", "content": r.content}
+                for _, r in by_completion[i]
+            ]
             use.calls += [call.name for call, _ in by_completion[i]]
             use.failed += sum(r.failed for _, r in by_completion[i])
             suffix = tool_suffix_ids(self.tokenizer, messages)
@@ -149,7 +158,11 @@ class ToolLoop:
         rollout.truncated = truncated
         if turn.weight_version is not None:  # the oldest weights that sampled any of it
             rollout.weight_version = min(turn.weight_version, rollout.weight_version or turn.weight_version)
-        text = turn.text if len(ids) == len(turn.completion_ids) else self.tokenizer.decode(ids, skip_special_tokens=True)
+        text = (
+            turn.text
+            if len(ids) == len(turn.completion_ids)
+            else self.tokenizer.decode(ids, skip_special_tokens=True)
+        )
         self._record_turn(rollout, text, ids)
 
     def close(self) -> None:

@@ -24,7 +24,9 @@ def _call(name: str, arguments: dict | None = None) -> dict:
 
 
 def _ids(rendered) -> list[int]:
-    return list(rendered["input_ids"] if isinstance(rendered, dict) or hasattr(rendered, "keys") else rendered)
+    return list(
+        rendered["input_ids"] if isinstance(rendered, dict) or hasattr(rendered, "keys") else rendered
+    )
 
 
 def tool_suffix_ids(tokenizer, tool_messages: list[dict]) -> list[int]:
@@ -39,7 +41,9 @@ def tool_suffix_ids(tokenizer, tool_messages: list[dict]) -> list[int]:
         {"role": "assistant", "content": "", "tool_calls": [_call(tool_messages[0]["name"])]},
     ]
     prefix = _ids(tokenizer.apply_chat_template(head, tokenize=True, add_generation_prompt=False))
-    full = _ids(tokenizer.apply_chat_template(head + tool_messages, tokenize=True, add_generation_prompt=True))
+    full = _ids(
+        tokenizer.apply_chat_template(head + tool_messages, tokenize=True, add_generation_prompt=True)
+    )
     ends = [i for i, token in enumerate(prefix) if token == tokenizer.eos_token_id]
     if ends:
         prefix = prefix[: ends[-1] + 1]
@@ -54,7 +58,11 @@ def template_problems(tokenizer) -> list[str]:
         return ["the tokenizer has no chat template; tools need one that renders tool calls and results"]
     messages = [
         {"role": "user", "content": "probe"},
-        {"role": "assistant", "content": "", "tool_calls": [_call("probe_tool_a8f3", {"probe_arg_b9d4": "probe_value_d6e7"})]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [_call("probe_tool_a8f3", {"probe_arg_b9d4": "probe_value_d6e7"})],
+        },
         {"role": "tool", "name": "probe_tool_a8f3", "content": "probe_result_c4f9"},
     ]
     try:
@@ -80,7 +88,9 @@ def template_problems(tokenizer) -> list[str]:
     return []
 
 
-def conversation_ids(tokenizer, messages: list[dict], tools: list | None = None) -> tuple[list[int], list[int]]:
+def conversation_ids(
+    tokenizer, messages: list[dict], tools: list | None = None
+) -> tuple[list[int], list[int]]:
     """A conversation with tool turns as token ids, and the mask of what trains (1: the assistant's turns,
     their EOS included; 0: the prompt, the tool results and the template's tokens around them).
 
@@ -98,12 +108,20 @@ def conversation_ids(tokenizer, messages: list[dict], tools: list | None = None)
     while k < len(messages):
         message = messages[k]
         if message["role"] == "assistant":
-            before = tokenizer.apply_chat_template(messages[:k], tools=tools, tokenize=False, add_generation_prompt=True)
+            before = tokenizer.apply_chat_template(
+                messages[:k], tools=tools, tokenize=False, add_generation_prompt=True
+            )
             after = tokenizer.apply_chat_template(messages[: k + 1], tools=tools, tokenize=False)
             if not after.startswith(before):
-                raise ValueError("the chat template does not render a conversation's beginning as a prefix of it")
+                raise ValueError(
+                    "the chat template does not render a conversation's beginning as a prefix of it"
+                )
             turn = after[len(before) :]
-            turn = turn[: turn.rindex(tokenizer.eos_token) + len(tokenizer.eos_token)] if tokenizer.eos_token in turn else turn
+            turn = (
+                turn[: turn.rindex(tokenizer.eos_token) + len(tokenizer.eos_token)]
+                if tokenizer.eos_token in turn
+                else turn
+            )
             turn_ids = tokenizer(turn, add_special_tokens=False)["input_ids"]
             ids, mask, k = ids + turn_ids, mask + [1] * len(turn_ids), k + 1
         elif message["role"] == "tool":
@@ -114,5 +132,7 @@ def conversation_ids(tokenizer, messages: list[dict], tools: list | None = None)
             suffix = tool_suffix_ids(tokenizer, results)
             ids, mask = ids + suffix, mask + [0] * len(suffix)
         else:
-            raise ValueError(f"a {message['role']!r} turn after the first assistant turn: only assistant and tool turns may follow it")
+            raise ValueError(
+                f"a {message['role']!r} turn after the first assistant turn: only assistant and tool turns may follow it"
+            )
     return ids, mask

@@ -18,6 +18,7 @@ import, a function whose docstring cannot give a schema, an environment without 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,7 +133,9 @@ def load_environments(setting: str | dict[str, str] | None, where: str) -> Envir
         label = where if name is None else f"{where}.{name}"
         instance = factory()
         if not callable(getattr(instance, "reset", None)):
-            raise ToolError(f"{label}: {type(instance).__name__} has no reset(**row) method, which TRL's contract needs")
+            raise ToolError(
+                f"{label}: {type(instance).__name__} has no reset(**row) method, which TRL's contract needs"
+            )
         for method in environment_methods(instance):
             describe(method, label)
         if callable(getattr(instance, "get_reward", None)) and type(instance) not in environments.rewarded:
@@ -162,7 +165,9 @@ class Toolbox:
             observation = None
             if environment is not None:
                 tools += [describe(method, "environment") for method in environment_methods(environment)]
-                columns = {k: v for k, v in row.items() if not (self.environments.by_column and k == "environment")}
+                columns = {
+                    k: v for k, v in row.items() if not (self.environments.by_column and k == "environment")
+                }
                 observation = environment.reset(**columns)
             sessions.append(Session({tool.name: tool for tool in tools}, environment, observation))
         return sessions
@@ -172,20 +177,21 @@ class Toolbox:
         tools = list(self.functions)
         if self.environments:
             name = self.environments.name_of(row or {})
-            tools += [describe(m, "environment") for m in environment_methods(self.environments.pool[name][0])]
+            tools += [
+                describe(m, "environment") for m in environment_methods(self.environments.pool[name][0])
+            ]
         return [tool.schema for tool in tools]
 
-    def reward_functions(self) -> list[tuple[str, Callable]]:
-        """(name, reward) for each environment class with ``get_reward``, in TRL's calling convention:
-        ``fn(prompts, completions, environments, **columns)``; None for completions of another class."""
-        rewards = []
-        for cls in self.environments.rewarded if self.environments else []:
+    def tool_names(self) -> list[str]:
+        """Every tool the model may be shown: the functions, then each environment's methods."""
+        names = [tool.name for tool in self.functions]
+        for instances in self.environments.pool.values() if self.environments else []:
+            names += [m.__name__ for m in environment_methods(instances[0]) if m.__name__ not in names]
+        return names
 
-            def reward(prompts, completions, environments, _cls=cls, **columns):
-                return [e.get_reward() if type(e) is _cls else None for e in environments]
-
-            rewards.append((cls.__name__, reward))
-        return rewards
+    def reward_names(self) -> list[str]:
+        """The environment classes that score their completions (``get_reward``), one reward each."""
+        return [cls.__name__ for cls in self.environments.rewarded] if self.environments else []
 
 
 @dataclass
@@ -195,6 +201,23 @@ class Session:
     tools: dict[str, Tool]
     environment: object | None = None
     observation: str | None = None  # what reset() returned, appended to the prompt's last message
+
+    def environment_reward(self) -> tuple[str, float | None | str] | None:
+        """(class name, what its ``get_reward()`` gives now) where the environment has one, read as soon as
+        the rollout ends (the pooled instance is reset for a later batch); a failure as its reason (str)."""
+        get_reward = getattr(self.environment, "get_reward", None)
+        if not callable(get_reward):
+            return None
+        name = type(self.environment).__name__
+        try:
+            value = get_reward()
+            if inspect.isawaitable(value):
+                value = asyncio.run(value)
+        except Exception as exc:  # the user's code: reported as a failed reward, the step goes on
+            return name, f"raised {type(exc).__name__}: {exc}"
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return name, f"returned {value!r}; expected a float or None"
+        return name, None if value is None else float(value)
 
 
 def check_tools(settings: ToolSettings, where: str) -> list[str]:

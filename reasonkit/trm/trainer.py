@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from reasonkit.checkpoints import CheckpointError, checkpoint_to_resume, resuming_from, saving_checkpoint
+from reasonkit.checkpoints import check_same_world, checkpoint_to_resume, resuming_from, saving_checkpoint
 from reasonkit.config import build_section, to_dict
 from reasonkit.errors import ReasonkitError
 from reasonkit.launch import forget_mixed_precision, process_state
@@ -300,10 +300,7 @@ class TRMRun:
             return
         with resuming_from(latest):
             state = torch.load(latest / "state.pt", weights_only=False)
-            if state["world"] != self.world:
-                raise CheckpointError(
-                    f"{latest} was written by {state['world']} processes; resume it with as many (now {self.world})"
-                )
+            check_same_world(latest, state["world"], self.world)
             self._raw_model().load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])

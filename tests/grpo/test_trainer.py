@@ -8,8 +8,9 @@ from safetensors.torch import load_file
 
 from reasonkit.config import DatasetSource
 from reasonkit.grpo import trainer as grpo_trainer
+from reasonkit.grpo import update as grpo_update
 from reasonkit.grpo.scoring import RewardError
-from reasonkit.grpo.trainer import TrainingError
+from reasonkit.grpo.update import TrainingError
 from reasonkit.manifest import read_manifest
 from reasonkit.pipeline import run_recipe
 from reasonkit.recipe import build_recipe
@@ -108,7 +109,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    real = grpo_trainer.grpo_loss
+    real = grpo_update.grpo_loss
     calls = {"n": 0}
 
     def nan_on_third_step(*args, **kwargs):
@@ -118,7 +119,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, m
             outputs.loss = outputs.loss * float("nan")
         return outputs
 
-    monkeypatch.setattr(grpo_trainer, "grpo_loss", nan_on_third_step)
+    monkeypatch.setattr(grpo_update, "grpo_loss", nan_on_third_step)
     with pytest.raises(TrainingError, match=r"nan at step 3.*step-000002"):
         run_recipe(grpo_recipe(tmp_path, max_steps=5, save_steps=2, token_budget=100000))
     checkpoints = sorted(p.name for p in (tmp_path / "grpo" / "checkpoints").iterdir())

@@ -80,5 +80,7 @@ def _texts(messages: list[dict]) -> list[str]:
     for message in messages:
         texts.append(message["content"])
         for tool_call in message.get("tool_calls", []):
-            texts.append(f'<tool_call>{{"name": "calculator", "arguments": {{"expression": "{tool_call["function"]["arguments"]["expression"]}"}}}}</tool_call>')
+            texts.append(
+                f'<tool_call>{{"name": "calculator", "arguments": {{"expression": "{tool_call["function"]["arguments"]["expression"]}"}}}}</tool_call>'
+            )
     return texts
