@@ -39,6 +39,8 @@ SUMMARY_COLUMNS = [
     "n",
     "tokens",
     "thoughts",
+    "tool_calls",  # per completion, with tools
+    "failed_calls",  # the share of those calls that gave the model an error
     "format_errors",
     "train_loss",
     "reward",

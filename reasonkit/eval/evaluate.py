@@ -10,11 +10,13 @@ completion with its answer and score goes to a per-sample JSONL.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 import rewards as reward_registry
+from reasonkit.config import ConfigError
 from reasonkit.data import DataError, PromptFormat, load_examples
 from reasonkit.data.benchmarks import Problem, benchmark_name, load_benchmark
 from reasonkit.errors import ReasonkitError
@@ -23,14 +25,27 @@ from reasonkit.eval.schema import RECIPE_TEST, EvalStage, default_verifier, sett
 from reasonkit.latent.engine import latent_engine, read_latent_settings
 from reasonkit.manifest import read_manifest
 from reasonkit.models import load_tokenizer
-from reasonkit.rollout import EngineInputs, SamplingSettings, make_engine
+from reasonkit.rollout import EngineInputs, Rollout, SamplingSettings, make_engine
 from reasonkit.stage import StageContext
+from reasonkit.tools.loop import ToolLoop, tool_metrics, turns_for_log
+from reasonkit.tools.settings import ToolSettings
+from reasonkit.tools.toolbox import Toolbox
 from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 from rewards.convention import call_reward, describe_error
 
 
 class VerifierError(ReasonkitError, RuntimeError):
     """The verifier raised; the message names it and says what it was given."""
+
+
+@dataclass
+class Judged:
+    """Completions and their verdicts, one entry per completion (``n`` per problem, problem by problem)."""
+
+    rollouts: list[Rollout]
+    prompts: list  # the prompt each answers, as shown: with tools, an environment's reset text appended
+    responses: list[str]  # the whole response the verifier read
+    scores: list[float | None]
 
 
 def evaluate(
@@ -58,7 +73,7 @@ def evaluate(
         seed=stage.seed,
     )
     with tqdm(total=len(problems), desc=f"eval {label}", unit="problem") as bar:
-        rollouts, responses, scores = sample_and_judge(
+        judged = sample_and_judge(
             engine,
             tokenizer,
             fmt,
@@ -68,9 +83,11 @@ def evaluate(
             with_traces=with_traces,
             progress=bar,
             completions=stage.verifier_completions,
+            tools=stage.tools,
         )
+    rollouts, scores = judged.rollouts, judged.scores
     correct = [score == 1.0 for score in scores]
-    answers = [parse_completion(text).answer for text in responses]
+    answers = [parse_completion(text).answer for text in judged.responses]
 
     per_problem = [slice(i * n, (i + 1) * n) for i in range(len(problems))]
     samples = [(answers[rows], correct[rows]) for rows in per_problem]  # per problem
@@ -86,6 +103,8 @@ def evaluate(
                     "scores": scores[rows],
                     "correct": correct[rows],
                 }
+                if stage.tools is not None:  # each completion's turns: its calls and what the tools said
+                    record["turns"] = [turns_for_log(r.tools) for r in rollouts[rows]]
                 out.write(json.dumps(record) + "\n")
     per_sample = len(rollouts) or 1
     result = {
@@ -99,6 +118,9 @@ def evaluate(
     # What answering cost, next to the accuracy: tokens generated per answer (per problem at num_samples 1);
     # a latent model's thoughts are not tokens: its results count them apart (`thoughts`).
     result["generated_tokens"] = result["mean_completion_tokens"]
+    if stage.tools is not None:  # calls per completion, the share that failed, ... (tools/loop.py)
+        uses = [r.tools for r in rollouts]
+        result.update(tool_metrics(uses, sorted({name for use in uses for name in use.calls if name})))
     levels = sorted({p.difficulty for p in problems if p.difficulty is not None})
     if levels:
         result["by_difficulty"] = {
@@ -135,18 +157,23 @@ def sample_and_judge(
     with_traces=True,
     progress=None,
     completions: str = "auto",
-):
-    """``sampling.n`` completions per problem, the whole responses the verifier read, and its scores.
+    tools: ToolSettings | None = None,
+) -> Judged:
+    """``sampling.n`` completions per problem (with ``tools``: each with its tool turns), judged.
 
     ``completions``: the shape the verifier reads them in (``rewards.convention.SHAPES``)."""
-    rollouts = engine.generate(
-        [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=progress
-    )
+    repeat = [p for p in problems for _ in range(sampling.n)]
+    if tools is None:
+        rollouts = engine.generate(
+            [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=progress
+        )
+        prompts = [p.prompt for p in repeat]
+    else:
+        rollouts, prompts = generate_with_tools(engine, tokenizer, fmt, problems, sampling, tools, progress)
     # The verifier reads the whole response: a prefilled <think> goes back in front, and a model trained
     # on direct answers gets an empty think block, so its whole output is its answer.
     prefix = THINK_OPEN if fmt.think_prefilled else "" if with_traces else THINK_OPEN + THINK_CLOSE
     responses = [prefix + r.text for r in rollouts]
-    repeat = [p for p in problems for _ in range(sampling.n)]
     columns = {
         name: [p.verifier_columns()[name] for p in repeat]
         for name in (repeat[0].verifier_columns() if repeat else {})
@@ -154,14 +181,53 @@ def sample_and_judge(
     try:
         scores = call_reward(
             reward_registry.registry.build(verifier),
-            [p.prompt for p in repeat],
+            prompts,
             responses,
             columns,
             shape=completions,
         )
     except Exception as exc:
         raise VerifierError(f"verifier {verifier!r} raised {describe_error(exc)}") from exc
-    return rollouts, responses, scores
+    return Judged(rollouts, prompts, responses, scores)
+
+
+def generate_with_tools(engine, tokenizer, fmt, problems, sampling, tools: ToolSettings, progress=None):
+    """``sampling.n`` completions per problem through the tool loop, in the order the engine gives them,
+    and the prompt each answers as it was shown (with what its environment's ``reset`` returned).
+
+    Each completion has its own tool session and its own prompt: an environment is reset per completion with
+    the problem's columns, and what ``reset`` returns is appended to the prompt's last message, as TRL does.
+    So each problem is repeated n times and sampled once per copy (each copy has a seed of its own).
+    """
+    toolbox = Toolbox(tools)
+    rows = [{"prompt": p.prompt, **p.verifier_columns()} for p in problems for _ in range(sampling.n)]
+    sessions = toolbox.sessions(rows)
+    shown = [with_observation(row["prompt"], session.observation) for row, session in zip(rows, sessions)]
+    rendered = [fmt.render(tokenizer, prompt, tools=toolbox.schemas(row)) for prompt, row in zip(shown, rows)]
+    loop = ToolLoop(tokenizer, tools)
+    try:
+        rollouts = loop.generate(engine, rendered, sessions, replace(sampling, n=1))
+    finally:
+        loop.close()
+    for index, rollout in enumerate(rollouts):
+        rollout.prompt_index = index // sampling.n
+    if progress is not None:  # continuations come in rounds: the bar moves once they are all done
+        progress.update(len(problems))
+    return rollouts, shown
+
+
+def with_observation(prompt: str | list[dict], observation: str | None) -> str | list[dict]:
+    """The prompt with an environment's ``reset`` text appended to its last message (TRL's rule).
+
+    >>> with_observation("Solve the maze.", " Start at (0, 0).")
+    [{'role': 'user', 'content': 'Solve the maze. Start at (0, 0).'}]
+    >>> with_observation("2+2?", None)
+    '2+2?'
+    """
+    if observation is None:
+        return prompt
+    messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    return [*messages[:-1], {**messages[-1], "content": messages[-1]["content"] + observation}]
 
 
 def problem_metrics(samples: list[tuple[list, list[bool]]], stage: EvalStage) -> dict:
@@ -227,6 +293,8 @@ def evaluate_saved_model(
         path, tokenizer, dtype=dtype, seed=stage.seed or 0, batch_size=stage.batch_size, vllm=stage.vllm
     )
     latent = read_latent_settings(path)  # a latent model thinks before it writes, on transformers
+    if latent and stage.tools is not None:
+        raise ConfigError(f"{path} is a latent model: it cannot call tools (evaluate it without tools)")
     engine = latent_engine(stage.engine, inputs, latent) if latent else make_engine(stage.engine, inputs)
     stem = f"{label}.{benchmark}"
     try:

@@ -9,6 +9,7 @@ from typing import Literal
 import rewards
 from reasonkit.config import Recipe
 from reasonkit.engine_settings import VLLMSettings
+from reasonkit.tools.settings import ToolSettings
 
 RECIPE_TEST = "test"  # the benchmark name of the recipe's own held-out data
 
@@ -53,6 +54,10 @@ class EvalStage:
     seed: int | None = None
     engine: str = "auto"  # as in a GRPO stage: auto, vllm, transformers or a class of your own
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    # Evaluation with tools: the model may call these while it answers (the multi-turn loop, on any
+    # engine); the verifier judges the final text, and the results add the tool metrics. The same section
+    # as GRPO's.
+    tools: ToolSettings | None = None
 
 
 def validate(name: str, stage: EvalStage, recipe: Recipe, trained: list[str]) -> list[str]:
@@ -68,11 +73,13 @@ def validate(name: str, stage: EvalStage, recipe: Recipe, trained: list[str]) ->
         )
     if recipe.data.task is None and recipe.data.test is None and not stage.benchmarks:
         errors.append(f"stages.{name}: an eval stage needs benchmarks, data.test or a built-in data.task")
-    return errors + check_eval_stage(name, stage)
+    return errors + check_eval_stage(name, stage, recipe.model.path)
 
 
-def check_eval_stage(name: str, stage: EvalStage) -> list[str]:
-    """Eval settings that cannot work (also checked for `reasonkit eval`, which has no recipe)."""
+def check_eval_stage(name: str, stage: EvalStage, model_path: str | None) -> list[str]:
+    """Eval settings that cannot work (also checked for `reasonkit eval`, which has no recipe);
+    ``model_path``: whose chat template must render tool calls when the stage has tools (None: a tiny
+    model built on the spot, whose template does)."""
     from reasonkit.rollout import check_engine  # the engines' modules import torch
 
     errors = []
@@ -91,6 +98,10 @@ def check_eval_stage(name: str, stage: EvalStage) -> list[str]:
             rewards.get(stage.verifier)
         except rewards.RewardNotFound as exc:
             errors.append(f"stages.{name}.verifier: {exc}")
+    if stage.tools is not None:
+        from reasonkit.tools.checks import tools_problems  # loads the tools and the tokenizer
+
+        errors += tools_problems(stage.tools, f"stages.{name}.tools", model_path)
     return errors + check_engine(f"stages.{name}.engine", stage.engine)
 
 
