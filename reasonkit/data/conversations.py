@@ -15,11 +15,12 @@ message without ``tool_calls``, a call without another tool's argument): nulls a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from reasonkit.config import DataConfig
 from reasonkit.data.chat import FormatError, FormattedExample, PromptFormat
 from reasonkit.data.traces import DataError, LoadReport, load_rows, report_unusable, split_source
+from reasonkit.tasks.arithmetic import arithmetic_splits
 from reasonkit.tools.template import conversation_ids
 from rewards.contract import parse_completion
 
@@ -37,11 +38,15 @@ class Conversation:
 def load_conversations(data: DataConfig, split: str) -> tuple[list[Conversation], LoadReport]:
     """The conversations of ``split`` (its ``messages_column``, default ``messages``), unusable rows
     reported by number as ``data.on_invalid`` says."""
-    if data.task is not None and getattr(data, split, None) is None:
-        raise DataError(
-            f"the built-in task has no tool conversations; give data.{split} a dataset with a "
-            f"{DEFAULT_COLUMN!r} column"
-        )
+    if (
+        data.task is not None and getattr(data, split, None) is None
+    ):  # the task's teacher calls the calculator
+        problems = arithmetic_splits(**asdict(data.arithmetic))[split]
+        conversations = [
+            Conversation(i, p.tool_conversation(), {"prompt": p.prompt, "answer": p.answer})
+            for i, p in enumerate(problems)
+        ]
+        return conversations, LoadReport(rows=len(problems), skipped=0)
     source = split_source(data, split)
     column = source.messages_column or DEFAULT_COLUMN
     rows = load_rows(source)

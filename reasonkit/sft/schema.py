@@ -59,10 +59,15 @@ def validate_tools(name: str, tools: ToolSettings, recipe: Recipe) -> list[str]:
     from reasonkit.tools.checks import tools_problems  # loads the tools and the tokenizer
 
     errors = []
-    if recipe.data.train is None:
+    if recipe.data.train is None and recipe.data.task is None:
         errors.append(
             f"stages.{name}.tools: distillation with tools trains on conversations; set data.train to a "
             "dataset with a messages column (data.train.messages_column, default `messages`)"
+        )
+    if recipe.data.train is None and recipe.data.task is not None and "calculator" not in tools.functions:
+        errors.append(
+            f"stages.{name}.tools: the {recipe.data.task} task's teacher calls the calculator; add it to "
+            "tools.functions"
         )
     if recipe.model.think_prefill:
         errors.append(

@@ -83,8 +83,20 @@ def test_a_dataset_without_the_messages_column_names_the_setting(tmp_path):
         match=r"no conversation column 'messages'; it has \['question', 'reply'\]. Set data.train.messages_column",
     ):
         load_conversations(config(path), "train")
-    with pytest.raises(DataError, match="the built-in task has no tool conversations"):
-        load_conversations(DataConfig(task="arithmetic"), "train")
+
+
+def test_the_arithmetic_tasks_teacher_calls_the_calculator_for_the_product():
+    data = DataConfig(task="arithmetic")
+    data.arithmetic.test_size = 10
+    conversations, report = load_conversations(data, "test")
+    assert report.rows == len(conversations) == 10
+    first = conversations[0]
+    assert first.messages[0]["content"] == first.row["prompt"]
+    assert first.messages[2] == {"role": "tool", "name": "calculator", "content": first.row["answer"]}
+    a, b = (
+        int(x) for x in first.messages[1]["tool_calls"][0]["function"]["arguments"]["expression"].split(" * ")
+    )
+    assert str(a * b) == first.row["answer"] and first.messages[-1]["content"] == f"</think>{a * b}"
 
 
 def test_only_the_assistant_turns_are_trained_and_the_completion_reads_as_evaluation_reads_it(tokenizer):
