@@ -110,7 +110,9 @@ def run(args) -> int:
 
     if is_trm_model(args.model):
         if tool_settings(args) is not None:
-            raise ConfigError("--tool / --environment-factory: a trm model answers puzzles, it calls no tools")
+            raise ConfigError(
+                "--tool / --environment-factory: a trm model answers puzzles, it calls no tools"
+            )
         return run_trm(args)
     if not args.benchmark:
         raise ConfigError("--benchmark: give at least one benchmark file or hub id")
@@ -145,7 +147,7 @@ def run(args) -> int:
             estimate = result[metric]
             row[metric] = f"{estimate['value']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
         row["tokens"] = round(result["generated_tokens"], 1)  # generated per answer, next to the accuracy
-        if stage.tools is not None:
+        if "tools/calls_per_completion" in result:  # the model could call tools
             row["tool_calls"] = round(result["tools/calls_per_completion"], 2)
             row["failed_calls"] = round(result["tools/failed_share"], 3)
         if "thoughts" in result:

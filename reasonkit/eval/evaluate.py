@@ -10,7 +10,7 @@ completion with its answer and score goes to a per-sample JSONL.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -27,9 +27,9 @@ from reasonkit.manifest import read_manifest
 from reasonkit.models import load_tokenizer
 from reasonkit.rollout import EngineInputs, Rollout, SamplingSettings, make_engine
 from reasonkit.stage import StageContext
-from reasonkit.tools.loop import ToolLoop, tool_metrics, turns_for_log
+from reasonkit.tools.generation import generation_for
+from reasonkit.tools.loop import tool_metrics, turns_for_log
 from reasonkit.tools.settings import ToolSettings
-from reasonkit.tools.toolbox import Toolbox
 from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 from rewards.convention import call_reward, describe_error
 
@@ -103,7 +103,7 @@ def evaluate(
                     "scores": scores[rows],
                     "correct": correct[rows],
                 }
-                if stage.tools is not None:  # each completion's turns: its calls and what the tools said
+                if any(r.tools is not None for r in rollouts):  # each completion's calls and their results
                     record["turns"] = [turns_for_log(r.tools) for r in rollouts[rows]]
                 out.write(json.dumps(record) + "\n")
     per_sample = len(rollouts) or 1
@@ -118,9 +118,9 @@ def evaluate(
     # What answering cost, next to the accuracy: tokens generated per answer (per problem at num_samples 1);
     # a latent model's thoughts are not tokens: its results count them apart (`thoughts`).
     result["generated_tokens"] = result["mean_completion_tokens"]
-    if stage.tools is not None:  # calls per completion, the share that failed, ... (tools/loop.py)
-        uses = [r.tools for r in rollouts]
-        result.update(tool_metrics(uses, sorted({name for use in uses for name in use.calls if name})))
+    # With tools: calls per completion, the share that failed, ... (tools/loop.py); nothing without.
+    uses = [r.tools for r in rollouts]
+    result.update(tool_metrics(uses, sorted({name for use in uses if use for name in use.calls if name})))
     levels = sorted({p.difficulty for p in problems if p.difficulty is not None})
     if levels:
         result["by_difficulty"] = {
@@ -163,13 +163,14 @@ def sample_and_judge(
 
     ``completions``: the shape the verifier reads them in (``rewards.convention.SHAPES``)."""
     repeat = [p for p in problems for _ in range(sampling.n)]
-    if tools is None:
-        rollouts = engine.generate(
-            [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=progress
-        )
-        prompts = [p.prompt for p in repeat]
-    else:
-        rollouts, prompts = generate_with_tools(engine, tokenizer, fmt, problems, sampling, tools, progress)
+    generation = generation_for(tokenizer, fmt.render, tools, "tools")
+    try:
+        rows = [{"prompt": p.prompt, **p.verifier_columns()} for p in problems]
+        rollouts = generation.generate(engine, rows, sampling, progress=progress)
+    finally:
+        generation.close()
+    # the prompt each completion answers, as shown: with tools, an environment's reset() text appended
+    prompts = [r.tools.prompt if r.tools is not None else p.prompt for r, p in zip(rollouts, repeat)]
     # The verifier reads the whole response: a prefilled <think> goes back in front, and a model trained
     # on direct answers gets an empty think block, so its whole output is its answer.
     prefix = THINK_OPEN if fmt.think_prefilled else "" if with_traces else THINK_OPEN + THINK_CLOSE
@@ -189,45 +190,6 @@ def sample_and_judge(
     except Exception as exc:
         raise VerifierError(f"verifier {verifier!r} raised {describe_error(exc)}") from exc
     return Judged(rollouts, prompts, responses, scores)
-
-
-def generate_with_tools(engine, tokenizer, fmt, problems, sampling, tools: ToolSettings, progress=None):
-    """``sampling.n`` completions per problem through the tool loop, in the order the engine gives them,
-    and the prompt each answers as it was shown (with what its environment's ``reset`` returned).
-
-    Each completion has its own tool session and its own prompt: an environment is reset per completion with
-    the problem's columns, and what ``reset`` returns is appended to the prompt's last message, as TRL does.
-    So each problem is repeated n times and sampled once per copy (each copy has a seed of its own).
-    """
-    toolbox = Toolbox(tools)
-    rows = [{"prompt": p.prompt, **p.verifier_columns()} for p in problems for _ in range(sampling.n)]
-    sessions = toolbox.sessions(rows)
-    shown = [with_observation(row["prompt"], session.observation) for row, session in zip(rows, sessions)]
-    rendered = [fmt.render(tokenizer, prompt, tools=toolbox.schemas(row)) for prompt, row in zip(shown, rows)]
-    loop = ToolLoop(tokenizer, tools)
-    try:
-        rollouts = loop.generate(engine, rendered, sessions, replace(sampling, n=1))
-    finally:
-        loop.close()
-    for index, rollout in enumerate(rollouts):
-        rollout.prompt_index = index // sampling.n
-    if progress is not None:  # continuations come in rounds: the bar moves once they are all done
-        progress.update(len(problems))
-    return rollouts, shown
-
-
-def with_observation(prompt: str | list[dict], observation: str | None) -> str | list[dict]:
-    """The prompt with an environment's ``reset`` text appended to its last message (TRL's rule).
-
-    >>> with_observation("Solve the maze.", " Start at (0, 0).")
-    [{'role': 'user', 'content': 'Solve the maze. Start at (0, 0).'}]
-    >>> with_observation("2+2?", None)
-    '2+2?'
-    """
-    if observation is None:
-        return prompt
-    messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-    return [*messages[:-1], {**messages[-1], "content": messages[-1]["content"] + observation}]
 
 
 def problem_metrics(samples: list[tuple[list, list[bool]]], stage: EvalStage) -> dict:

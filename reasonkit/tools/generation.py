@@ -62,7 +62,7 @@ class ToolGeneration:
         """``sampling.n`` completions per row, each with its tool turns and its environment's reward."""
         n = sampling.n
         sessions = self.toolbox.sessions([row for row in rows for _ in range(n)])
-        prompts = []
+        prompts, shown = [], []
         for session, row in zip(sessions, (row for row in rows for _ in range(n))):
             prompt = with_observation(row["prompt"], session.observation)
             if not prompt:
@@ -70,6 +70,7 @@ class ToolGeneration:
                     "a row has no prompt and its environment's reset() returned none: give the data a prompt "
                     "column, or have reset(**row) return the task"
                 )
+            shown.append(prompt)
             prompts.append(self.render(self.tokenizer, prompt, tools=self.toolbox.schemas(row)))
         if all(len(set(prompts[k : k + n])) == 1 for k in range(0, len(prompts), n)):
             rollouts = self.loop.generate(engine, prompts[::n], sessions, sampling, progress, with_logprobs)
@@ -79,8 +80,9 @@ class ToolGeneration:
             )
             for rollout in rollouts:
                 rollout.prompt_index //= n
-        for rollout, session in zip(rollouts, sessions):
+        for rollout, session, prompt in zip(rollouts, sessions, shown):
             rollout.tools.environment_reward = session.environment_reward()
+            rollout.tools.prompt = prompt
         return rollouts
 
     def reward_names(self) -> list[str]:

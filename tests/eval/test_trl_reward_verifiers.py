@@ -20,7 +20,7 @@ OPEN_R1 = str(Path(__file__).parents[1] / "helpers" / "open_r1_style.py")
 class ScriptedTeacher:
     """Answers "What is a * b?" right in its first sample and one too high in the others."""
 
-    def generate(self, prompts, sampling, progress=None):
+    def generate(self, prompts, sampling, progress=None, with_logprobs=False):
         rollouts = []
         for index, prompt in enumerate(prompts):
             a, b = map(int, re.search(r"(\d+) \* (\d+)", prompt).groups())
