@@ -20,7 +20,16 @@ from pathlib import Path
 
 RECIPE = Path(__file__).parents[1] / "recipes" / "demo" / "latent.yaml"
 # In the order the table and the figure show them.
-MODELS = ["direct", "trace_base", "trace", "latent_stage1", "latent_stage2", "latent_stage3", "pause_stage3"]
+MODELS = [
+    "direct",
+    "trace_base",
+    "trace",
+    "latent_stage1",
+    "latent_stage2",
+    "latent_grpo",
+    "latent_stage3",
+    "pause_stage3",
+]
 
 
 def run_seed(seed: int, out: Path) -> float:
@@ -45,11 +54,15 @@ def models_of(summary: dict) -> dict[str, dict]:
     for stage in summary["stages"].values():
         for name, by_benchmark in stage.get("models", {}).items():
             result = by_benchmark["test"]
-            found[name] = {
-                "pass@1": result["pass@1"]["value"],
-                "generated_tokens": result["generated_tokens"],
-                "thoughts": result.get("thoughts", 0),
-            }
+            # latent_two evaluates latent_stage2 again (the same curriculum): the first figure stands
+            found.setdefault(
+                name,
+                {
+                    "pass@1": result["pass@1"]["value"],
+                    "generated_tokens": result["generated_tokens"],
+                    "thoughts": result.get("thoughts", 0),
+                },
+            )
     return found
 
 

@@ -11,6 +11,9 @@ every completion of the batch that trains. Completions a reward failed on are le
 and with ``mask_truncated`` so are those cut at ``max_new_tokens``. With β = 0, completions whose
 advantage is 0 (all of a group whose rewards are equal) have no gradient and are skipped before any
 forward pass; the normalisers still count them, so the update is the one without skipping.
+
+A latent model (``latent.json`` beside its weights) is sampled by the latent engine and its log-probs run
+its chain of thoughts (latent/logprobs.py): chosen once at setup, in one process (docs/latent-reasoning.md).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import asdict
 
 import torch
 from accelerate import Accelerator
@@ -28,11 +32,12 @@ from transformers import get_scheduler
 import rewards as reward_registry
 from reasonkit.algorithms import group_advantages
 from reasonkit.checkpoints import checkpoint_to_resume, resuming_from, saving_checkpoint
-from reasonkit.data import load_prompt_rows, prompt_format, rl_split
+from reasonkit.config import ConfigError
+from reasonkit.data import PromptFormat, load_prompt_rows, prompt_format, rl_split
 from reasonkit.grpo.async_rollouts import RolloutSource, stage_sampling, version_lag_metrics
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler, Scored, Selection
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
-from reasonkit.grpo.logprobs import micro_batch_shape, micro_batches
+from reasonkit.grpo.logprobs import completion_logprobs, micro_batch_shape, micro_batches
 from reasonkit.grpo.objective import grpo_objective
 from reasonkit.grpo.schema import GRPOStage
 from reasonkit.grpo.scoring import (
@@ -50,6 +55,8 @@ from reasonkit.grpo.step_metrics import (
     step_metrics,
 )
 from reasonkit.grpo.update import PolicyUpdate
+from reasonkit.latent.engine import latent_engine_class, read_latent_settings, write_latent_settings
+from reasonkit.latent.logprobs import latent_logprobs
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
 from reasonkit.metrics import reward_logs
@@ -78,7 +85,12 @@ class GRPORun:
         self.ctx, self.stage, self.resume = ctx, stage, resume
         self.record = StageRecord(ctx, stage, "grpo")
         self.seed, self.checkpoint_root = self.record.seed, ctx.checkpoint_root
-        self.engine_class = engine_class(stage.engine)
+        # A latent model (latent.json beside its weights) thinks before it writes: it is sampled by the
+        # latent engine and trained through its chain of thoughts (latent/logprobs.py).
+        self.latent = read_latent_settings(ctx.init_path)
+        self.engine_class = (
+            latent_engine_class(stage.engine, ctx.init_path) if self.latent else engine_class(stage.engine)
+        )
 
     def setup(self) -> None:
         process_state()
@@ -93,8 +105,16 @@ class GRPORun:
         set_seed(self.seed, device_specific=True)  # seed + process index: each process samples its own
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         check_world(self.stage, self.ctx.name, self.world)
+        deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
+        if self.latent and (self.world > 1 or deepspeed):
+            # The chain calls the model once per thought before one backward: DDP's reducer and DeepSpeed
+            # expect one forward per backward (the latent stage sums its gradients itself instead).
+            raise ConfigError(
+                f"stages.{self.ctx.name}: GRPO on a latent model ({self.ctx.init_path}) runs in one process "
+                "without DeepSpeed so far; launch it without accelerate's multi-process or DeepSpeed config"
+            )
         self.deepspeed_config = None
-        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+        if deepspeed:
             self.deepspeed_config = self.accelerator.state.deepspeed_plugin.deepspeed_config
             fit_deepspeed_config(
                 self.deepspeed_config,
@@ -204,6 +224,7 @@ class GRPORun:
             sync_engine=self._sync_engine,
             progress=self.progress,
             checkpoint_root=self.checkpoint_root,
+            logprobs=latent_logprobs(self.latent) if self.latent else completion_logprobs,
         )
 
     @contextlib.contextmanager
@@ -227,7 +248,12 @@ class GRPORun:
         self.tokenizer = load_tokenizer(self.ctx.init_path)
         model = load_model(self.ctx.init_path, self.load_dtype, model_cfg.attn_implementation)
         ensure_distinct_pad(self.tokenizer, model)
-        self.fmt = prompt_format(self.tokenizer, model_cfg.think_prefill)
+        # A latent model's prompts open the think block: the engine appends <|bot|> right after <think>.
+        self.fmt = (
+            PromptFormat(think_prefilled=True)
+            if self.latent
+            else prompt_format(self.tokenizer, model_cfg.think_prefill)
+        )
         # The KL reference is the starting policy, frozen: with LoRA, the policy with its adapters
         # disabled (no second copy); else a copy, sharded too under ZeRO-3.
         self.ref_model = None
@@ -242,7 +268,7 @@ class GRPORun:
             self.ref_model.eval().requires_grad_(False)
         self.policy = model
         self.layout, self.token_budget = micro_batch_shape(
-            self.stage.micro_batch_layout,
+            "padded" if self.latent else self.stage.micro_batch_layout,  # the thought chain's is padded
             self.stage.token_budget,
             model_cfg.attn_implementation,
             self.accelerator.device.type,
@@ -427,7 +453,13 @@ class GRPORun:
         return gather_object(list(values)) if self.world > 1 else list(values)
 
     def objective(self) -> dict:
-        return grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)
+        objective = grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)
+        if self.latent:
+            objective["thoughts"] = (
+                f"{self.latent.thoughts} thoughts before the text ({asdict(self.latent)}), the completion's "
+                "log-probs through the whole chain of thoughts"
+            )
+        return objective
 
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG states, data position and the batches generated ahead, so a
@@ -473,6 +505,8 @@ class GRPORun:
                 think_prefilled=self.fmt.think_prefilled,
                 save_merged=bool(self.stage.lora and self.stage.lora.save_merged),
             )
+            if self.latent:  # the model still thinks as it did
+                write_latent_settings(self.ctx.model_dir, self.latent)
         self.accelerator.wait_for_everyone()
 
     def cleanup(self) -> dict:

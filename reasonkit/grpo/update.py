@@ -25,7 +25,7 @@ from reasonkit.checkpoints import latest_checkpoint
 from reasonkit.errors import ReasonkitError
 from reasonkit.grpo.batch import Batch, Progress
 from reasonkit.grpo.distributed import sum_over_processes
-from reasonkit.grpo.logprobs import completion_logprobs
+from reasonkit.grpo.logprobs import CompletionLogprobs, completion_logprobs
 from reasonkit.grpo.schema import GRPOStage
 
 
@@ -50,6 +50,9 @@ class PolicyUpdate:
     sync_engine: Callable[[], float]  # pushes the policy to the engine; the seconds it took
     progress: Progress  # the step count, for the message when the loss is not finite
     checkpoint_root: Path
+    # Completion log-probs under a model (grpo/logprobs.py); a latent model's run the thoughts first
+    # (latent/logprobs.py, same signature).
+    logprobs: Callable[..., CompletionLogprobs] = completion_logprobs
     world: int = field(init=False)
     loss_settings: GRPOLossSettings = field(init=False)
 
@@ -95,7 +98,7 @@ class PolicyUpdate:
             out = [None] * len(batch.sequences)
             for ids, sequences in batch.passes():
                 with self.autocast():
-                    logprobs = completion_logprobs(
+                    logprobs = self.logprobs(
                         model, sequences, self.stage.temperature, layout=self.layout
                     ).logprobs
                 for i, sequence_logprobs in zip(ids, logprobs):  # none for a filler
@@ -135,7 +138,7 @@ class PolicyUpdate:
             self.accelerator.gradient_state._set_sync_gradients(last)
             with contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy):
                 with self.autocast():
-                    out = completion_logprobs(
+                    out = self.logprobs(
                         self.policy,
                         sequences,
                         s.temperature,

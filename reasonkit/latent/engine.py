@@ -54,16 +54,20 @@ def thought_prompts(tokenizer, prompts: list[str] | list[list[int]], tokens: Tho
     return input_ids, attention_mask, thought_mask, P
 
 
-def latent_engine(name: str, inputs: EngineInputs, settings: LatentSettings) -> LatentEngine:
-    """The engine for a latent model, when a stage asks for ``name``: auto and transformers run it here;
-    an engine that cannot feed a hidden state back is refused with why (``validate`` says so first)."""
+def latent_engine_class(name: str, model_path: str) -> type[LatentEngine]:
+    """The engine class for a latent model, when a stage asks for ``name``: auto and transformers run it
+    here; an engine that cannot feed a hidden state back is refused with why (``validate`` says so first)."""
     if name not in ("auto", "transformers"):
         raise EngineError(
-            f"engine {name!r} cannot run {inputs.model_path}, a latent model: its thoughts feed the model's last "
+            f"engine {name!r} cannot run {model_path}, a latent model: its thoughts feed the model's last "
             "hidden state back as the next input, which only the transformers engine does. Use engine: "
             "transformers (or auto)"
         )
-    return LatentEngine.from_inputs(inputs, settings)
+    return LatentEngine
+
+
+def latent_engine(name: str, inputs: EngineInputs, settings: LatentSettings) -> LatentEngine:
+    return latent_engine_class(name, inputs.model_path).from_inputs(inputs, settings)
 
 
 class LatentEngine(TransformersEngine):
@@ -79,9 +83,14 @@ class LatentEngine(TransformersEngine):
         self.tokens = thought_token_ids(tokenizer)
 
     @classmethod
-    def from_inputs(cls, inputs: EngineInputs, settings: LatentSettings) -> LatentEngine:
+    def from_inputs(cls, inputs: EngineInputs, settings: LatentSettings | None = None) -> LatentEngine:
+        """``settings`` None: the model folder's (``latent.json``), as for the model a GRPO stage continues from."""
         return cls(
-            held_or_loaded(inputs), inputs.tokenizer, settings, inputs.batch_size, inputs.generation_context
+            held_or_loaded(inputs),
+            inputs.tokenizer,
+            settings or read_latent_settings(inputs.model_path),
+            inputs.batch_size,
+            inputs.generation_context,
         )
 
     def _generate_batch(self, model, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
