@@ -208,9 +208,9 @@ def validate(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) ->
         errors += _check_variant(name, key, getattr(stage, key), registry)
     errors += check_engine(f"stages.{name}.engine", stage.engine, async_rollouts=stage.async_rollouts)
     if stage.tools is not None:
-        from reasonkit.tools.toolbox import check_tools
+        from reasonkit.tools.checks import tools_problems  # loads the tools and the tokenizer
 
-        errors += check_tools(stage.tools, f"stages.{name}.tools")
+        errors += tools_problems(stage.tools, f"stages.{name}.tools", recipe.model.path)
     return errors
 
 
