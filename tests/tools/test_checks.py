@@ -100,7 +100,10 @@ def test_the_tool_model_and_tiny_templates_render_tool_calls(tool_model_dir, pla
 def test_sft_with_tools_needs_conversations_rendered_as_they_are(tmp_path):
     raw = recipe(tmp_path, "sft", {"functions": ["calculator"]})
     raw["data"] = {"task": "arithmetic"}
-    assert "distillation with tools trains on conversations; set data.train" in refusal(raw)
+    build_recipe(raw)  # accepted: the task's teacher calls the calculator
+    raw = recipe(tmp_path, "sft", {"functions": ["python"]})
+    raw["data"] = {"task": "arithmetic"}
+    assert "the arithmetic task's teacher calls the calculator; add it to tools.functions" in refusal(raw)
     raw = recipe(tmp_path, "sft", {"functions": ["calculator"]})
     raw["model"]["think_prefill"] = True
     raw["model"] = {"tiny": TINY_SIZES, "think_prefill": True}
