@@ -165,8 +165,9 @@ class PolicyUpdate:
         tokens = batch.run_tokens
         mismatch = {}
         if batch.rollout_logprobs is not None:  # over the model's tokens (the sampler sampled those only)
+            masks = None if batch.completion_masks is None else self.gather(batch.completion_masks)
             trainer, sampler, weights = (
-                batch.models_tokens(self.gather(values), self.gather(batch.completion_masks))
+                batch.models_tokens(self.gather(values), masks)
                 for values in (batch.trainer_logprobs, batch.rollout_logprobs, batch.importance_weights)
             )
             mismatch = mismatch_by_length(trainer, sampler, s.max_new_tokens)
