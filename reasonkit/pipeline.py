@@ -39,6 +39,7 @@ SUMMARY_COLUMNS = [
     "n",
     "tokens",
     "thoughts",
+    "iterations",
     "format_errors",
     "train_loss",
     "reward",
@@ -143,6 +144,7 @@ def build_tiny_base_model(recipe: Recipe, directory: Path) -> None:
         num_layers=tiny.num_layers,
         num_heads=tiny.num_heads,
         intermediate_size=tiny.intermediate_size,
+        recurrent=tiny.recurrent,
     )
 
 

@@ -49,6 +49,9 @@ class Rollout:
     # Which push of the policy's weights sampled it (the oldest, when an update landed mid-completion);
     # None from engines that sample the policy in place or never receive weights.
     weight_version: int | None = None
+    # A recurrent-depth model's core iterations behind each completion token (reasonkit.recurrent); None
+    # from any other model.
+    recurrence_steps: list[int] | None = None
 
 
 def stop_token_ids(tokenizer, checkpoint_eos: int | list[int] | None) -> list[int]:
