@@ -16,8 +16,10 @@ layers) -> final norm -> LM head (tied to the embeddings).
   then stays as it is, and later positions attend to it), r being the cap. ``recurrence_steps`` in the
   output says how many iterations each position used.
 
-No KV cache: every forward runs the whole sequence (``generate`` needs ``use_cache=False``; the recurrent
-engine does so), which keeps the per-position exit exact at the cost of recomputing the prompt.
+No KV cache (the config says ``use_cache: false``, so ``generate`` passes the whole sequence each step, as
+the recurrent engine does): the per-position exit stays exact, at the cost of recomputing the prompt.
+``RecurrentModel`` is the backbone (embeddings to final norm, at a fixed depth: TRL's fused LM head reads its
+``last_hidden_state``); ``RecurrentForCausalLM`` adds the tied head, the loss and the adaptive exit.
 """
 
 from __future__ import annotations
