@@ -17,7 +17,14 @@ import inspect
 import torch
 
 from reasonkit.grpo.logprobs import truncate_logits
-from reasonkit.rollout.base import EngineInputs, Rollout, SamplingSettings, end_at_first_stop, stop_token_ids
+from reasonkit.rollout.base import (
+    EngineError,
+    EngineInputs,
+    Rollout,
+    SamplingSettings,
+    end_at_first_stop,
+    stop_token_ids,
+)
 
 
 class TransformersEngine:
@@ -130,6 +137,11 @@ def decode(
         use_cache=True,
         **last_only,
     )
+    if out.past_key_values is None:  # feeding it one token at a time would silently drop the context
+        raise EngineError(
+            f"{type(model).__name__} returns no KV cache, which this engine decodes with; a recurrent-depth model "
+            "runs on its own engine (reasonkit.recurrent.engine)"
+        )
     if n > 1:
         out.past_key_values.batch_repeat_interleave(n)
     attention_mask = attention_mask.repeat_interleave(n, dim=0)

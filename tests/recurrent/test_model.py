@@ -10,7 +10,7 @@ from reasonkit.models import build_tiny_model
 from reasonkit.recurrent.depth import sample_depth
 from reasonkit.recurrent.engine import Depth, RecurrentEngine
 from reasonkit.recurrent.schema import RecurrentLayout
-from reasonkit.rollout import SamplingSettings
+from reasonkit.rollout import EngineError, SamplingSettings, TransformersEngine
 
 SIZES = {"hidden_size": 64, "num_heads": 2, "intermediate_size": 128}
 LAYOUT = RecurrentLayout(prelude_layers=1, core_layers=2, coda_layers=1, mean_recurrence=4, backprop_depth=2)
@@ -125,3 +125,9 @@ def test_the_engine_generates_what_generate_does_and_records_the_iterations(mode
         rendered, sampling
     )
     assert all(1 <= s <= 5 for r in adaptive for s in r.recurrence_steps)
+
+
+def test_the_cached_transformers_engine_refuses_it_rather_than_drop_the_context(model, tiny_tokenizer):
+    engine = TransformersEngine(model, tiny_tokenizer)
+    with pytest.raises(EngineError, match="returns no KV cache"):
+        engine.generate(["What is 2 * 3?"], SamplingSettings(temperature=0.0, max_new_tokens=3))
