@@ -91,7 +91,8 @@ def plot_recurrence(directory: Path) -> None:
                 histogram = {int(k): v for k, v in result["recurrence_histogram"].items()}
                 hist.bar(list(histogram), list(histogram.values()), color=color, alpha=0.6, label=name)
     dist.set(xlabel="iteration i", ylabel="relative distance", yscale="log", title="state dynamics")
-    acc.set(xlabel="test-time r", ylabel="pass@1", xscale="log", ylim=(0, 1), title="accuracy against depth")
+    acc.set(xlabel="test-time r", ylabel="pass@1", xscale="log", title="accuracy against depth")
+    acc.set_ylim(bottom=0)
     hist.set(xlabel="iterations used", ylabel="tokens", title="adaptive exit")
     for ax in (dist, acc, hist):
         ax.grid(alpha=0.3)
