@@ -10,21 +10,13 @@ the core iterations behind each of its tokens (``Rollout.recurrence_steps``). vL
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 
 from reasonkit.recurrent.schema import NO_RECURRENCE_ENGINES
-from reasonkit.rollout.base import (
-    EngineError,
-    EngineInputs,
-    Rollout,
-    SamplingSettings,
-    end_at_first_stop,
-    stop_token_ids,
-)
-from reasonkit.rollout.transformers_engine import next_tokens
+from reasonkit.rollout.base import EngineError, EngineInputs, Rollout, end_at_first_stop
+from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, next_tokens
 
 
 @dataclass(frozen=True)
@@ -52,57 +44,26 @@ def recurrent_engine(name: str, inputs: EngineInputs, depth: Depth) -> Recurrent
     return RecurrentEngine.from_inputs(inputs, depth)
 
 
-class RecurrentEngine:
-    """Batched sampling from a recurrent-depth model held in this process, at one ``Depth``."""
-
-    logprobs_are_trainers = True
-    generates_apart = False
+class RecurrentEngine(TransformersEngine):
+    """Batched sampling from a recurrent-depth model held in this process, at one ``Depth``: the
+    transformers engine's batching, with its own ``_generate_batch`` (no KV cache; iterations recorded)."""
 
     def __init__(
         self, model, tokenizer, batch_size: int = 256, depth: Depth = Depth(), generation_context=None
     ):
-        self.model, self.tokenizer, self.batch_size, self.depth = model, tokenizer, batch_size, depth
-        self.stop_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
-        self.generation_context = generation_context or (lambda: contextlib.nullcontext(self.model))
+        super().__init__(model, tokenizer, batch_size, generation_context)
+        self.depth = depth
 
     @classmethod
     def from_inputs(cls, inputs: EngineInputs, depth: Depth = Depth()) -> RecurrentEngine:
-        model = inputs.model
-        if model is None:
-            from reasonkit.models import load_model, whole_weights
-
-            with whole_weights():
-                model = load_model(inputs.model_path, inputs.dtype)
-        return cls(model, inputs.tokenizer, inputs.batch_size, depth, inputs.generation_context)
-
-    def sync_weights(self, model) -> None:
-        """Nothing to do: it samples the trainer's model itself."""
-
-    def close(self) -> None:
-        self.model = None
-
-    @torch.no_grad()
-    def generate(
-        self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs=False
-    ) -> list[Rollout]:
-        """``sampling.n`` completions per prompt, grouped prompt by prompt."""
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
-        rollouts: list[Rollout] = []
-        with self.generation_context() as model:
-            was_training = model.training
-            model.eval()
-            prompts_per_call = max(1, self.batch_size // sampling.n)
-            for start in range(0, len(prompt_texts), prompts_per_call):
-                batch = [p for p in prompt_texts[start : start + prompts_per_call] for _ in range(sampling.n)]
-                rollouts += self._generate_batch(model, batch, start, sampling, with_logprobs)
-                if progress is not None:
-                    progress.update(len(batch) // sampling.n)
-            model.train(was_training)
-        return rollouts
+        return cls(
+            held_or_loaded(inputs), inputs.tokenizer, inputs.batch_size, depth, inputs.generation_context
+        )
 
     def _generate_batch(self, model, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        # The batching passes each prompt once; with no cache to copy, each is repeated n times here.
+        rows = [prompt for prompt in prompts for _ in range(sampling.n)]
+        encoded = self.tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=False)
         input_ids, attention_mask = (
             encoded["input_ids"].to(model.device),
             encoded["attention_mask"].to(model.device),
