@@ -54,8 +54,9 @@ test-under-load: install
 test-all: install
 	$(BIN)/python -m pytest -q
 
-# Side by side with TRL, raw vLLM and serial reward scoring on this machine (benchmarks/bench.py); the
-# tables replace the generated part of BENCHMARKS.md. About 30 minutes on 2 cores; bench-quick: minutes.
+# Side by side with TRL (GRPO with and without a tool, SFT), raw vLLM and serial reward scoring on this
+# machine (benchmarks/bench.py); the tables replace the generated parts of BENCHMARKS.md. About 30 minutes
+# on 2 cores; bench-quick: minutes.
 bench: install
 	$(BIN)/python benchmarks/bench.py --write
 

@@ -7,6 +7,7 @@
 Sections (each side in a process of its own; the GRPO and SFT sides alternate A/B/A/B):
 - grpo: step time against TRL's GRPOTrainer at three model shapes, uniform and varied lengths,
   split into generation / scoring / log-probs (reference, old) / optimisation, and peak memory;
+- grpo_tools: the same with the calculator as a tool on both sides, a model fine-tuned to call it;
 - rollout: our vLLM engine's tokens/s against raw `vllm.LLM.generate` (skipped without vLLM);
 - rewards: `math` and `code` verifications per second, in-process serial and through our pool;
 - sft: tokens/s and padding of our distillation stage against TRL's SFTTrainer defaults;
@@ -30,14 +31,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import ROOT, build_model, median, parameter_count  # noqa: E402
+from common import ROOT, build_model, build_tool_model, median, parameter_count  # noqa: E402
 
-SECTIONS = ["grpo", "rollout", "rewards", "sft", "memory", "grpo_vllm"]
+SECTIONS = ["grpo", "grpo_tools", "rollout", "rewards", "sft", "memory", "grpo_vllm"]
 # make bench; grpo_vllm is make bench-vllm, its tables in a block of BENCHMARKS.md of their own
-DEFAULT_SECTIONS = SECTIONS[:5]
-BLOCKS = {
-    "grpo_vllm": "bench-vllm"
-}  # the marked block of BENCHMARKS.md a section's tables go to; else "bench"
+DEFAULT_SECTIONS = SECTIONS[:6]
+# The marked block of BENCHMARKS.md a section's tables go to, else "bench": a block is replaced whole, so a
+# section with a block of its own can be re-measured alone (`--only grpo_tools --write`).
+BLOCKS = {"grpo_tools": "bench-tools", "grpo_vllm": "bench-vllm"}
 # (shape, layers on a CPU, B, G, max new tokens, steps, steps left out of the median, A/B repeats)
 GRPO_CASES = [
     ("tiny", None, 16, 8, 48, 6, 2, 2),
@@ -45,6 +46,11 @@ GRPO_CASES = [
     ("qwen0.5b", 4, 4, 4, 32, 3, 1, 1),  # about 3 min a run on a CPU
 ]
 GRPO_QUICK = [("tiny", None, 8, 4, 24, 3, 1, 1)]
+# With the calculator (common.build_tool_model): a call, its result and the answer take ~30 of the tokens
+# (~15 of them the model's), so 48 leaves room for a second call.
+GRPO_TOOLS_CASES = [("tiny", None, 16, 8, 48, 6, 2, 2)]
+GRPO_TOOLS_QUICK = [("tiny", None, 8, 4, 48, 3, 1, 1)]
+MAX_TOOL_CALLS = 5  # reasonkit's default max_calls
 # vLLM on both sides (TRL's colocated path through benchmarks/trl_vllm_cpu_shim.py)
 GRPO_VLLM_CASES = [
     ("tiny", None, 16, 8, 48, 6, 2, 2),
@@ -92,29 +98,41 @@ class Bench:
         name = f"{shape}-{layers or 'all'}" + (f"-stopping{stop_rate:.3f}" if stop_rate else "")
         return build_model(shape, self.models / name, layers=layers, stop_rate=stop_rate)
 
+    def tool_model(self, shape: str) -> Path:
+        return build_tool_model(shape, self.models / f"{shape}-calculator")
+
     def grpo(self) -> None:
         self.report += grpo_table(
             self.grpo_runs(GRPO_QUICK if self.args.quick else GRPO_CASES, "transformers")
         )
+
+    def grpo_tools(self) -> None:
+        cases = GRPO_TOOLS_QUICK if self.args.quick else GRPO_TOOLS_CASES
+        self.report += grpo_tools_table(self.grpo_runs(cases, "transformers", tools=True))
 
     def grpo_vllm(self) -> None:
         self.report += grpo_vllm_table(
             self.grpo_runs(GRPO_QUICK if self.args.quick else GRPO_VLLM_CASES, "vllm")
         )
 
-    def grpo_runs(self, cases, engine: str) -> list:
-        """Both sides of every case, uniform and varied, A/B/A/B; a row of results per case and regime."""
+    def grpo_runs(self, cases, engine: str, tools: bool = False) -> list:
+        """Both sides of every case, uniform and varied (with ``tools``: the tool model's one regime),
+        A/B/A/B; a row of results per case and regime."""
         rows = []
         for shape, layers, B, G, T, steps, warmup, repeats in cases:
             if self.args.shapes and shape not in self.args.shapes:
                 continue
             repeats = self.args.repeats or repeats
-            for regime in ["uniform"] if self.args.quick else ["uniform", "varied"]:
-                # varied: the same shape, made to stop at a constant rate per token (common.py)
-                model = self.model(shape, layers, stop_rate=3 / T if regime == "varied" else None)
+            regimes = ["calculator"] if tools else ["uniform"] if self.args.quick else ["uniform", "varied"]
+            for regime in regimes:
+                if tools:
+                    model = self.tool_model(shape)
+                else:  # varied: the same shape, made to stop at a constant rate per token (common.py)
+                    model = self.model(shape, layers, stop_rate=3 / T if regime == "varied" else None)
                 common = ["--model", model, "--prompts", B, "--generations", G,
                           "--max-new-tokens", T, "--steps", steps, "--warmup", warmup,
-                          "--trl-micro-batch", min(16, B * G), "--engine", engine]  # fmt: skip
+                          "--trl-micro-batch", min(16, B * G), "--engine", engine,
+                          "--tools", MAX_TOOL_CALLS if tools else 0]  # fmt: skip
                 env = VLLM_ENV if engine == "vllm" else None
                 runs = {"reasonkit": [], "trl": []}
                 for repeat in range(repeats):  # A/B/A/B
@@ -196,6 +214,24 @@ def grpo_table(rows) -> list[str]:
     ]
 
 
+def grpo_tools_table(rows) -> list[str]:
+    phases = ["generation", "scoring", "logprobs", "optimisation"]
+    return [
+        "## GRPO step with a tool: the calculator on both sides (transformers generation)",
+        "",
+        GRPO_INTRO.format(
+            phases="generation (tools run, turns after them) / scoring / reference log-probs / optimisation"
+        )
+        + " Lengths: the model's tokens per completion (tool results left out, on both sides); calls and"
+        " reward (1: the answer is right) per completion, averaged over the steps.",
+        "",
+        "| shape | params | tool | B x G, tokens | mean length (rk / TRL) | calls (rk / TRL) | reward (rk / TRL) | reasonkit step (gen / score / logp / opt) | TRL step (gen / score / logp / opt) | ratio | peak MiB (rk / TRL) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *(grpo_row(row, phases, extra=("calls_per_completion", "mean_reward")) for row in rows),
+        "",
+    ]
+
+
 def grpo_vllm_table(rows) -> list[str]:
     phases = ["generation", "sync", "scoring", "logprobs", "optimisation"]
     gaps = [
@@ -224,32 +260,38 @@ def sampler_gap(results: list[dict]) -> str:
     return f"{max(gaps):.0e}" if gaps else "-"
 
 
-def grpo_row(row, phases: list[str], clock: str = "cpu") -> str:
+def grpo_row(row, phases: list[str], clock: str = "cpu", extra: tuple[str, ...] = ()) -> str:
     """One table row: each side's median step and phases (``clock``: cpu or wall seconds), the ratio,
-    lengths and peak memory."""
+    lengths, the median of each result in ``extra`` (a cell each, after the lengths) and peak memory."""
     shape, layers, model, regime, B, G, T, runs = row
+    averaged = ["mean_completion_length", *extra]
     cells = {}
     for side, results in runs.items():
         errors = [r["error"] for r in results if "error" in r]
         if errors:
-            cells[side] = (f"failed: {errors[0]}", float("nan"), float("nan"), float("nan"))
+            nothing = [float("nan")] * len(averaged)
+            cells[side] = (f"failed: {errors[0]}", float("nan"), float("nan"), nothing)
             continue
         parts = [medians(results, f"{p}_{clock}") for p in phases]
         step = medians(results, f"step_{clock}")
         text = f"{step:.2f} s ({' / '.join(f'{p:.2f}' for p in parts)})"
-        cells[side] = (
-            text,
-            step,
-            max(r["peak_rss_mib"] for r in results),
-            median([r.get("mean_completion_length", float("nan")) for r in results]),
-        )
+        averages = [median([nan_if_none(r.get(key)) for r in results]) for key in averaged]
+        cells[side] = (text, step, max(r["peak_rss_mib"] for r in results), averages)
     name = f"{shape} ({layers} layers)" if layers else shape
+    # lengths in tokens to one decimal; the rest (calls, rewards per completion) to two
+    both = [
+        f"{rk:.{1 if k == 0 else 2}f} / {trl:.{1 if k == 0 else 2}f}"
+        for k, (rk, trl) in enumerate(zip(cells["reasonkit"][3], cells["trl"][3]))
+    ]
     return (
-        f"| {name} | {parameter_count(model) / 1e6:.1f}M | {regime} | {B} x {G}, {T} | "
-        f"{cells['reasonkit'][3]:.1f} / {cells['trl'][3]:.1f} | {cells['reasonkit'][0]} | "
-        f"{cells['trl'][0]} | **{ratio(cells['reasonkit'][1], cells['trl'][1])}** | "
+        f"| {name} | {parameter_count(model) / 1e6:.1f}M | {regime} | {B} x {G}, {T} | {' | '.join(both)} | "
+        f"{cells['reasonkit'][0]} | {cells['trl'][0]} | **{ratio(cells['reasonkit'][1], cells['trl'][1])}** | "
         f"{cells['reasonkit'][2]:.0f} / {cells['trl'][2]:.0f} |"
     )
+
+
+def nan_if_none(value) -> float:
+    return float("nan") if value is None else value
 
 
 def rollout_table(runs, model) -> list[str]:

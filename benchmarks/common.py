@@ -36,9 +36,6 @@ def build_model(
 ) -> Path:
     """Save a random-init model of ``shape`` (``layers`` overriding its depth) with a tiny tokenizer; with
     ``stop_rate``, one that ends completions at that rate per token (``stop_at_a_constant_rate``)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from reasonkit.models import train_tiny_tokenizer
     from reasonkit.tasks import arithmetic_splits
 
@@ -46,6 +43,19 @@ def build_model(
         return directory
     corpus = [p.prompt + " " + p.trace + " " + p.answer for p in arithmetic_splits(digits=2)["train"][:2000]]
     tokenizer = train_tiny_tokenizer(corpus)
+    model = random_model(shape, tokenizer, layers)
+    if stop_rate:
+        stop_at_a_constant_rate(model, tokenizer.eos_token_id, stop_rate)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def random_model(shape: str, tokenizer, layers: int | None = None):
+    """A random-init Llama of ``shape`` (``layers`` overriding its depth) for ``tokenizer``, seeded."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     sizes = dict(SHAPES[shape])
     sizes["vocab_size"] = sizes["vocab_size"] or len(tokenizer)
     if layers:
@@ -60,10 +70,84 @@ def build_model(
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    if stop_rate:
-        stop_at_a_constant_rate(model, tokenizer.eos_token_id, stop_rate)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+# How TRL (and reasonkit's tool loop, where a tokenizer has one) reads the tool calls of the tiny models' chat
+# template (reasonkit/models.py: Qwen-style `<tool_call>{json}</tool_call>` in the assistant's turn, ended
+# by <|end|>): transformers' response template (>= 5.13), saved with the tokenizer. TRL sets one only for
+# the chat templates it knows (`trl.chat_template_utils.add_response_schema` raises "Unrecognized chat
+# template" for any other) and keeps one the tokenizer already has. Modelled on TRL's `qwen3_template`.
+TOOL_RESPONSE_TEMPLATE = {
+    "defaults": {"role": "assistant"},
+    "start_anchor": "<|assistant|>",
+    "fields": {
+        "tool_calls": {
+            "open": "<tool_call>",
+            "close_pattern": r"</tool_call>\s*",
+            "repeats": True,
+            "content": "json",
+            "transform": {"type": "function", "function": "{content}"},
+        },
+        "content": {"close_pattern": r"<\|end\|>\s*", "content": "text"},
+    },
+}
+
+
+def tool_conversation(problem) -> list[dict]:
+    """An arithmetic problem answered through the calculator: one call, then the result as the answer."""
+    expression = problem.prompt.removeprefix("What is ").removesuffix("?")
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": expression}}}
+    return [
+        {"role": "user", "content": problem.prompt},
+        {"role": "assistant", "content": "<think>", "tool_calls": [call]},
+        {"role": "tool", "name": "calculator", "content": problem.answer},
+        {"role": "assistant", "content": f"</think>{problem.answer}"},
+    ]
+
+
+def build_tool_model(shape: str, directory: Path, steps: int = 300) -> Path:
+    """The ``shape`` model fine-tuned (``steps`` of 32 conversations) to answer an arithmetic prompt by calling
+    the calculator on its expression, then writing the result (``tool_conversation``), so that the GRPO
+    prompts (the `rl` split, not trained on) call a tool in most sampled completions, whichever trainer
+    samples them. Its tokenizer carries ``TOOL_RESPONSE_TEMPLATE``."""
+    import torch
+
+    from reasonkit.models import train_tiny_tokenizer
+    from reasonkit.tasks import arithmetic_splits
+    from reasonkit.tools.builtin import calculator
+    from reasonkit.tools.template import conversation_ids
+
+    if (directory / "config.json").exists():
+        return directory
+    conversations = [tool_conversation(p) for p in arithmetic_splits(**ARITHMETIC)["train"]]
+    corpus = [m["content"] for c in conversations[:2000] for m in c]
+    calls = '<tool_call>{"name": "calculator", "arguments": {"expression": "12 * 34"}}</tool_call>'
+    tokenizer = train_tiny_tokenizer(
+        [*corpus, calls, "<tool_response>408</tool_response>", "tools: calculator(expression)"]
+    )
+    tokenizer.response_template = TOOL_RESPONSE_TEMPLATE
+    model = random_model(shape, tokenizer)
+    examples = [conversation_ids(tokenizer, c, [calculator]) for c in conversations]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        batch = [examples[i] for i in torch.randint(len(examples), (32,), generator=generator).tolist()]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
+        # the loss on the model's turns only: not on the prompt, the tool's result or the padding
+        labels = torch.tensor(
+            [
+                [t if m else -100 for t, m in zip(ids, mask)] + [-100] * (width - len(ids))
+                for ids, mask in batch
+            ]
+        )
+        loss = model(input_ids=input_ids, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
@@ -76,19 +160,21 @@ def parameter_count(directory: Path) -> int:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 
 
-def prompt_rows(model_dir: Path) -> list[dict]:
+def prompt_rows(model_dir: Path, messages: bool = False) -> list[dict]:
     """The GRPO prompts both sides train on: the arithmetic task's `rl` split, rendered by the tokenizer's
-    chat template exactly as reasonkit renders them (TRL gets the rendered text)."""
+    chat template exactly as reasonkit renders them (TRL gets the rendered text); with ``messages``, as one
+    user message each, which TRL renders itself (its tool calling needs conversational prompts: it renders
+    them with the tools' schemas and parses the completions as messages)."""
     from reasonkit.data import prompt_format
     from reasonkit.models import load_tokenizer
     from reasonkit.tasks import arithmetic_splits
 
+    problems = arithmetic_splits(**ARITHMETIC)["rl"]
+    if messages:
+        return [{"prompt": [{"role": "user", "content": p.prompt}], "answer": p.answer} for p in problems]
     tokenizer = load_tokenizer(str(model_dir))
     fmt = prompt_format(tokenizer, None)
-    return [
-        {"prompt": fmt.render(tokenizer, p.prompt), "answer": p.answer}
-        for p in arithmetic_splits(**ARITHMETIC)["rl"]
-    ]
+    return [{"prompt": fmt.render(tokenizer, p.prompt), "answer": p.answer} for p in problems]
 
 
 def run_reasonkit_stage(
@@ -115,6 +201,24 @@ def digit_share(prompts, completions, **kwargs) -> list[float]:
     """The share of a completion's characters that are digits: a cheap reward that varies within every
     group, even for a random model, so advantages are never all zero (TRL's calling convention)."""
     return [sum(c.isdigit() for c in text) / max(1, len(text)) for text in completions]
+
+
+def tool_answer(prompts, completions, answer, **kwargs) -> list[float]:
+    """1 where the text after the completion's last ``</think>`` is the answer, else 0: with tools, whether
+    the calculator's result reached the answer. Reads both trainers' shapes: reasonkit's text (tool results
+    included), TRL's messages (their contents joined).
+
+    >>> tool_answer(None, ["<think><tool_call>...</tool_call>1958</think>1958", "</think>19"], ["1958", "1958"])
+    [1.0, 0.0]
+    >>> tool_answer(None, [[{"role": "assistant", "content": "<think>"}, {"role": "tool", "content": "1958"},
+    ...                     {"role": "assistant", "content": "</think>1958"}]], ["1958"])
+    [1.0]
+    """
+    from rewards.convention import completion_text
+
+    return [
+        float(completion_text(c).rpartition("</think>")[2].strip() == a) for c, a in zip(completions, answer)
+    ]
 
 
 def stop_at_a_constant_rate(model, eos: int, rate: float, anchor: float = 1000.0) -> None:

@@ -10,6 +10,12 @@ advantages (r - mean) / std per group, loss averaged over the batch's tokens (ou
 `dapo`), AdamW at a constant rate, gradient clipping 1.0, float32, no gradient checkpointing.
 What cannot be matched: TRL takes the batch in gradient-accumulation micro-batches of whole padded
 sequences (`--trl-micro-batch` completions); reasonkit in token-budget micro-batches of its own.
+
+With `--tools N` (a model from `common.build_tool_model`), both sides give the model the calculator
+(reasonkit's built-in `calculator` in a `tools:` section; the same function in TRL's `tools=[...]`), at most
+N calls per completion (TRL's `max_tool_calling_iterations`: the model writes one call per turn), and the
+reward is `common.tool_answer`; TRL gets the prompts as messages, which it renders with the tools' schemas
+as reasonkit does. Generation then includes running the tools and each turn after a call.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from common import (
     median,
     peak_rss_mib,
     run_reasonkit_stage,
+    tool_answer,
     write_result,
 )
 
@@ -40,7 +47,9 @@ class PhaseClock:
     def __init__(self):
         self.steps: list[dict] = []
         self.current = None
-        self.completion_lengths: list[float] = []  # each step's mean, in tokens
+        self.completion_lengths: list[float] = []  # each step's mean, in tokens the model sampled
+        self.calls_per_completion: list[float] = []  # with tools: each step's
+        self.rewards: list[float] = []  # each step's mean reward
         self.sampler_dtype = None  # vLLM's, where it samples
         self.sampler_gaps: list[float] = []  # vLLM: each step's mean |trainer - sampler| log-prob per token
 
@@ -90,16 +99,18 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
     step = GRPORun._step
 
     def timed_step(run):
-        if not hasattr(run.engine.generate, "__wrapped_phase__"):
-            generate = clock.timed("generation", run.engine.generate)
+        # the stage's generation, as TRL's `_generate`: prompts rendered, sampled, and any tools run
+        if not hasattr(run.generation.generate, "__wrapped_phase__"):
+            generate = clock.timed("generation", run.generation.generate)
 
             def measured(*args, **kwargs):
                 rollouts = generate(*args, **kwargs)
-                clock.completion_lengths.append(sum(len(r.completion_ids) for r in rollouts) / len(rollouts))
+                sampled = [sum(r.tools.mask) if r.tools else len(r.completion_ids) for r in rollouts]
+                clock.completion_lengths.append(sum(sampled) / len(rollouts))
                 return rollouts
 
-            run.engine.generate = measured
-            run.engine.generate.__wrapped_phase__ = True
+            run.generation.generate = measured
+            run.generation.generate.__wrapped_phase__ = True
             if hasattr(run.engine, "llm"):  # vLLM
                 clock.sampler_dtype = str(run.engine.llm.llm_engine.model_config.dtype)
         clock.begin_step()
@@ -114,9 +125,10 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
     PolicyUpdate._reference_and_old_logprobs = clock.timed(
         "logprobs", PolicyUpdate._reference_and_old_logprobs
     )
+    reward = "tool_answer" if args.tools else "digit_share"
     grpo = {
         "type": "grpo",
-        "rewards": [{"name": f"{Path(__file__).parent / 'common.py'}:digit_share"}],
+        "rewards": [{"name": f"{Path(__file__).parent / 'common.py'}:{reward}"}],
         "prompts_per_step": args.prompts,
         "num_generations": args.generations,
         "max_new_tokens": args.max_new_tokens,
@@ -132,6 +144,7 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
         "generation_batch_size": args.prompts * args.generations,
         **({"token_budget": args.token_budget} if args.token_budget else {}),
         **({"micro_batch_layout": args.layout} if args.layout else {}),
+        **({"tools": {"functions": ["calculator"], "max_calls": args.tools}} if args.tools else {}),
     }
     run_reasonkit_stage(args.model, out_dir, "grpo", grpo, ARITHMETIC, dtype=args.dtype)
     for path in out_dir.rglob("metrics.jsonl"):
@@ -139,6 +152,10 @@ def run_reasonkit(args, out_dir: Path, clock: PhaseClock) -> None:
         clock.sampler_gaps += [
             e["mismatch/abs_logprob_gap"] for e in logged if "mismatch/abs_logprob_gap" in e
         ]
+        clock.calls_per_completion += [
+            e["tools/calls_per_completion"] for e in logged if "tools/calls_per_completion" in e
+        ]
+        clock.rewards += [e["reward/mean"] for e in logged if "reward/mean" in e]
 
 
 def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
@@ -147,6 +164,8 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
+
+    from reasonkit.tools.builtin import calculator
 
     if args.engine == "vllm":
         import trl_vllm_cpu_shim
@@ -185,12 +204,14 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
         seed=0,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        max_tool_calling_iterations=args.tools or None,
     )
     trainer = GRPOTrainer(
         model=args.model,
-        reward_funcs=digit_share,
+        reward_funcs=tool_answer if args.tools else digit_share,
         args=config,
-        train_dataset=Dataset.from_list(prompt_rows(Path(args.model))),
+        train_dataset=Dataset.from_list(prompt_rows(Path(args.model), messages=bool(args.tools))),
+        tools=[calculator] if args.tools else None,
     )
     trainer._generate = clock.timed("generation", trainer._generate)
     trainer._calculate_rewards = clock.timed("scoring", trainer._calculate_rewards)
@@ -216,11 +237,18 @@ def run_trl(args, out_dir: Path, clock: PhaseClock) -> None:
     trainer.add_callback(StepClock())
     trainer.train()
     history = trainer.state.log_history
+    # with tools, TRL counts the model's tokens only (its tool_mask), as we do
     clock.completion_lengths = [
         e["completions/mean_length"] for e in history if "completions/mean_length" in e
     ]
+    clock.calls_per_completion = [e["tools/call_frequency"] for e in history if "tools/call_frequency" in e]
+    clock.rewards = [e["reward"] for e in history if "reward" in e]
     gap = "sampling/sampling_logp_difference/mean"
     clock.sampler_gaps = [e[gap] for e in history if gap in e]
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 def gpu_peak_mib() -> float | None:
@@ -245,6 +273,9 @@ def main() -> None:
     parser.add_argument("--reward-workers", type=int, default=0, help="reasonkit's; 0: in-process, as TRL")
     parser.add_argument("--trl-micro-batch", type=int, default=16)
     parser.add_argument(
+        "--tools", type=int, default=0, help="the calculator, at most this many calls per completion; 0: none"
+    )
+    parser.add_argument(
         "--trl-vllm-dtype", default="float32", help="TRL's vLLM sampler; auto: vLLM's choice (bf16 on CPU)"
     )
     parser.add_argument("--token-budget", type=int, default=None)
@@ -265,7 +296,9 @@ def main() -> None:
             "engine": args.engine,
             "sampler_dtype": clock.sampler_dtype,
             "sampler_gap": max(clock.sampler_gaps, default=None),
-            "mean_completion_length": sum(clock.completion_lengths) / max(1, len(clock.completion_lengths)),
+            "mean_completion_length": mean(clock.completion_lengths),
+            "calls_per_completion": mean(clock.calls_per_completion) if args.tools else None,
+            "mean_reward": mean(clock.rewards),
             "steps": clock.steps,
             "median": {key: median([s[key] for s in timed]) for key in timed[0]},
             "peak_rss_mib": peak_rss_mib(),

@@ -31,6 +31,7 @@ MODELS = [
     "trace",
     "latent_stage1",
     "latent_stage2",
+    "latent_grpo",
     "latent_stage3",
     "pause_stage3",
 ]
@@ -59,6 +60,9 @@ def models_of(summary: dict) -> dict[str, dict]:
     for stage in summary["stages"].values():
         for name, by_benchmark in stage.get("models", {}).items():
             result = by_benchmark["test"]
+            # latent_two evaluates latent_stage2 again (the same curriculum): the first figure stands
+            if name in found:
+                continue
             found[name] = {
                 "pass@1": result["pass@1"]["value"],
                 "generated_tokens": result["generated_tokens"],

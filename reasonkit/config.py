@@ -188,8 +188,10 @@ class _Builder:
             options = typing.get_args(cls)
             if raw is None and type(None) in options:
                 return None
-            (inner,) = [o for o in options if o is not type(None)]
-            return self.build(inner, raw, where)
+            inner = [o for o in options if o is not type(None)]
+            if len(inner) == 1:
+                return self.build(inner[0], raw, where)
+            return self.build_either(inner, raw, where)
         if dataclasses.is_dataclass(cls):
             return self.build_dataclass(cls, raw, where)
         if origin is list:
@@ -212,6 +214,17 @@ class _Builder:
         if cls is Any:
             return raw
         return self.build_scalar(cls, raw, where)
+
+    def build_either(self, options: list, raw: Any, where: str) -> Any:
+        """``raw`` as the first of ``options`` it fits (``str | dict[str, str]``: a name, or names by key)."""
+        for option in options:
+            trial = _Builder(self.stage_schemas)
+            built = trial.build(option, raw, where)
+            if not trial.errors:
+                return built
+        names = " or ".join(getattr(o, "__name__", None) or str(o) for o in options)
+        self.errors.append(f"{where}: expected {names}, got {raw!r} ({type(raw).__name__})")
+        return raw
 
     def build_scalar(self, cls: type, raw: Any, where: str) -> Any:
         if cls is float and isinstance(raw, str):

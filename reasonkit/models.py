@@ -32,9 +32,20 @@ log = logging.getLogger(__name__)
 
 EOS, PAD = "<|end|>", "<|pad|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
-# The assistant turn ends with EOS, as in ChatML-style templates, so generation stops there.
+# The assistant turn ends with EOS, as in ChatML-style templates, so generation stops there. With tools,
+# as Qwen's and Hermes' templates write them: a system turn lists them (compactly: name and arguments),
+# a call is <tool_call>{"name": ..., "arguments": {...}}</tool_call> in the assistant's turn, a result a
+# user turn <tool_response>...</tool_response>.
 TINY_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{%- endfor -%}"
+    "{%- if tools -%}<|system|>tools:{%- for tool in tools %} {{ tool.function.name }}"
+    "({{ tool.function.parameters.properties | join(', ') }}){%- endfor -%}<|end|>{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'tool' -%}<|user|><tool_response>{{ message['content'] }}</tool_response><|end|>"
+    "{%- elif message['role'] == 'assistant' and message.get('tool_calls') -%}<|assistant|>{{ message['content'] or '' }}"
+    "{%- for call in message['tool_calls'] -%}<tool_call>{{ {'name': call['function']['name'], "
+    "'arguments': call['function']['arguments']} | tojson }}</tool_call>{%- endfor -%}<|end|>"
+    "{%- else -%}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{%- endif -%}"
+    "{%- endfor -%}"
     "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
 )
 # Special tokens that text never contains, in the order they are preferred as a pad: Llama 3.1's

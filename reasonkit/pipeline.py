@@ -40,6 +40,8 @@ SUMMARY_COLUMNS = [
     "tokens",
     "thoughts",
     "iterations",
+    "tool_calls",  # per completion, with tools
+    "failed_calls",  # the share of those calls that gave the model an error
     "format_errors",
     "train_loss",
     "reward",

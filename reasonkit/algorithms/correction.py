@@ -26,7 +26,8 @@ def truncated_importance_weights(
     The sequence-level ratio is length-normalised, ``exp(mean_t log ratio)``: a product over tokens
     would shrink or explode with length and mask long completions far more often than short ones.
     """
-    log_ratio = (trainer_logprobs - sampler_logprobs) * mask
+    # where, not a product: off the mask a truncated trainer log-prob may be -inf (a tool's token)
+    log_ratio = torch.where(mask.bool(), trainer_logprobs - sampler_logprobs, 0.0)
     if level == "sequence":
         per_sequence = log_ratio.sum(-1) / mask.sum(-1).clamp(min=1)  # [N]
         log_ratio = per_sequence.unsqueeze(-1).expand_as(log_ratio)

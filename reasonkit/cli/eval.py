@@ -18,8 +18,10 @@ from reasonkit.cli.options import (
     add_format_option,
     add_sampling_options,
     add_seed_option,
+    add_tool_options,
     add_verifier_options,
     schema_default,
+    tool_settings,
 )
 from reasonkit.eval.schema import BenchmarkSource, EvalStage
 
@@ -97,6 +99,7 @@ def add_command(commands) -> None:
     # Not the eval stage's default (null, unseeded sampling): a command run twice gives the same figures.
     add_seed_option(cmd, default=0)
     add_engine_option(cmd, default=schema_default(EvalStage, "engine"))
+    add_tool_options(cmd)
     add_dtype_option(cmd, default="float32")
     cmd.add_argument(
         "--output",
@@ -121,6 +124,10 @@ def run(args) -> int:
     from reasonkit.metrics import format_table
 
     if is_trm_model(args.model):
+        if tool_settings(args) is not None:
+            raise ConfigError(
+                "--tool / --environment-factory: a trm model answers puzzles, it calls no tools"
+            )
         return run_trm(args)
     if not args.benchmark:
         raise ConfigError("--benchmark: give at least one benchmark file or hub id")
@@ -138,8 +145,9 @@ def run(args) -> int:
         engine=args.engine,
         recurrences=args.recurrences,
         exit_kl=args.exit_kl,
+        tools=tool_settings(args),
     )
-    problems = check_eval_stage("eval", stage)  # the checks a recipe's eval stage gets
+    problems = check_eval_stage("eval", stage, args.model)  # the checks a recipe's eval stage gets
     if problems:
         raise ConfigError("; ".join(problems))
     out = Path(args.output)
@@ -156,6 +164,9 @@ def run(args) -> int:
             estimate = result[metric]
             row[metric] = f"{estimate['value']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
         row["tokens"] = round(result["generated_tokens"], 1)  # generated per answer, next to the accuracy
+        if "tools/calls_per_completion" in result:  # the model could call tools
+            row["tool_calls"] = round(result["tools/calls_per_completion"], 2)
+            row["failed_calls"] = round(result["tools/failed_share"], 3)
         if "thoughts" in result:
             row["thoughts"] = result["thoughts"]
         rows.append(row)

@@ -10,9 +10,11 @@ from reasonkit.cli.options import (
     add_format_option,
     add_sampling_options,
     add_seed_option,
+    add_tool_options,
     add_verifier_options,
     schema_choices,
     schema_default,
+    tool_settings,
 )
 from reasonkit.eval.generate import GenerateSettings
 
@@ -69,6 +71,7 @@ def add_command(commands) -> None:
         "--ngram", type=int, default=13, metavar="N", help="n-gram length for --decontaminate (default 13)"
     )
     add_engine_option(cmd, default="auto")
+    add_tool_options(cmd)
     add_sampling_options(cmd, GenerateSettings)
     cmd.add_argument(
         "--chunk-size",
@@ -101,11 +104,17 @@ def run(args) -> int:
     from reasonkit.metrics import format_table
     from reasonkit.models import load_tokenizer
     from reasonkit.rollout import EngineInputs, make_engine
+    from reasonkit.tools.checks import tools_problems
 
     try:
         rewards.get(args.verifier)
     except rewards.RewardNotFound as exc:
         raise ConfigError(f"--verifier: {exc}") from None
+    tools = tool_settings(args)
+    if tools is not None:
+        refused = tools_problems(tools, "tools", args.teacher)
+        if refused:
+            raise ConfigError("; ".join(refused))
     problems = load_benchmark(
         BenchmarkSource(args.prompts, format=args.format, split=args.split, max_rows=args.max_prompts)
     )
@@ -130,6 +139,7 @@ def run(args) -> int:
         max_trace_tokens=args.max_trace_tokens,
         chunk_size=args.chunk_size,
         seed=args.seed,
+        tools=tools,
     )
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,5 +153,6 @@ def run(args) -> int:
         decontaminator,
     )
     print("\n" + format_table([{"step": k, "count": v} for k, v in report.items()], ["step", "count"]))
-    print(f"\nkept triples: {out} (train on it with data.train.path; prompt/trace/answer columns)")
+    columns = "messages (SFT with the same tools)" if tools else "prompt/trace/answer columns"
+    print(f"\nkept completions: {out} (train on it with data.train.path; {columns})")
     return 0

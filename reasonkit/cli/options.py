@@ -13,6 +13,7 @@ import typing
 
 from reasonkit.config import ModelConfig
 from reasonkit.eval.schema import BenchmarkSource
+from reasonkit.tools.settings import ToolSettings
 from rewards.convention import SHAPES
 
 
@@ -127,3 +128,37 @@ def add_dtype_option(cmd, default: str) -> None:
 
 def add_seed_option(cmd, default: int) -> None:
     cmd.add_argument("--seed", type=int, default=default, help="(default %(default)s)")
+
+
+def add_tool_options(cmd) -> None:
+    """``--tool``, ``--environment-factory`` and ``--max-tool-calls``: the ``tools:`` section of a recipe's
+    eval stage (``tools/settings.py``), for the commands that generate (``eval``, ``generate``)."""
+    cmd.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a tool the model may call while it answers: a built-in (python, calculator), "
+        "package.module:function or file.py:function; repeat for several",
+    )
+    cmd.add_argument(
+        "--environment-factory",
+        metavar="SPEC",
+        help="TRL's environment_factory, one environment per completion: package.module:Class or file.py:Class",
+    )
+    cmd.add_argument(
+        "--max-tool-calls",
+        type=int,
+        default=schema_default(ToolSettings, "max_calls"),
+        metavar="N",
+        help="tool calls per completion, at most (default %(default)s)",
+    )
+
+
+def tool_settings(args) -> ToolSettings | None:
+    """The tools the command's flags name; None when they name none."""
+    if not args.tool and args.environment_factory is None:
+        return None
+    return ToolSettings(
+        functions=args.tool, environment_factory=args.environment_factory, max_calls=args.max_tool_calls
+    )

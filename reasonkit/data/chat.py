@@ -23,10 +23,13 @@ class PromptFormat:
 
     think_prefilled: bool
 
-    def render(self, tokenizer, prompt: str | list[dict]) -> str:
-        """``prompt``: a string (one user message) or a list of messages (system prompt, earlier turns)."""
+    def render(self, tokenizer, prompt: str | list[dict], tools: list[dict] | None = None) -> str:
+        """``prompt``: a string (one user message) or a list of messages (system prompt, earlier turns);
+        ``tools``: the JSON schemas of the tools the model may call, shown by the chat template."""
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = tokenizer.apply_chat_template(
+            messages, tools=tools, add_generation_prompt=True, tokenize=False
+        )
         if self.think_prefilled and not prompt_opens_think(text):
             text += THINK_OPEN
         return text

@@ -47,7 +47,7 @@ def load_examples(data: DataConfig, split: str, *, need_trace: bool):
         problems = arithmetic_splits(**asdict(data.arithmetic))[split]
         examples = [TraceExample(p.prompt, p.trace if need_trace else None, p.answer) for p in problems]
         return examples, LoadReport(rows=len(examples), skipped=0)
-    source = _source(data, split)
+    source = split_source(data, split)
     rows = load_rows(source)
     return examples_from_rows(rows, source, need_trace=need_trace, on_invalid=data.on_invalid)
 
@@ -64,12 +64,14 @@ def rl_split(data: DataConfig) -> str:
     return "rl" if data.rl is not None or task_has_rl else "train"
 
 
-def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
+def load_prompt_rows(data: DataConfig, split: str, prompt_from_environment: bool = False) -> list[dict]:
     """Rows for RL: ``prompt`` plus every other column of the source, which rewards receive by name.
 
     The prompt is a string or, as in TRL's conversational datasets, a list of messages (a system prompt,
     earlier turns, the user's question), rendered by the chat template as it is. Columns keep their own
     names; the recipe's mapped columns also arrive under the names rewards read (``prompt``, ``answer``).
+    ``prompt_from_environment``: a row may have no prompt (""), as in TRL, when an environment's
+    ``reset(**row)`` returns it.
     """
     if _from_task(data, split):
         problems = arithmetic_splits(**asdict(data.arithmetic))[split]
@@ -77,24 +79,24 @@ def load_prompt_rows(data: DataConfig, split: str) -> list[dict]:
         if not rows:
             raise DataError(f"the built-in task has no {split} prompts: set data.arithmetic.{split}_size")
         return rows
-    source = _source(data, split)
+    source = split_source(data, split)
     rows = load_rows(source)
-    if rows and source.prompt_column not in rows[0]:
+    if rows and source.prompt_column not in rows[0] and not prompt_from_environment:
         raise DataError(
             f"dataset {source.path!r} has no prompt column {source.prompt_column!r}; it has "
             f"{sorted(rows[0])}. Set data.{split}.prompt_column in the recipe."
         )
     kept, bad_rows = [], []
     for index, row in enumerate(rows):
-        prompt = row.get(source.prompt_column)
-        if not _usable_prompt(prompt):
+        prompt = row.get(source.prompt_column, "" if prompt_from_environment else None)
+        if not _usable_prompt(prompt) and not prompt_from_environment:
             bad_rows.append((index, "empty prompt"))
             continue
         mapped = {"prompt": prompt}
         if source.answer_column != "answer" and source.answer_column in row:
             mapped["answer"] = row[source.answer_column]
         kept.append({**row, **mapped})
-    _report_unusable(source, bad_rows, len(rows), data.on_invalid)
+    report_unusable(source, bad_rows, len(rows), data.on_invalid)
     if not kept:
         raise DataError(f"dataset {source.path!r} (data.{split}) has no prompts to train on")
     return kept
@@ -109,7 +111,7 @@ def _usable_prompt(prompt) -> bool:
     return any(m["role"] == "user" and str(m.get("content") or "").strip() for m in prompt)
 
 
-def _source(data: DataConfig, split: str) -> DatasetSource:
+def split_source(data: DataConfig, split: str) -> DatasetSource:
     source = getattr(data, split)
     if source is None:
         raise DataError(f"data.{split} is not set in the recipe")
@@ -169,15 +171,17 @@ def examples_from_rows(rows: list[dict], source: DatasetSource, *, need_trace: b
             else _example_from_columns(row, source)
         )
         problem = _problem(example, need_trace)
+        if problem and source.messages_column and _has_tool_turns(row[source.messages_column]):
+            problem += ": a conversation with tool turns, which an sft stage with `tools` trains on"
         if problem:
             bad_rows.append((index, problem))
             continue
         examples.append(TraceExample(example.prompt, example.trace if need_trace else None, example.answer))
-    _report_unusable(source, bad_rows, len(rows), on_invalid)
+    report_unusable(source, bad_rows, len(rows), on_invalid)
     return examples, LoadReport(rows=len(rows), skipped=len(bad_rows))
 
 
-def _report_unusable(
+def report_unusable(
     source: DatasetSource, bad_rows: list[tuple[int, str]], total: int, on_invalid: str
 ) -> None:
     """Stop on unusable rows, naming them by number and reason, or skip them with a warning."""
@@ -210,6 +214,12 @@ def _example_from_messages(messages) -> TraceExample:
         return TraceExample(user, reply["reasoning_content"], reply.get("content"))
     parsed = parse_completion(reply.get("content") or "")
     return TraceExample(user, parsed.trace, parsed.answer)
+
+
+def _has_tool_turns(messages) -> bool:
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and (m.get("role") == "tool" or m.get("tool_calls")) for m in messages
+    )
 
 
 def _problem(example: TraceExample, need_trace: bool) -> str | None:

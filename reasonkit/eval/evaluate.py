@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -28,14 +29,27 @@ from reasonkit.models import load_tokenizer
 from reasonkit.recurrent.engine import Depth, recurrent_engine
 from reasonkit.recurrent.evaluate import evaluate_depths
 from reasonkit.recurrent.schema import is_recurrent
-from reasonkit.rollout import EngineInputs, SamplingSettings, make_engine
+from reasonkit.rollout import EngineInputs, Rollout, SamplingSettings, make_engine
 from reasonkit.stage import StageContext
+from reasonkit.tools.generation import generation_for
+from reasonkit.tools.loop import tool_metrics, turns_for_log
+from reasonkit.tools.settings import ToolSettings
 from rewards.contract import THINK_CLOSE, THINK_OPEN, parse_completion
 from rewards.convention import call_reward, describe_error
 
 
 class VerifierError(ReasonkitError, RuntimeError):
     """The verifier raised; the message names it and says what it was given."""
+
+
+@dataclass
+class Judged:
+    """Completions and their verdicts, one entry per completion (``n`` per problem, problem by problem)."""
+
+    rollouts: list[Rollout]
+    prompts: list  # the prompt each answers, as shown: with tools, an environment's reset text appended
+    responses: list[str]  # the whole response the verifier read
+    scores: list[float | None]
 
 
 def evaluate(
@@ -63,7 +77,7 @@ def evaluate(
         seed=stage.seed,
     )
     with tqdm(total=len(problems), desc=f"eval {label}", unit="problem") as bar:
-        rollouts, responses, scores = sample_and_judge(
+        judged = sample_and_judge(
             engine,
             tokenizer,
             fmt,
@@ -73,9 +87,11 @@ def evaluate(
             with_traces=with_traces,
             progress=bar,
             completions=stage.verifier_completions,
+            tools=stage.tools,
         )
+    rollouts, scores = judged.rollouts, judged.scores
     correct = [score == 1.0 for score in scores]
-    answers = [parse_completion(text).answer for text in responses]
+    answers = [parse_completion(text).answer for text in judged.responses]
 
     per_problem = [slice(i * n, (i + 1) * n) for i in range(len(problems))]
     samples = [(answers[rows], correct[rows]) for rows in per_problem]  # per problem
@@ -91,6 +107,8 @@ def evaluate(
                     "scores": scores[rows],
                     "correct": correct[rows],
                 }
+                if any(r.tools is not None for r in rollouts):  # each completion's calls and their results
+                    record["turns"] = [turns_for_log(r.tools) for r in rollouts[rows]]
                 out.write(json.dumps(record) + "\n")
     per_sample = len(rollouts) or 1
     result = {
@@ -109,6 +127,9 @@ def evaluate(
     if steps:
         result["recurrence_steps"] = mean(steps)
         result["recurrence_histogram"] = {str(k): v for k, v in sorted(Counter(steps).items())}
+    # With tools: calls per completion, the share that failed, ... (tools/loop.py); nothing without.
+    uses = [r.tools for r in rollouts]
+    result.update(tool_metrics(uses, sorted({name for use in uses if use for name in use.calls if name})))
     levels = sorted({p.difficulty for p in problems if p.difficulty is not None})
     if levels:
         result["by_difficulty"] = {
@@ -145,18 +166,24 @@ def sample_and_judge(
     with_traces=True,
     progress=None,
     completions: str = "auto",
-):
-    """``sampling.n`` completions per problem, the whole responses the verifier read, and its scores.
+    tools: ToolSettings | None = None,
+) -> Judged:
+    """``sampling.n`` completions per problem (with ``tools``: each with its tool turns), judged.
 
     ``completions``: the shape the verifier reads them in (``rewards.convention.SHAPES``)."""
-    rollouts = engine.generate(
-        [fmt.render(tokenizer, p.prompt) for p in problems], sampling, progress=progress
-    )
+    repeat = [p for p in problems for _ in range(sampling.n)]
+    generation = generation_for(tokenizer, fmt.render, tools, "tools")
+    try:
+        rows = [{"prompt": p.prompt, **p.verifier_columns()} for p in problems]
+        rollouts = generation.generate(engine, rows, sampling, progress=progress)
+    finally:
+        generation.close()
+    # the prompt each completion answers, as shown: with tools, an environment's reset() text appended
+    prompts = [r.tools.prompt if r.tools is not None else p.prompt for r, p in zip(rollouts, repeat)]
     # The verifier reads the whole response: a prefilled <think> goes back in front, and a model trained
     # on direct answers gets an empty think block, so its whole output is its answer.
     prefix = THINK_OPEN if fmt.think_prefilled else "" if with_traces else THINK_OPEN + THINK_CLOSE
     responses = [prefix + r.text for r in rollouts]
-    repeat = [p for p in problems for _ in range(sampling.n)]
     columns = {
         name: [p.verifier_columns()[name] for p in repeat]
         for name in (repeat[0].verifier_columns() if repeat else {})
@@ -164,14 +191,14 @@ def sample_and_judge(
     try:
         scores = call_reward(
             reward_registry.registry.build(verifier),
-            [p.prompt for p in repeat],
+            prompts,
             responses,
             columns,
             shape=completions,
         )
     except Exception as exc:
         raise VerifierError(f"verifier {verifier!r} raised {describe_error(exc)}") from exc
-    return rollouts, responses, scores
+    return Judged(rollouts, prompts, responses, scores)
 
 
 def problem_metrics(samples: list[tuple[list, list[bool]]], stage: EvalStage) -> dict:
@@ -244,6 +271,8 @@ def evaluate_saved_model(
             f"recurrences/exit_kl set the test-time depth of a recurrent-depth model; {path} has none"
         )
     latent = read_latent_settings(path)  # a latent model thinks before it writes, on transformers
+    if latent and stage.tools is not None:
+        raise ConfigError(f"{path} is a latent model: it cannot call tools (evaluate it without tools)")
     if recurrent:
         engine = recurrent_engine(stage.engine, inputs, Depth())
     elif latent:

@@ -5,10 +5,15 @@ trace and answer by the format contract, judge the answer with a reward verifier
 ones (the first, all, or the shortest per prompt), dropping truncated ones and traces over a token
 budget. Prompts that overlap an evaluation set (shared word n-grams) are dropped before generating.
 
-The output is a JSONL the SFT stage reads directly (``prompt``, ``trace``, ``answer``). Work is done in
-chunks of prompts; after each, the kept rows and then ``<output>.progress.json`` are written, so an
-interrupted run continues after the last finished chunk (rows of an unfinished chunk are dropped first:
-no duplicates). The report counts what each filter removed.
+The output is a JSONL the SFT stage reads directly (``prompt``, ``trace``, ``answer``). With tools, the
+teacher calls them while it answers (the tool loop, as in evaluation) and a kept completion is written as
+its conversation (``messages``: the prompt, the assistant's turns and the tool results) instead of a trace,
+which an SFT stage with the same ``tools`` trains on; one with a call that could not be read is dropped
+as unreadable.
+
+Work is done in chunks of prompts; after each, the kept rows and then ``<output>.progress.json`` are
+written, so an interrupted run continues after the last finished chunk (rows of an unfinished chunk are
+dropped first: no duplicates). The report counts what each filter removed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from reasonkit.tools.calls import TOOL_CALL
+from reasonkit.tools.settings import ToolSettings
 from rewards.contract import parse_completion
 
 Keep = Literal["first", "all", "shortest"]
@@ -35,6 +42,7 @@ class Candidate:
     correct: bool
     truncated: bool
     num_tokens: int
+    messages: list[dict] | None = None  # with tools: the whole conversation, prompt and tool turns
 
 
 def select(
@@ -61,7 +69,7 @@ def select(
 
 def _rejected_by(c: Candidate, max_tokens: int | None) -> str | None:
     """The first filter ``c`` fails, or None."""
-    if c.trace is None or not c.answer:
+    if c.trace is None or not c.answer or _calls_unreadable(c.messages):
         return "unreadable"
     if c.truncated:
         return "truncated"
@@ -70,6 +78,13 @@ def _rejected_by(c: Candidate, max_tokens: int | None) -> str | None:
     if not c.correct:
         return "wrong"
     return None
+
+
+def _calls_unreadable(messages: list[dict] | None) -> bool:
+    """Whether a conversation has a call that could not be read (its name is empty): the chat template
+    could not write it back as the teacher wrote it, so it is no example to learn from."""
+    calls = [call for m in messages or [] for call in m.get("tool_calls") or []]
+    return any(not call["function"]["name"] for call in calls)
 
 
 def words(text: str) -> list[str]:
@@ -106,6 +121,8 @@ class GenerateSettings:
     max_trace_tokens: int | None = None  # completions longer than this (in tokens) are dropped
     chunk_size: int = 64  # prompts per chunk: the unit of progress and resumption
     seed: int = 0
+    # The tools the teacher may call; kept completions are written as `messages` conversations.
+    tools: ToolSettings | None = None
 
 
 def generate_traces(
@@ -147,6 +164,7 @@ def _generate_chunk(engine, tokenizer, fmt, chunk, settings, counts) -> list[dic
     # Imported here, not at the top: the command line reads GenerateSettings without importing torch.
     from reasonkit.eval.evaluate import sample_and_judge
     from reasonkit.rollout import SamplingSettings
+    from reasonkit.tools.loop import turns_for_log
 
     if not chunk:
         return []
@@ -158,7 +176,7 @@ def _generate_chunk(engine, tokenizer, fmt, chunk, settings, counts) -> list[dic
         max_new_tokens=settings.max_new_tokens,
         seed=settings.seed + chunk[0][0],  # a resumed chunk samples as it would have
     )
-    rollouts, responses, scores = sample_and_judge(
+    judged = sample_and_judge(
         engine,
         tokenizer,
         fmt,
@@ -166,16 +184,23 @@ def _generate_chunk(engine, tokenizer, fmt, chunk, settings, counts) -> list[dic
         sampling,
         settings.verifier,
         completions=settings.verifier_completions,
+        tools=settings.tools,
     )
     rows = []
     for j, (index, problem) in enumerate(chunk):
         candidates = []
-        for r, text, score in zip(
-            rollouts[j * n : (j + 1) * n], responses[j * n : (j + 1) * n], scores[j * n : (j + 1) * n]
-        ):
-            parsed = parse_completion(text)
+        for k in range(j * n, (j + 1) * n):
+            r, parsed = judged.rollouts[k], parse_completion(judged.responses[k])
+            messages = conversation(judged.prompts[k], turns_for_log(r.tools)) if settings.tools else None
             candidates.append(
-                Candidate(parsed.trace, parsed.answer, score == 1.0, r.truncated, len(r.completion_ids))
+                Candidate(
+                    parsed.trace,
+                    parsed.answer,
+                    judged.scores[k] == 1.0,
+                    r.truncated,
+                    len(r.completion_ids),
+                    messages,
+                )
             )
         chosen, chunk_counts = select(candidates, settings.keep, settings.max_trace_tokens)
         counts.update(chunk_counts)
@@ -183,7 +208,8 @@ def _generate_chunk(engine, tokenizer, fmt, chunk, settings, counts) -> list[dic
         rows += [
             {
                 "prompt": problem.prompt,
-                "trace": c.trace,
+                # with tools, the conversation (SFT with tools reads it), not a trace with the calls in it
+                **({"messages": c.messages} if c.messages is not None else {"trace": c.trace}),
                 "answer": c.answer,
                 "gold": problem.answer,
                 "prompt_index": index,
@@ -192,6 +218,25 @@ def _generate_chunk(engine, tokenizer, fmt, chunk, settings, counts) -> list[dic
             for c in chosen
         ]
     return rows
+
+
+def conversation(prompt: str | list[dict], turns: list[dict]) -> list[dict]:
+    """A completion with tool turns as the conversation distillation trains on: the prompt's messages, then
+    the turns (``turns_for_log``), each assistant turn that called tools without the calls' markup in its
+    text (the chat template writes them from ``tool_calls``).
+
+    >>> turns = [{"role": "assistant", "content": '<think><tool_call>{"name": "f", "arguments": {}}</tool_call>',
+    ...           "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {}}}]},
+    ...          {"role": "tool", "name": "f", "content": "1"}, {"role": "assistant", "content": "</think>1"}]
+    >>> [m.get("content") for m in conversation("q?", turns)]
+    ['q?', '<think>', '1', '</think>1']
+    """
+    messages = list(prompt) if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    for turn in turns:
+        if turn.get("tool_calls"):
+            turn = {**turn, "content": TOOL_CALL.sub("", turn["content"]).strip()}
+        messages.append(turn)
+    return messages
 
 
 def _drop_unfinished_rows(out: Path, done: int) -> None:

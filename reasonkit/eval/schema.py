@@ -9,6 +9,7 @@ from typing import Literal
 import rewards
 from reasonkit.config import Recipe
 from reasonkit.engine_settings import VLLMSettings
+from reasonkit.tools.settings import ToolSettings
 
 RECIPE_TEST = "test"  # the benchmark name of the recipe's own held-out data
 
@@ -59,6 +60,10 @@ class EvalStage:
     # ...and with the adaptive exit: each token stops iterating once KL(p_{i-1} ‖ p_i) of its next-token
     # distribution is below this (Huginn: 5e-4), at most the deepest r; null: no adaptive run.
     exit_kl: float | None = None
+    # Evaluation with tools: the model may call these while it answers (the multi-turn loop, on any
+    # engine); the verifier judges the final text, and the results add the tool metrics. The same section
+    # as GRPO's.
+    tools: ToolSettings | None = None
 
 
 def validate(name: str, stage: EvalStage, recipe: Recipe, trained: list[str]) -> list[str]:
@@ -74,11 +79,13 @@ def validate(name: str, stage: EvalStage, recipe: Recipe, trained: list[str]) ->
         )
     if recipe.data.task is None and recipe.data.test is None and not stage.benchmarks:
         errors.append(f"stages.{name}: an eval stage needs benchmarks, data.test or a built-in data.task")
-    return errors + check_eval_stage(name, stage)
+    return errors + check_eval_stage(name, stage, recipe.model.path)
 
 
-def check_eval_stage(name: str, stage: EvalStage) -> list[str]:
-    """Eval settings that cannot work (also checked for `reasonkit eval`, which has no recipe)."""
+def check_eval_stage(name: str, stage: EvalStage, model_path: str | None) -> list[str]:
+    """Eval settings that cannot work (also checked for `reasonkit eval`, which has no recipe);
+    ``model_path``: whose chat template must render tool calls when the stage has tools (None: a tiny
+    model built on the spot, whose template does)."""
     from reasonkit.rollout import check_engine  # the engines' modules import torch
 
     errors = []
@@ -101,6 +108,10 @@ def check_eval_stage(name: str, stage: EvalStage) -> list[str]:
             rewards.get(stage.verifier)
         except rewards.RewardNotFound as exc:
             errors.append(f"stages.{name}.verifier: {exc}")
+    if stage.tools is not None:
+        from reasonkit.tools.checks import tools_problems  # loads the tools and the tokenizer
+
+        errors += tools_problems(stage.tools, f"stages.{name}.tools", model_path)
     return errors + check_engine(f"stages.{name}.engine", stage.engine)
 
 

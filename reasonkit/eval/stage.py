@@ -17,6 +17,13 @@ def check_data(recipe, data, rows: int, stage: EvalStage) -> list[str]:
     from reasonkit.data.benchmarks import benchmark_name, load_benchmark
 
     lines = [f"verifier: {stage.verifier or default_verifier(recipe)}"]
+    if stage.tools is not None:  # validate loaded them and checked the chat template
+        tools = stage.tools
+        named = ", ".join(
+            tools.functions
+            + ([f"environments {tools.environment_factory}"] if tools.environment_factory else [])
+        )
+        lines.append(f"tools: {named}; at most {tools.max_calls} calls per completion")
     for source in stage.benchmarks:
         problems = load_benchmark(dataclasses.replace(source, max_rows=rows))
         lines.append(f"benchmark {benchmark_name(source)}: {len(problems)} sample problems with gold answers")
@@ -43,6 +50,8 @@ def summary_rows(name: str, summary: dict) -> list[dict]:
                 "tokens": round(result["generated_tokens"], 1) if "generated_tokens" in result else None,
                 "thoughts": result.get("thoughts"),
                 "iterations": result.get("recurrence_steps"),
+                "tool_calls": result.get("tools/calls_per_completion"),
+                "failed_calls": result.get("tools/failed_share"),
                 "format_errors": result["format_errors"],
                 "seconds": summary["wall_seconds"] if i == 0 else None,  # the stage's, shown once
             }

@@ -92,7 +92,8 @@ class RolloutSource:
     """Batches of completions in step order, ``ahead`` of them in flight (0: generated when asked for).
 
     ``draw()`` takes the next step's rows from the prompt sampler (called in step order, on the trainer's
-    thread); ``render(row["prompt"])`` is the prompt's text as the model reads it. Generation runs on one
+    thread); ``generation`` turns rows into completions on the engine (with tools or without,
+    reasonkit/tools/generation.py). Generation runs on one
     background thread, so batches come back in the order they were drawn. ``seed``: sample each batch
     with ``batch_seed(seed, ...)`` (an engine with a random state of its own); None: the engine's own.
     """
@@ -101,14 +102,14 @@ class RolloutSource:
         self,
         engine: RolloutEngine,
         draw: Callable[[], list[dict]],
-        render: Callable[[object], str],
+        generation,
         sampling: SamplingSettings,
         ahead: int = 0,
         seed: int | None = None,
         process: int = 0,
         processes: int = 1,
     ):
-        self.engine, self.draw, self.render = engine, draw, render
+        self.engine, self.draw, self.generation = engine, draw, generation
         self.sampling, self.ahead = sampling, ahead
         self.seed, self.process, self.processes = seed, process, processes
         self.batches = 0  # drawn so far
@@ -132,7 +133,6 @@ class RolloutSource:
         return Generated(rows, rollouts, lags, time.time() - started)
 
     def _submit(self, rows: list[dict]) -> Future:
-        prompts = [self.render(row["prompt"]) for row in rows]
         sampling = self.sampling
         if self.seed is not None:
             sampling = replace(
@@ -142,9 +142,10 @@ class RolloutSource:
         # An engine sampling the policy itself has the trainer's log-probs, not worth their [N, T, vocab] of
         # memory; another engine's are weighed against the trainer's.
         with_logprobs = not self.engine.logprobs_are_trainers
+        generate = self.generation.generate
         if self.pool is None:
-            return _done(self.engine.generate(prompts, sampling, with_logprobs=with_logprobs))
-        return self.pool.submit(self.engine.generate, prompts, sampling, with_logprobs=with_logprobs)
+            return _done(generate(self.engine, rows, sampling, with_logprobs=with_logprobs))
+        return self.pool.submit(generate, self.engine, rows, sampling, with_logprobs=with_logprobs)
 
     def settle(self) -> None:
         """Wait for the batches in flight (before the engine's weights change under them)."""
@@ -179,6 +180,7 @@ class RolloutSource:
             for _, future in self.pending:
                 future.cancel()
             self.pool.shutdown(wait=True)  # a generation in flight ends with its request
+        self.generation.close()
 
 
 def _done(result) -> Future:

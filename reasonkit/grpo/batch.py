@@ -98,6 +98,16 @@ class Batch:
     trainer_logprobs: list[torch.Tensor] | None = None
     importance_weights: list[torch.Tensor] | None = None
     ref_logprobs: list[torch.Tensor] | None = None  # per sequence [C_i]; None: β = 0
+    # Per sequence [C_i], with tools: 1 on the model's tokens, 0 on the tool results' (attended, but out
+    # of the loss, the KL, the metrics and the normalisers); None: every completion token is the model's.
+    completion_masks: list[torch.Tensor] | None = None
+
+    @staticmethod
+    def models_tokens(values: list[torch.Tensor], masks: list[torch.Tensor] | None) -> list[torch.Tensor]:
+        """Each sequence's ``values`` at the model's own tokens."""
+        if masks is None:
+            return values
+        return [v[m.bool()] for v, m in zip(values, masks)]
 
     def weigh_against_sampler(self, ids, trainer_view, response_mask, cap: float, level: str) -> None:
         """Store, for the sequences ``ids``, the trainer's log-probs of the sampler's distribution

@@ -21,6 +21,7 @@ computation. The entropy and the truncated distribution (no gradient) are taken 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -155,9 +156,32 @@ def completion_logprobs(
     without gradient, the trainer's log-probs of the truncated distribution the sampler drew from (what
     vLLM reports for its own), to compare with the sampler's; -inf where a token falls outside it here.
     """
-    head = _output_embeddings(model)
+    head = output_embeddings(model)
     hidden = _completion_hidden_states(model, head, sequences, layout)  # [sum C_i, H]
-    targets = torch.tensor([t for _, c in sequences for t in c], device=hidden.device)  # [sum C_i]
+    return logprobs_from_hidden_states(
+        head,
+        hidden,
+        [c for _, c in sequences],
+        temperature,
+        with_entropy=with_entropy,
+        truncation=truncation,
+        chunk_logits=chunk_logits,
+    )
+
+
+def logprobs_from_hidden_states(
+    head,
+    hidden: torch.Tensor,  # [sum C_i, H]: the states that predict each completion token, in order
+    completions: list[list[int]],
+    temperature: float,
+    *,
+    with_entropy: bool = False,
+    truncation: tuple[float, int] | None = None,
+    chunk_logits: int = CHUNK_LOGITS,
+) -> CompletionLogprobs:
+    """``completion_logprobs`` from the last hidden states, however the forward pass laid the sequences out:
+    the LM head in chunks (see the module docstring)."""
+    targets = torch.tensor([t for c in completions for t in c], device=hidden.device)  # [sum C_i]
     chunk_tokens = max(1, chunk_logits // head.out_features)  # (the weight's shape is [0] under ZeRO-3)
     extras: dict[int, tuple] = {}  # per chunk: (entropy, truncated log-probs), computed once
 
@@ -178,7 +202,7 @@ def completion_logprobs(
                 for start in range(0, hidden.shape[0], chunk_tokens)
             ]
         )
-    sizes = [len(c) for _, c in sequences]
+    sizes = [len(c) for c in completions]
     entropy = [e for e, _ in extras.values()]
     truncated = [t for _, t in extras.values()]
     return CompletionLogprobs(
@@ -201,27 +225,37 @@ def _without_gradient(logits, log_softmax, targets, with_entropy: bool, truncati
     return entropy, truncated
 
 
-def _output_embeddings(model):
+def output_embeddings(model):
     """The LM head, through DDP's and DeepSpeed's wrappers (``module``); peft's forwards the call."""
     while hasattr(model, "module") and not hasattr(model, "get_output_embeddings"):
         model = model.module
     return model.get_output_embeddings()
 
 
-def _completion_hidden_states(model, head, sequences, layout: str) -> torch.Tensor:
-    """The last hidden states at the positions that predict completion tokens, in order: ``[sum C_i, H]``.
-
-    The model runs its whole forward (so DDP and DeepSpeed see the call they wrap); a hook on the head
-    takes its input and hands it an empty one, so the model's own projection costs nothing."""
+@contextlib.contextmanager
+def head_inputs(head):
+    """While open, each call of ``head`` appends its input (the last hidden states) to the yielded list and
+    gets an empty one back, so the model's own projection costs nothing."""
     captured = []
 
     def take_hidden_states(module, args):
         captured.append(args[0])
         return (args[0][..., :0, :],)
 
-    device = next(model.parameters()).device
     hook = head.register_forward_pre_hook(take_hidden_states)
     try:
+        yield captured
+    finally:
+        hook.remove()
+
+
+def _completion_hidden_states(model, head, sequences, layout: str) -> torch.Tensor:
+    """The last hidden states at the positions that predict completion tokens, in order: ``[sum C_i, H]``.
+
+    The model runs its whole forward (so DDP and DeepSpeed see the call they wrap); ``head_inputs`` takes
+    the head's input."""
+    device = next(model.parameters()).device
+    with head_inputs(head) as captured:
         if layout == "packed":
             inputs, keep = _packed_inputs(sequences, device)
             model(**inputs, use_cache=False, logits_to_keep=keep)
@@ -229,8 +263,6 @@ def _completion_hidden_states(model, head, sequences, layout: str) -> torch.Tens
         inputs, rows, columns = _padded_inputs(sequences, device)
         model(**inputs, use_cache=False)
         return captured[0][rows, columns]
-    finally:
-        hook.remove()
 
 
 def _packed_inputs(sequences, device):

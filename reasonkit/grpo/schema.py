@@ -9,6 +9,7 @@ import rewards
 from reasonkit.config import LoRASettings, Recipe, unknown_key
 from reasonkit.engine_settings import VLLMServerSettings, VLLMSettings
 from reasonkit.plugins import PluginNotFound
+from reasonkit.tools.settings import ToolSettings
 
 
 @dataclass
@@ -122,6 +123,11 @@ class GRPOStage:
     # sequence: a length-normalised ratio per completion
     importance_level: Literal["token", "sequence"] = "token"
 
+    # Tools the model may call while it answers (reasonkit/tools/settings.py; docs/tools.md): each
+    # completion is then a conversation of the model's turns and the tools' results, trained on the
+    # model's tokens only.
+    tools: ToolSettings | None = None
+
     # Bookkeeping
     logging_steps: int = 1
     # A column of the prompt data with a few values (the arithmetic task's `style`, MATH's `level`): reward
@@ -152,7 +158,8 @@ def validate(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) ->
             f"stages.{name}: model.dtype float16 cannot train GRPO (it needs loss scaling, which the GRPO "
             "loop does not do); use bfloat16"
         )
-    if not stage.rewards:
+    environment = stage.tools is not None and stage.tools.environment_factory is not None
+    if not stage.rewards and not environment:  # an environment may own the reward (get_reward)
         errors.append(
             f"stages.{name}.rewards: a GRPO stage needs at least one reward, e.g. [{{name: exact_answer}}]"
         )
@@ -200,6 +207,10 @@ def validate(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) ->
     for key, registry in (("advantage_scale", ADVANTAGE_SCALES), ("loss_aggregation", LOSS_AGGREGATIONS)):
         errors += _check_variant(name, key, getattr(stage, key), registry)
     errors += check_engine(f"stages.{name}.engine", stage.engine, async_rollouts=stage.async_rollouts)
+    if stage.tools is not None:
+        from reasonkit.tools.toolbox import check_tools
+
+        errors += check_tools(stage.tools, f"stages.{name}.tools")
     return errors
 
 

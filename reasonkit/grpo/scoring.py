@@ -9,7 +9,7 @@ import torch
 
 import rewards as reward_registry
 from reasonkit.errors import ReasonkitError
-from rewards.pool import RewardCall, RewardPool
+from rewards.pool import Failure, RewardCall, RewardPool
 
 logger = logging.getLogger(__name__)
 
@@ -63,18 +63,46 @@ def check_columns(weighted: list[WeightedReward], columns: set[str]) -> None:
             )
 
 
-class RewardScorer:
-    """The recipe's rewards, called in a pool of worker processes, summed with their weights."""
+@dataclass
+class EnvironmentReward:
+    name: str
+    weight: float = 1.0
 
-    def __init__(self, weighted: list[WeightedReward], workers: int, timeout: float):
-        self.weighted = weighted
+
+class RewardScorer:
+    """The recipe's rewards, called in a pool of worker processes, and the environments' own, summed with
+    their weights."""
+
+    def __init__(
+        self,
+        weighted: list[WeightedReward],
+        workers: int,
+        timeout: float,
+        environment_rewards: list[str] = (),
+    ):
+        # An environment's get_reward counts with weight 1, as in TRL (it was read when its rollout ended).
+        self.environment_rewards = list(environment_rewards)
+        self.weighted = [*weighted, *(EnvironmentReward(name) for name in self.environment_rewards)]
         self.pool = RewardPool({r.name: r.call for r in weighted}, workers=workers, timeout=timeout)
 
     def close(self) -> None:
         self.pool.close()
 
-    def score(self, prompts: list[str], completions: list[str], columns: dict[str, list]) -> Scores:
+    def score(
+        self, prompts: list[str], completions: list[str], columns: dict[str, list], environment_rewards=None
+    ) -> Scores:
+        """``environment_rewards``: per completion, (environment class, its reward or why it failed) or None."""
         by_reward, failures = self.pool.score(prompts, completions, columns)
+        for name in self.environment_rewards:
+            by_reward[name] = [None] * len(completions)
+        for i, entry in enumerate(environment_rewards or []):
+            if entry is None:
+                continue
+            name, value = entry
+            if isinstance(value, str):
+                failures.append(Failure(name, i, value))
+            else:
+                by_reward[name][i] = value
         failed = {r.name: 0 for r in self.weighted}
         for failure in failures:
             failed[failure.reward] += 1

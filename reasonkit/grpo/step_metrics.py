@@ -82,6 +82,9 @@ def run_summary(records: list[dict], steps: int, metrics_by: str | None = None) 
         return {"steps": steps}
     summary = {"steps": steps, **_first_and_last(records, "reward/mean", "reward")}
     summary.update(_first_and_last(records, "accuracy", "accuracy"))
+    # with tools: how often the model calls them, and how often a call fails, as training went on
+    summary.update(_first_and_last(records, "tools/calls_per_completion", "tool_calls"))
+    summary.update(_first_and_last(records, "tools/failed_share", "failed_tool_calls"))
     if metrics_by:
         prefix = f"reward/mean/{metrics_by}="
         values = sorted({k[len(prefix) :] for r in records for k in r if k.startswith(prefix)})

@@ -11,14 +11,17 @@ every completion of the batch that trains. Completions a reward failed on are le
 and with ``mask_truncated`` so are those cut at ``max_new_tokens``. With β = 0, completions whose
 advantage is 0 (all of a group whose rewards are equal) have no gradient and are skipped before any
 forward pass; the normalisers still count them, so the update is the one without skipping.
+
+A latent model (``latent.json`` beside its weights) is sampled by the latent engine and its log-probs run
+its chain of thoughts (latent/logprobs.py): chosen once at setup, in one process (docs/latent-reasoning.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
+from dataclasses import asdict
 
 import torch
 from accelerate import Accelerator
@@ -29,14 +32,21 @@ from transformers import get_scheduler
 import rewards as reward_registry
 from reasonkit.algorithms import group_advantages
 from reasonkit.checkpoints import checkpoint_to_resume, resuming_from, saving_checkpoint
-from reasonkit.data import load_prompt_rows, prompt_format, rl_split
+from reasonkit.config import ConfigError
+from reasonkit.data import PromptFormat, load_prompt_rows, prompt_format, rl_split
 from reasonkit.grpo.async_rollouts import RolloutSource, stage_sampling, version_lag_metrics
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler, Scored, Selection
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
-from reasonkit.grpo.logprobs import micro_batch_shape, micro_batches
+from reasonkit.grpo.logprobs import completion_logprobs, micro_batch_shape, micro_batches
 from reasonkit.grpo.objective import grpo_objective
 from reasonkit.grpo.schema import GRPOStage
-from reasonkit.grpo.scoring import RewardScorer, check_columns, gather_scores, load_rewards
+from reasonkit.grpo.scoring import (
+    RewardError,
+    RewardScorer,
+    check_columns,
+    gather_scores,
+    load_rewards,
+)
 from reasonkit.grpo.step_metrics import (
     check_metrics_by,
     mean_present,
@@ -45,6 +55,8 @@ from reasonkit.grpo.step_metrics import (
     step_metrics,
 )
 from reasonkit.grpo.update import PolicyUpdate
+from reasonkit.latent.engine import latent_engine_class, read_latent_settings, write_latent_settings
+from reasonkit.latent.logprobs import latent_logprobs
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
 from reasonkit.metrics import reward_logs
@@ -59,6 +71,8 @@ from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision
 from reasonkit.rollout import EngineInputs, engine_class
 from reasonkit.schedule import adamw, scheduler_type
 from reasonkit.stage import StageContext, StageRecord, save_stage_model
+from reasonkit.tools.generation import generation_for
+from reasonkit.tools.loop import tool_metrics, turns_for_log
 from rewards.contract import THINK_OPEN
 from rewards.convention import TrainerState
 from rewards.pool import default_workers
@@ -71,7 +85,12 @@ class GRPORun:
         self.ctx, self.stage, self.resume = ctx, stage, resume
         self.record = StageRecord(ctx, stage, "grpo")
         self.seed, self.checkpoint_root = self.record.seed, ctx.checkpoint_root
-        self.engine_class = engine_class(stage.engine)
+        # A latent model (latent.json beside its weights) thinks before it writes: it is sampled by the
+        # latent engine and trained through its chain of thoughts (latent/logprobs.py).
+        self.latent = read_latent_settings(ctx.init_path)
+        self.engine_class = (
+            latent_engine_class(stage.engine, ctx.init_path) if self.latent else engine_class(stage.engine)
+        )
 
     def setup(self) -> None:
         process_state()
@@ -86,8 +105,16 @@ class GRPORun:
         set_seed(self.seed, device_specific=True)  # seed + process index: each process samples its own
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         check_world(self.stage, self.ctx.name, self.world)
+        deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
+        if self.latent and (self.world > 1 or deepspeed):
+            # The chain calls the model once per thought before one backward: DDP's reducer and DeepSpeed
+            # expect one forward per backward (the latent stage sums its gradients itself instead).
+            raise ConfigError(
+                f"stages.{self.ctx.name}: GRPO on a latent model ({self.ctx.init_path}) runs in one process "
+                "without DeepSpeed so far; launch it without accelerate's multi-process or DeepSpeed config"
+            )
         self.deepspeed_config = None
-        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+        if deepspeed:
             self.deepspeed_config = self.accelerator.state.deepspeed_plugin.deepspeed_config
             fit_deepspeed_config(
                 self.deepspeed_config,
@@ -98,15 +125,32 @@ class GRPORun:
             )
         self._setup_precision()
         self.rewards = load_rewards(self.stage.rewards)
-        self.rows = load_prompt_rows(self.ctx.recipe.data, rl_split(self.ctx.recipe.data))
+        tools = self.stage.tools
+        self.rows = load_prompt_rows(
+            self.ctx.recipe.data,
+            rl_split(self.ctx.recipe.data),
+            prompt_from_environment=tools is not None and tools.environment_factory is not None,
+        )
         check_columns(self.rewards, set(self.rows[0]))
         check_metrics_by(self.stage.metrics_by, self.rows)
         self.accuracy_verifier = reward_registry.get(self.stage.judged_by())
+        self._setup_model()
+        # The tokenizer comes with the model: the tools render through its chat template.
+        self.generation = generation_for(
+            self.tokenizer, self.fmt.render, self.stage.tools, f"stages.{self.ctx.name}.tools"
+        )
+        environment_rewards = self.generation.reward_names()
+        if not self.rewards and not environment_rewards:
+            raise RewardError(
+                f"stages.{self.ctx.name}: no reward: name rewards, or give the environment a get_reward() method"
+            )
         workers = self.stage.reward_workers
         self.scorer = RewardScorer(
-            self.rewards, default_workers() if workers is None else workers, self.stage.reward_timeout
+            self.rewards,
+            default_workers() if workers is None else workers,
+            self.stage.reward_timeout,
+            environment_rewards,
         )
-        self._setup_model()
         self._setup_optimizer()
         self._place_reference()
         self.sampler, self.progress = PromptSampler(len(self.rows), self.seed), Progress()
@@ -153,11 +197,10 @@ class GRPORun:
             shard = prompt_shard(self.sampler.next(s.prompts_per_step), self.rank, self.world)
             return [self.rows[i] for i in shard]
 
-        render = functools.partial(self.fmt.render, self.tokenizer)  # a prompt as the model reads it
         return RolloutSource(
             self.engine,
             draw,
-            render,
+            self.generation,
             stage_sampling(s),
             s.async_rollouts,
             # An engine sampling the policy in place draws from the trainer's random state, which
@@ -181,6 +224,7 @@ class GRPORun:
             sync_engine=self._sync_engine,
             progress=self.progress,
             checkpoint_root=self.checkpoint_root,
+            logprobs=latent_logprobs(self.latent) if self.latent else completion_logprobs,
         )
 
     @contextlib.contextmanager
@@ -204,7 +248,12 @@ class GRPORun:
         self.tokenizer = load_tokenizer(self.ctx.init_path)
         model = load_model(self.ctx.init_path, self.load_dtype, model_cfg.attn_implementation)
         ensure_distinct_pad(self.tokenizer, model)
-        self.fmt = prompt_format(self.tokenizer, model_cfg.think_prefill)
+        # A latent model's prompts open the think block: the engine appends <|bot|> right after <think>.
+        self.fmt = (
+            PromptFormat(think_prefilled=True)
+            if self.latent
+            else prompt_format(self.tokenizer, model_cfg.think_prefill)
+        )
         # The KL reference is the starting policy, frozen: with LoRA, the policy with its adapters
         # disabled (no second copy); else a copy, sharded too under ZeRO-3.
         self.ref_model = None
@@ -219,7 +268,7 @@ class GRPORun:
             self.ref_model.eval().requires_grad_(False)
         self.policy = model
         self.layout, self.token_budget = micro_batch_shape(
-            self.stage.micro_batch_layout,
+            "padded" if self.latent else self.stage.micro_batch_layout,  # the thought chain's is padded
             self.stage.token_budget,
             model_cfg.attn_implementation,
             self.accelerator.device.type,
@@ -319,16 +368,25 @@ class GRPORun:
             self.progress.step, s.max_steps, self.progress.step * s.prompts_per_step / len(self.rows)
         )
         prompts = [row["prompt"] for row in group_rows]
-        scores = gather_scores(self.scorer.score(prompts, completions, columns), self._gather, self.world)
+        uses = [r.tools for r in rollouts]
+        environment_rewards = [use.environment_reward if use else None for use in uses]
+        scores = self.scorer.score(prompts, completions, columns, environment_rewards)
+        scores = gather_scores(scores, self._gather, self.world)
         logged, completions_table = reward_logs(self.scorer.pool.logs, self._gather, prompts, completions)
-        if self.record.metrics_log and completions_table:  # a reward logged columns with log_extra
+        if self.stage.tools is not None:  # every turn of every completion
+            completions_table = completions_table or {
+                "prompt": self._gather(prompts),
+                "completion": self._gather(completions),
+            }
+            completions_table["turns"] = self._gather([turns_for_log(use) if use else [] for use in uses])
+        if self.record.metrics_log and completions_table:  # tool turns, or a reward's log_extra columns
             self.record.metrics_log.log_completions(self.progress.step + 1, completions_table)
         return Scored(prompts, completions, columns, scores, logged)
 
     def _select(self, scored: Scored, rollouts: list) -> Selection:
         """Advantages, and which completions train and which run, over the whole batch."""
         s = self.stage
-        lengths = torch.tensor(self._gather([len(r.completion_ids) for r in rollouts]), dtype=torch.float32)
+        lengths = torch.tensor(self._gather([r.models_tokens for r in rollouts]), dtype=torch.float32)
         truncated = torch.tensor(self._gather([r.truncated for r in rollouts]), dtype=torch.bool)
         nothing = torch.zeros_like(truncated)
         excluded = scored.scores.failed_samples if s.on_reward_failure == "exclude" else nothing
@@ -360,6 +418,8 @@ class GRPORun:
         )
         if not self.engine.logprobs_are_trainers:
             batch.rollout_logprobs = [torch.tensor(rollouts[i].rollout_logprobs) for i in kept]
+        if self.stage.tools is not None:
+            batch.completion_masks = [torch.tensor(rollouts[i].tools.mask, dtype=torch.float32) for i in kept]
         return batch
 
     def _metrics(self, scored: Scored, selection: Selection, rollouts: list, train_stats: dict) -> dict:
@@ -368,6 +428,9 @@ class GRPORun:
             **step_metrics(scored, selection, self.stage.num_generations, prompt_tokens),
             **train_stats,
         }
+        if self.stage.tools is not None:
+            uses = self._gather([r.tools.counts() for r in rollouts])
+            metrics.update(tool_metrics(uses, self.generation.tool_names))
         judged = None
         if "answer" in scored.columns:
             correct = self.accuracy_verifier(
@@ -390,7 +453,13 @@ class GRPORun:
         return gather_object(list(values)) if self.world > 1 else list(values)
 
     def objective(self) -> dict:
-        return grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)
+        objective = grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)
+        if self.latent:
+            objective["thoughts"] = (
+                f"{self.latent.thoughts} thoughts before the text ({asdict(self.latent)}), the completion's "
+                "log-probs through the whole chain of thoughts"
+            )
+        return objective
 
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG states, data position and the batches generated ahead, so a
@@ -436,6 +505,8 @@ class GRPORun:
                 think_prefilled=self.fmt.think_prefilled,
                 save_merged=bool(self.stage.lora and self.stage.lora.save_merged),
             )
+            if self.latent:  # the model still thinks as it did
+                write_latent_settings(self.ctx.model_dir, self.latent)
         self.accelerator.wait_for_everyone()
 
     def cleanup(self) -> dict:

@@ -25,7 +25,7 @@ from reasonkit.checkpoints import latest_checkpoint
 from reasonkit.errors import ReasonkitError
 from reasonkit.grpo.batch import Batch, Progress
 from reasonkit.grpo.distributed import sum_over_processes
-from reasonkit.grpo.logprobs import completion_logprobs
+from reasonkit.grpo.logprobs import CompletionLogprobs, completion_logprobs
 from reasonkit.grpo.schema import GRPOStage
 
 
@@ -50,6 +50,9 @@ class PolicyUpdate:
     sync_engine: Callable[[], float]  # pushes the policy to the engine; the seconds it took
     progress: Progress  # the step count, for the message when the loss is not finite
     checkpoint_root: Path
+    # Completion log-probs under a model (grpo/logprobs.py); a latent model's run the thoughts first
+    # (latent/logprobs.py, same signature).
+    logprobs: Callable[..., CompletionLogprobs] = completion_logprobs
     world: int = field(init=False)
     loss_settings: GRPOLossSettings = field(init=False)
 
@@ -95,7 +98,7 @@ class PolicyUpdate:
             out = [None] * len(batch.sequences)
             for ids, sequences in batch.passes():
                 with self.autocast():
-                    logprobs = completion_logprobs(
+                    logprobs = self.logprobs(
                         model, sequences, self.stage.temperature, layout=self.layout
                     ).logprobs
                 for i, sequence_logprobs in zip(ids, logprobs):  # none for a filler
@@ -135,7 +138,7 @@ class PolicyUpdate:
             self.accelerator.gradient_state._set_sync_gradients(last)
             with contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy):
                 with self.autocast():
-                    out = completion_logprobs(
+                    out = self.logprobs(
                         self.policy,
                         sequences,
                         s.temperature,
@@ -161,11 +164,13 @@ class PolicyUpdate:
         # KL, clip fraction and entropy: means over the tokens that ran (with β = 0, not the skipped ones).
         tokens = batch.run_tokens
         mismatch = {}
-        if batch.rollout_logprobs is not None:
-            mismatch = mismatch_by_length(
-                self.gather(batch.trainer_logprobs), self.gather(batch.rollout_logprobs), s.max_new_tokens
+        if batch.rollout_logprobs is not None:  # over the model's tokens (the sampler sampled those only)
+            trainer, sampler, weights = (
+                batch.models_tokens(self.gather(values), self.gather(batch.completion_masks))
+                for values in (batch.trainer_logprobs, batch.rollout_logprobs, batch.importance_weights)
             )
-            weights = torch.cat(self.gather(batch.importance_weights))
+            mismatch = mismatch_by_length(trainer, sampler, s.max_new_tokens)
+            weights = torch.cat(weights)
             mismatch["importance_weight/mean"] = weights.mean().item()
             if s.importance_cap is not None:
                 mismatch["importance_weight/capped"] = (weights >= s.importance_cap).float().mean().item()
@@ -183,17 +188,20 @@ class PolicyUpdate:
     def _micro_batch_loss(self, batch: Batch, ids: list[int], out, first_pass: bool):
         """This micro-batch's share of the whole batch's loss, and its sums for the metrics."""
         policy_logprobs = pad_sequence(out.logprobs, batch_first=True)  # [n, T]
-        response_mask = pad_sequence([torch.ones_like(lp) for lp in out.logprobs], batch_first=True)
-        if first_pass:
-            cap = self.stage.importance_cap if self.stage.importance_cap is not None else math.inf
-            batch.weigh_against_sampler(
-                ids, out.truncated_logprobs, response_mask, cap, self.stage.importance_level
-            )
 
         def padded(per_sequence: list[torch.Tensor] | None) -> torch.Tensor | None:  # [n, T]
             if per_sequence is None:
                 return None
             return pad_sequence([per_sequence[i] for i in ids], batch_first=True).to(policy_logprobs.device)
+
+        response_mask = pad_sequence([torch.ones_like(lp) for lp in out.logprobs], batch_first=True)
+        if batch.completion_masks is not None:  # tool results: attended, left out of everything below
+            response_mask = response_mask * padded(batch.completion_masks)
+        if first_pass:
+            cap = self.stage.importance_cap if self.stage.importance_cap is not None else math.inf
+            batch.weigh_against_sampler(
+                ids, out.truncated_logprobs, response_mask, cap, self.stage.importance_level
+            )
 
         outputs = grpo_loss(
             policy_logprobs,
@@ -213,7 +221,7 @@ class PolicyUpdate:
             "loss": outputs.loss.item(),
             "kl": outputs.kl_sum.item(),
             "clip_fraction": outputs.clipped_tokens.item(),
-            "entropy": torch.cat(out.entropy).sum().item(),
+            "entropy": (pad_sequence(out.entropy, batch_first=True) * response_mask).sum().item(),
         }
         return outputs.loss, stats
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from reasonkit.latent.thoughts import ThoughtTokens, chain_forward, thought_token_ids
-from reasonkit.rollout.base import EngineError, EngineInputs, Rollout, end_at_first_stop
-from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, next_tokens
+from reasonkit.rollout.base import EngineError, EngineInputs, Rollout, end_at_first_stop, prompt_token_ids
+from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, left_padded, next_tokens
 
 SETTINGS_FILE = "latent.json"
 
@@ -40,29 +40,33 @@ def read_latent_settings(directory: str | Path) -> LatentSettings | None:
     return LatentSettings(**json.loads(path.read_text())) if path.is_file() else None
 
 
-def thought_prompts(tokenizer, prompt_texts: list[str], tokens: ThoughtTokens, thoughts: int):
-    """Left-padded ids of each prompt + ``<|bot|>`` + thought placeholders + ``<|eot|>``; (ids, mask,
-    thought mask, bot column)."""
-    encoded = tokenizer(prompt_texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    B, P = encoded["input_ids"].shape
+def thought_prompts(tokenizer, prompts: list[str] | list[list[int]], tokens: ThoughtTokens, thoughts: int):
+    """Left-padded ids of each prompt (text or token ids) + ``<|bot|>`` + thought placeholders +
+    ``<|eot|>``; (ids, mask, thought mask, bot column)."""
+    prompt_ids, prompt_mask = left_padded(prompt_token_ids(tokenizer, prompts), tokenizer.pad_token_id, "cpu")
+    B, P = prompt_ids.shape
     tail = torch.tensor([tokens.bot, *[tokens.latent] * thoughts, tokens.eot]).expand(B, -1)
-    input_ids = torch.cat([encoded["input_ids"], tail], dim=1)
-    attention_mask = torch.cat([encoded["attention_mask"], torch.ones_like(tail)], dim=1)
+    input_ids = torch.cat([prompt_ids, tail], dim=1)
+    attention_mask = torch.cat([prompt_mask, torch.ones_like(tail)], dim=1)
     thought_mask = torch.zeros_like(input_ids, dtype=torch.bool)
     thought_mask[:, P + 1 : P + 1 + thoughts] = True
     return input_ids, attention_mask, thought_mask, P
 
 
-def latent_engine(name: str, inputs: EngineInputs, settings: LatentSettings) -> LatentEngine:
-    """The engine for a latent model, when a stage asks for ``name``: auto and transformers run it here;
-    an engine that cannot feed a hidden state back is refused with why (``validate`` says so first)."""
+def latent_engine_class(name: str, model_path: str) -> type[LatentEngine]:
+    """The engine class for a latent model, when a stage asks for ``name``: auto and transformers run it
+    here; an engine that cannot feed a hidden state back is refused with why (``validate`` says so first)."""
     if name not in ("auto", "transformers"):
         raise EngineError(
-            f"engine {name!r} cannot run {inputs.model_path}, a latent model: its thoughts feed the model's last "
+            f"engine {name!r} cannot run {model_path}, a latent model: its thoughts feed the model's last "
             "hidden state back as the next input, which only the transformers engine does. Use engine: "
             "transformers (or auto)"
         )
-    return LatentEngine.from_inputs(inputs, settings)
+    return LatentEngine
+
+
+def latent_engine(name: str, inputs: EngineInputs, settings: LatentSettings) -> LatentEngine:
+    return latent_engine_class(name, inputs.model_path).from_inputs(inputs, settings)
 
 
 class LatentEngine(TransformersEngine):
@@ -78,9 +82,14 @@ class LatentEngine(TransformersEngine):
         self.tokens = thought_token_ids(tokenizer)
 
     @classmethod
-    def from_inputs(cls, inputs: EngineInputs, settings: LatentSettings) -> LatentEngine:
+    def from_inputs(cls, inputs: EngineInputs, settings: LatentSettings | None = None) -> LatentEngine:
+        """``settings`` None: the model folder's (``latent.json``), as for the model a GRPO stage continues from."""
         return cls(
-            held_or_loaded(inputs), inputs.tokenizer, settings, inputs.batch_size, inputs.generation_context
+            held_or_loaded(inputs),
+            inputs.tokenizer,
+            settings or read_latent_settings(inputs.model_path),
+            inputs.batch_size,
+            inputs.generation_context,
         )
 
     def _generate_batch(self, model, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:

@@ -103,30 +103,56 @@ def _check_splitter(where: str, splitter: str) -> list[str]:
 
 
 def _later_engines(name: str, recipe: Recipe) -> list[str]:
-    """Later stages that would run this model where it cannot think: an eval or GRPO stage on an engine
-    that cannot feed a hidden state back, and any training stage but another latent one continuing from it
-    (GRPO and SFT would sample or train it without its thoughts)."""
-    errors, seen = [], False
+    """Later stages that would run this model, or a GRPO stage's continuation of it (latent too), where it
+    cannot think: an eval or GRPO stage on an engine that cannot feed a hidden state back, and any other
+    training stage continuing from it (SFT would train it without its thoughts)."""
+    errors, latent, seen = [], {name}, False
     for other, section in recipe.stages.items():
         if other == name:
             seen = True
             continue
         if not seen:
             continue
-        engine = getattr(section, "engine", None)
-        if getattr(section, "init", None) == name and section.type != "latent":
+        init = getattr(section, "init", None)
+        if init in latent and section.type == "grpo":
+            errors += _grpo_on_latent(other, section, init)
+            latent.add(other)
+        elif init in latent and section.type != "latent":
             errors.append(
-                f"stages.{other}.init: {name!r} is a latent model; a {section.type} stage would run it without "
-                "its thoughts (only eval stages and further latent stages can continue from it so far)"
+                f"stages.{other}.init: {init!r} is a latent model; a {section.type} stage would run it without "
+                "its thoughts (only eval, grpo and further latent stages can continue from it)"
             )
-        elif engine in NO_FEEDBACK_ENGINES and section.type == "eval":
-            models = section.models
-            if not models or name in models:
-                errors.append(
-                    f"stages.{other}.engine: {engine} cannot run {name!r}, a latent model: its thoughts feed the "
-                    "model's last hidden state back as the next input, which vLLM cannot do. Use "
-                    "engine: transformers (or auto, which a latent model runs on transformers)"
-                )
+        elif section.type == "eval" and section.engine in NO_FEEDBACK_ENGINES:
+            for model in sorted(latent if not section.models else latent & set(section.models)):
+                errors.append(_engine_refused(f"stages.{other}.engine", section.engine, model))
+    return errors
+
+
+def _engine_refused(where: str, engine: str, name: str) -> str:
+    return (
+        f"{where}: {engine} cannot run {name!r}, a latent model: its thoughts feed the model's last hidden "
+        "state back as the next input, which vLLM cannot do. Use engine: transformers (or auto, which a "
+        "latent model runs on transformers)"
+    )
+
+
+def _grpo_on_latent(where_name: str, section, name: str) -> list[str]:
+    """What a GRPO stage continuing from a latent model cannot do: sample on vLLM, lay its micro-batches out
+    packed (the thought chain's layout is padded), or call tools (a turn after a tool's result would need
+    thoughts of its own)."""
+    where = f"stages.{where_name}"
+    errors = []
+    if section.engine in NO_FEEDBACK_ENGINES:
+        errors.append(_engine_refused(f"{where}.engine", section.engine, name))
+    if section.micro_batch_layout == "packed":
+        errors.append(
+            f"{where}.micro_batch_layout: packed; a latent model's log-probs run its chain of thoughts on "
+            "left-padded prompts (padded). Use auto or padded"
+        )
+    if section.tools is not None:
+        errors.append(
+            f"{where}.tools: tool calls are not supported on a latent model ({name!r}) yet; remove them"
+        )
     return errors
 
 

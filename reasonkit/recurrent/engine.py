@@ -16,7 +16,7 @@ import torch
 
 from reasonkit.recurrent.schema import NO_RECURRENCE_ENGINES
 from reasonkit.rollout.base import EngineError, EngineInputs, Rollout, end_at_first_stop
-from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, next_tokens
+from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, left_padded, next_tokens
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,10 @@ class RecurrentEngine(TransformersEngine):
             held_or_loaded(inputs), inputs.tokenizer, inputs.batch_size, depth, inputs.generation_context
         )
 
-    def _generate_batch(self, model, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
+    def _generate_batch(self, model, prompt_ids, first_index, sampling, with_logprobs) -> list[Rollout]:
         # The batching passes each prompt once; with no cache to copy, each is repeated n times here.
-        rows = [prompt for prompt in prompts for _ in range(sampling.n)]
-        encoded = self.tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=False)
-        input_ids, attention_mask = (
-            encoded["input_ids"].to(model.device),
-            encoded["attention_mask"].to(model.device),
-        )
+        rows = [list(ids) for ids in prompt_ids for _ in range(sampling.n)]
+        input_ids, attention_mask = left_padded(rows, self.tokenizer.pad_token_id, model.device)
         tokens, steps, logprobs = decode_without_cache(
             model, input_ids, attention_mask, sampling, self.stop_token_ids, self.depth, with_logprobs
         )
@@ -77,7 +73,7 @@ class RecurrentEngine(TransformersEngine):
             rollouts.append(
                 Rollout(
                     prompt_index=first_index + row // sampling.n,
-                    prompt_ids=input_ids[row][attention_mask[row].bool()].tolist(),
+                    prompt_ids=rows[row],
                     completion_ids=ids,
                     rollout_logprobs=logprobs[row] if with_logprobs else None,
                     text=self.tokenizer.decode(ids if truncated else ids[:-1], skip_special_tokens=True),

@@ -36,6 +36,22 @@ def prompt_seed(sampling: SamplingSettings, index: int) -> int | None:
     return None if sampling.seed is None else sampling.seed + index * sampling.n
 
 
+def prompt_token_ids(tokenizer, prompts: list[str] | list[list[int]]) -> list[list[int]]:
+    """Each prompt as token ids: a text is tokenized (no special tokens added: the chat template wrote
+    them), ids are taken as they are (a multi-turn completion continues from its own tokens, never
+    re-tokenised).
+
+    >>> from types import SimpleNamespace
+    >>> tokenizer = lambda text, add_special_tokens: {"input_ids": [len(text)]}
+    >>> prompt_token_ids(tokenizer, ["abc", [7, 8]])
+    [[3], [7, 8]]
+    """
+    return [
+        list(p) if not isinstance(p, str) else tokenizer(p, add_special_tokens=False)["input_ids"]
+        for p in prompts
+    ]
+
+
 @dataclass
 class Rollout:
     """One completion of one prompt, as the engine sampled it."""
@@ -52,6 +68,14 @@ class Rollout:
     # A recurrent-depth model's core iterations behind each completion token (reasonkit.recurrent); None
     # from any other model.
     recurrence_steps: list[int] | None = None
+    # With tools (reasonkit/tools/loop.py): which completion tokens are the model's (1) and which a tool
+    # result's (0, attended but never trained on), and the turns; None: one turn, every token the model's.
+    tools: Any = None  # ToolUse
+
+    @property
+    def models_tokens(self) -> int:
+        """Completion tokens the model sampled (tool results left out): what trains."""
+        return sum(self.tools.mask) if self.tools is not None else len(self.completion_ids)
 
 
 def stop_token_ids(tokenizer, checkpoint_eos: int | list[int] | None) -> list[int]:
@@ -121,9 +145,11 @@ class RolloutEngine(Protocol):
     def from_inputs(cls, inputs: EngineInputs) -> RolloutEngine: ...
 
     def generate(
-        self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs: bool = False
-    ) -> list[Rollout]:
-        """``sampling.n`` completions per prompt, grouped prompt by prompt."""
+        self, prompts: list[str] | list[list[int]], sampling: SamplingSettings, progress=None,
+        with_logprobs: bool = False,
+    ) -> list[Rollout]:  # fmt: skip
+        """``sampling.n`` completions per prompt, grouped prompt by prompt; a prompt is its text or its token
+        ids (``prompt_token_ids``)."""
         ...
 
     def sync_weights(self, model) -> None:

@@ -23,6 +23,7 @@ from reasonkit.rollout.base import (
     Rollout,
     SamplingSettings,
     end_at_first_stop,
+    prompt_token_ids,
     stop_token_ids,
 )
 
@@ -56,9 +57,9 @@ class TransformersEngine:
 
     @torch.no_grad()
     def generate(
-        self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs=False
+        self, prompts, sampling: SamplingSettings, progress=None, with_logprobs=False
     ) -> list[Rollout]:
-        """``sampling.n`` completions per prompt, grouped prompt by prompt."""
+        """``sampling.n`` completions per prompt, grouped prompt by prompt (texts or token ids)."""
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         rollouts: list[Rollout] = []
@@ -67,28 +68,29 @@ class TransformersEngine:
             model.eval()
             # A call's memory grows with its completions, not its prompts: n of them per prompt.
             prompts_per_call = max(1, self.batch_size // sampling.n)
-            for start in range(0, len(prompt_texts), prompts_per_call):
-                batch = prompt_texts[start : start + prompts_per_call]
+            prompt_ids = prompt_token_ids(self.tokenizer, prompts)
+            for start in range(0, len(prompt_ids), prompts_per_call):
+                batch = prompt_ids[start : start + prompts_per_call]
                 rollouts += self._generate_batch(model, batch, start, sampling, with_logprobs)
                 if progress is not None:
                     progress.update(len(batch))
             model.train(was_training)
         return rollouts
 
-    def _generate_batch(self, model, prompts, first_index, sampling, with_logprobs) -> list[Rollout]:
+    def _generate_batch(self, model, prompt_ids, first_index, sampling, with_logprobs) -> list[Rollout]:
         tok = self.tokenizer
-        encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        ids, mask = encoded["input_ids"], encoded["attention_mask"]
-        completions, logprobs = decode(model, ids, mask, sampling, self.stop_token_ids, with_logprobs)
+        input_ids, attention_mask = left_padded(prompt_ids, tok.pad_token_id, model.device)
+        completions, logprobs = decode(
+            model, input_ids, attention_mask, sampling, self.stop_token_ids, with_logprobs
+        )
         rollouts = []
         for row, (new_tokens, row_logprobs) in enumerate(zip(completions, logprobs)):
             prompt_row = row // sampling.n
             ids, truncated = end_at_first_stop(new_tokens, self.stop_token_ids)
-            prompt_mask = encoded["attention_mask"][prompt_row].bool()
             rollouts.append(
                 Rollout(
                     prompt_index=first_index + prompt_row,
-                    prompt_ids=encoded["input_ids"][prompt_row][prompt_mask].tolist(),
+                    prompt_ids=list(prompt_ids[prompt_row]),
                     completion_ids=ids,
                     rollout_logprobs=row_logprobs if with_logprobs else None,
                     # as vLLM's text: without the stop token, which need not be a special token
@@ -97,6 +99,20 @@ class TransformersEngine:
                 )
             )
         return rollouts
+
+
+def left_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows`` padded on the left to one length, and their attention mask.
+
+    >>> left_padded([[5, 6, 7], [8]], pad_id=0, device="cpu")
+    (tensor([[5, 6, 7],
+            [0, 0, 8]]), tensor([[1, 1, 1],
+            [0, 0, 1]]))
+    """
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([[pad_id] * (width - len(row)) + list(row) for row in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
+    return ids, mask
 
 
 def held_or_loaded(inputs: EngineInputs):

@@ -27,6 +27,7 @@ from reasonkit.rollout.base import (
     SamplingSettings,
     end_at_first_stop,
     prompt_seed,
+    prompt_token_ids,
     stop_token_ids,
 )
 from reasonkit.rollout.policy_weights import policy_weights
@@ -123,7 +124,7 @@ class VLLMEngine:
         self.stop_token_ids = stop_token_ids(tokenizer, checkpoint_eos)
 
     def generate(
-        self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs=True
+        self, prompts, sampling: SamplingSettings, progress=None, with_logprobs=True
     ) -> list[Rollout]:
         """``sampling.n`` completions per prompt, grouped prompt by prompt, with the engine's log-probs."""
         from vllm import SamplingParams
@@ -142,12 +143,12 @@ class VLLMEngine:
                 logprobs=0 if with_logprobs else None,  # 0: only the sampled token's
                 skip_special_tokens=True,
             )
-            for index in range(len(prompt_texts))
+            for index in range(len(prompts))
         ]
-        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompt_texts]
+        prompt_ids = prompt_token_ids(self.tokenizer, prompts)
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
         if progress is not None:
-            progress.update(len(prompt_texts))
+            progress.update(len(prompts))
         self._sleep()
         rollouts = []
         for index, (ids, output) in enumerate(zip(prompt_ids, outputs)):

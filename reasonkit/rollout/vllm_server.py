@@ -50,6 +50,7 @@ from reasonkit.rollout.base import (
     SamplingSettings,
     end_at_first_stop,
     prompt_seed,
+    prompt_token_ids,
     stop_token_ids,
 )
 from reasonkit.rollout.policy_weights import policy_weight_metadata, policy_weights
@@ -281,11 +282,11 @@ class VLLMServerEngine:
                 )
 
     def generate(
-        self, prompt_texts: list[str], sampling: SamplingSettings, progress=None, with_logprobs: bool = True
+        self, prompts, sampling: SamplingSettings, progress=None, with_logprobs: bool = True
     ) -> list[Rollout]:
         """``sampling.n`` completions per prompt, grouped prompt by prompt, with the servers' log-probs and
         the weight version that sampled each. Safe to call from another thread while the trainer trains."""
-        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompt_texts]
+        prompt_ids = prompt_token_ids(self.tokenizer, prompts)
         # Spread over the servers, each process starting at another one.
         servers = [self.servers[(i + self.rank) % len(self.servers)] for i in range(len(prompt_ids))]
         futures = [

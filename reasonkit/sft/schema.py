@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from reasonkit.config import LoRASettings, Recipe, lora_summary
+from reasonkit.tools.settings import ToolSettings
 
 
 @dataclass
@@ -32,18 +33,49 @@ class SFTStage:
     # faster when traces vary in length; batches are still drawn in random order.
     length_grouped: bool = False
     lora: LoRASettings | None = None  # null: full fine-tuning
+    # Distillation with tools: train on conversations with tool turns (data.train's messages_column,
+    # default `messages`), the assistant's turns only; these tools' schemas are shown to the model by the
+    # chat template's `tools=`, as when it generates with them. The same section as GRPO's and eval's.
+    tools: ToolSettings | None = None
     logging_steps: int = 10
     save_steps: int | None = None  # null: save at the end only
     seed: int | None = None  # null: the recipe's seed
 
 
 def validate(name: str, stage: SFTStage, recipe: Recipe, trained: list[str]) -> list[str]:
-    if not stage.packing:
-        return []
-    return [
-        f"stages.{name}.packing: packing is not supported: it splits traces and mixes several into one "
-        "sequence, which teaches wrong endings. Remove it or set it to false."
-    ]
+    errors = []
+    if stage.packing:
+        errors.append(
+            f"stages.{name}.packing: packing is not supported: it splits traces and mixes several into one "
+            "sequence, which teaches wrong endings. Remove it or set it to false."
+        )
+    if stage.tools is not None:
+        errors += validate_tools(name, stage.tools, recipe)
+    return errors
+
+
+def validate_tools(name: str, tools: ToolSettings, recipe: Recipe) -> list[str]:
+    """Distillation with tools: conversations to train on, rendered by the chat template as they are."""
+    from reasonkit.tools.checks import tools_problems  # loads the tools and the tokenizer
+
+    errors = []
+    if recipe.data.train is None and recipe.data.task is None:
+        errors.append(
+            f"stages.{name}.tools: distillation with tools trains on conversations; set data.train to a "
+            "dataset with a messages column (data.train.messages_column, default `messages`)"
+        )
+    if recipe.data.train is None and recipe.data.task is not None and "calculator" not in tools.functions:
+        errors.append(
+            f"stages.{name}.tools: the {recipe.data.task} task's teacher calls the calculator; add it to "
+            "tools.functions"
+        )
+    if recipe.model.think_prefill:
+        errors.append(
+            f"stages.{name}.tools: conversations are rendered by the chat template as they are, so "
+            "model.think_prefill cannot open <think> for them; write it in the first assistant turn and "
+            "remove model.think_prefill"
+        )
+    return errors + tools_problems(tools, f"stages.{name}.tools", recipe.model.path)
 
 
 OBJECTIVE = {
@@ -55,4 +87,11 @@ OBJECTIVE = {
 
 def objective(stage: SFTStage) -> dict:
     """What the stage optimises, as recorded in the model's manifest."""
-    return {**OBJECTIVE, "learning_rate": stage.learning_rate, "lora": lora_summary(stage.lora)}
+    recorded = {**OBJECTIVE, "learning_rate": stage.learning_rate, "lora": lora_summary(stage.lora)}
+    if stage.tools is not None:
+        recorded["tools"] = {
+            "trained": "the assistant's turns of each conversation; prompt and tool results attended, masked",
+            "functions": stage.tools.functions,
+            "environment_factory": stage.tools.environment_factory,
+        }
+    return recorded

@@ -12,7 +12,11 @@ from reasonkit.stage import StageContext, StageType, training_row
 def check_data(recipe, data, rows: int, stage: SFTStage) -> list[str]:
     """--dry-run: the first rows of the training data, read through the format contract."""
     from reasonkit.data import load_examples
+    from reasonkit.data.conversations import load_conversations
 
+    if stage.tools is not None:
+        conversations, report = load_conversations(data, "train")
+        return [f"train data: {len(conversations)} of {report.rows} rows read are conversations to train on"]
     examples, report = load_examples(data, "train", need_trace=stage.traces)
     return [f"train data: {len(examples)} of {report.rows} rows read follow the format contract"]
 

@@ -2,8 +2,10 @@
 
 Objective: token-level cross-entropy on the completion ``<think>t</think>y`` + EOS (or ``y`` + EOS for a
 direct-answer baseline), averaged over the completion tokens of a batch; prompt and padding tokens carry
-label -100. No sample packing: every example is one sequence, and an example longer than
-``max_length`` is dropped rather than truncated, since a cut trace would teach a wrong ending.
+label -100. With ``tools``, an example is a conversation with tool turns (``data/conversations.py``): its
+assistant turns are the completion, and the tool results between them carry label -100 like the prompt.
+No sample packing: every example is one sequence, and an example longer than ``max_length`` is dropped
+rather than truncated, since a cut trace would teach a wrong ending.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from reasonkit.checkpoints import (
     checkpoint_to_resume,
     publish_checkpoint,
 )
-from reasonkit.data import DataError, load_examples, prompt_format, tokenize_for_sft
+from reasonkit.data import DataError, FormattedExample, load_examples, prompt_format, tokenize_for_sft
+from reasonkit.data.chat import FormatError
+from reasonkit.data.conversations import load_conversations, tokenize_conversation
 from reasonkit.launch import forget_mixed_precision, process_state, uses_deepspeed
 from reasonkit.manifest import write_manifest
 from reasonkit.models import ensure_distinct_pad, load_model, load_tokenizer, lora_config
@@ -33,6 +37,7 @@ from reasonkit.precision import launch_mixed_precision, load_dtype
 from reasonkit.schedule import scheduler_type
 from reasonkit.sft.schema import SFTStage, objective
 from reasonkit.stage import StageContext, StageRecord, save_stage_model
+from reasonkit.tools.toolbox import Toolbox
 
 log = logging.getLogger(__name__)
 # Tiny and CPU runs: recomputing activations only costs time. transformers renamed the switch
@@ -65,8 +70,7 @@ class SFTRun:
         self.trainer = self._setup_trainer()
 
     def _setup_dataset(self) -> Dataset:
-        examples, report = load_examples(self.ctx.recipe.data, "train", need_trace=self.stage.traces)
-        rows = [tokenize_for_sft(self.tokenizer, self.fmt, ex.prompt, ex.trace, ex.answer) for ex in examples]
+        rows, skipped = self._conversation_rows() if self.stage.tools is not None else self._trace_rows()
         kept = [r for r in rows if len(r.input_ids) <= self.stage.max_length]
         dropped = len(rows) - len(kept)
         if dropped:
@@ -80,10 +84,35 @@ class SFTRun:
             raise DataError(
                 f"stages.{self.ctx.name}: no training example fits in max_length={self.stage.max_length} tokens; raise it"
             )
-        self.metrics.update(examples=len(kept), skipped_invalid=report.skipped, dropped_too_long=dropped)
+        self.metrics.update(examples=len(kept), skipped_invalid=skipped, dropped_too_long=dropped)
         return Dataset.from_dict(
             {"input_ids": [r.input_ids for r in kept], "completion_mask": [r.completion_mask for r in kept]}
         )
+
+    def _trace_rows(self) -> tuple[list[FormattedExample], int]:
+        examples, report = load_examples(self.ctx.recipe.data, "train", need_trace=self.stage.traces)
+        rows = [tokenize_for_sft(self.tokenizer, self.fmt, ex.prompt, ex.trace, ex.answer) for ex in examples]
+        return rows, report.skipped
+
+    def _conversation_rows(self) -> tuple[list[FormattedExample], int]:
+        """Conversations with tool turns: the assistant's turns trained, the tools' schemas in the prompt."""
+        toolbox = Toolbox(self.stage.tools, f"stages.{self.ctx.name}.tools")
+        conversations, report = load_conversations(self.ctx.recipe.data, "train")
+        rows = []
+        for conversation in conversations:
+            try:
+                rows.append(
+                    tokenize_conversation(
+                        self.tokenizer,
+                        self.fmt,
+                        conversation.messages,
+                        toolbox.schemas(conversation.row),
+                        require_think=self.stage.traces,
+                    )
+                )
+            except FormatError as exc:
+                raise DataError(f"data.train: row {conversation.index}: {exc}") from None
+        return rows, report.skipped
 
     def _setup_trainer(self) -> SFTTrainer:
         s = self.stage

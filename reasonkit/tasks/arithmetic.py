@@ -40,6 +40,25 @@ class Problem:
     def trace(self) -> str:
         return f"{self.a} * {self.b} = {self.a * self.b}." if self.shortcut else teacher_trace(self.a, self.b)
 
+    def tool_conversation(self) -> list[dict]:
+        """The teacher with a calculator: inside its think block it asks for the product, then answers
+        with the result (what an sft stage with ``tools: {functions: [calculator]}`` trains on).
+
+        >>> [m["role"] for m in Problem(27, 34).tool_conversation()]
+        ['user', 'assistant', 'tool', 'assistant']
+        """
+        expression = f"{self.a} * {self.b}"
+        call = {
+            "type": "function",
+            "function": {"name": "calculator", "arguments": {"expression": expression}},
+        }
+        return [
+            {"role": "user", "content": self.prompt},
+            {"role": "assistant", "content": "<think>", "tool_calls": [call]},
+            {"role": "tool", "name": "calculator", "content": self.answer},
+            {"role": "assistant", "content": f"</think>{self.answer}"},
+        ]
+
 
 def teacher_trace(a: int, b: int) -> str:
     """Long multiplication of ``a * b``, split over the digits of ``b``.

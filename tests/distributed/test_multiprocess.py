@@ -95,6 +95,15 @@ def test_two_processes_make_the_update_of_one(config, one_process, tiny_model_di
     assert_same_update(expected, got, initial)
 
 
+def test_two_processes_make_the_update_of_one_with_tool_turns(tiny_model_dir, tmp_path):
+    """Completions split by a calculator turn (its result attended, out of the loss and the normalisers):
+    the 2-process update under ZeRO-2 is the 1-process one."""
+    initial = load_file(Path(tiny_model_dir) / "model.safetensors")
+    one = update(tiny_model_dir, tmp_path / "one", "tools=true")
+    two = update(tiny_model_dir, tmp_path / "two", "tools=true", config="zero2")
+    assert_same_update(one, two, initial)
+
+
 @pytest.mark.parametrize("schedule, config", [("linear", "ddp"), ("cosine", "zero2")])
 def test_learning_rate_schedule_on_two_processes_is_the_one_of_one(
     schedule, config, tiny_model_dir, tmp_path

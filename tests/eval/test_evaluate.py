@@ -187,9 +187,9 @@ def test_code_problems_are_judged_by_their_tests(tiny_model_dir, tmp_path):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     engine = TransformersEngine(load_model(str(tiny_model_dir)), tokenizer)
     sampling = SamplingSettings(n=2, temperature=1.0, max_new_tokens=4, seed=0)
-    _, responses, scores = sample_and_judge(
+    judged = sample_and_judge(
         engine, tokenizer, PromptFormat(think_prefilled=False), problems, sampling, "code_all"
     )
-    assert len(responses) == 2 and scores == [0.0, 0.0]  # no code block: no test passes
+    assert len(judged.responses) == 2 and judged.scores == [0.0, 0.0]  # no code block: no test passes
     right = "<think>add</think>```python\na, b = map(int, input().split())\nprint(a + b)\n```"
     assert reward_registry.get("code_all")(["Add two numbers."], [right], tests=[tests]) == [1.0]

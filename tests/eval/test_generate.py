@@ -39,6 +39,25 @@ def test_only_verified_untruncated_traces_within_budget_are_kept(keep, budget, e
     assert counts["kept"] + counts["not_chosen"] == 3 - counts["over_budget"]
 
 
+def test_a_tool_conversation_with_a_call_that_could_not_be_read_is_unreadable():
+    def called(name):
+        turn = {
+            "role": "assistant",
+            "content": "<think>",
+            "tool_calls": [{"type": "function", "function": {"name": name, "arguments": {}}}],
+        }
+        return [
+            {"role": "user", "content": "q"},
+            turn,
+            {"role": "tool", "name": name or "unknown", "content": "1"},
+        ]
+
+    read = Candidate("x", "42", correct=True, truncated=False, num_tokens=9, messages=called("calculator"))
+    unread = Candidate("x", "42", correct=True, truncated=False, num_tokens=9, messages=called(""))
+    kept, counts = select([unread, read], "all", None)
+    assert kept == [read] and counts["unreadable"] == 1
+
+
 def test_decontamination_flags_shared_ngrams_only():
     eval_question = (
         "A train leaves the station at 3 pm travelling at 60 miles per hour towards a city 180 miles away"

@@ -20,7 +20,7 @@ OPEN_R1 = str(Path(__file__).parents[1] / "helpers" / "open_r1_style.py")
 class ScriptedTeacher:
     """Answers "What is a * b?" right in its first sample and one too high in the others."""
 
-    def generate(self, prompts, sampling, progress=None):
+    def generate(self, prompts, sampling, progress=None, with_logprobs=False):
         rollouts = []
         for index, prompt in enumerate(prompts):
             a, b = map(int, re.search(r"(\d+) \* (\d+)", prompt).groups())
@@ -49,7 +49,7 @@ def test_trl_reward_as_eval_verifier_reads_the_solution_column(tmp_path, tiny_to
         (f"{OPEN_R1}:accuracy_reward", "auto"),
         ("math", "auto"),
     ]:
-        _, _, scores = sample_and_judge(
+        scores = sample_and_judge(
             ScriptedTeacher(),
             tiny_tokenizer,
             PromptFormat(False),
@@ -57,7 +57,7 @@ def test_trl_reward_as_eval_verifier_reads_the_solution_column(tmp_path, tiny_to
             sampling,
             verifier,
             completions=completions,
-        )
+        ).scores
         assert scores == [1.0, 0.0, 1.0, 0.0], verifier
 
 
@@ -66,7 +66,7 @@ def test_conversational_verifier_without_annotation_needs_completions_conversati
 ):
     problems = load_benchmark(BenchmarkSource(math_benchmark(tmp_path / "math.jsonl")))
     sampling = SamplingSettings(n=1, temperature=1.0, max_new_tokens=32)
-    _, _, scores = sample_and_judge(
+    scores = sample_and_judge(
         ScriptedTeacher(),
         tiny_tokenizer,
         PromptFormat(False),
@@ -74,7 +74,7 @@ def test_conversational_verifier_without_annotation_needs_completions_conversati
         sampling,
         f"{OPEN_R1}:format_reward",
         completions="conversational",
-    )
+    ).scores
     assert scores == [1.0, 1.0]
 
 

@@ -40,18 +40,48 @@ COMPLETIONS = [
 ALL_RIGHT = ["<think>{a} * {b}</think>{ab}"] * len(COMPLETIONS)
 
 
-def fixed_rollouts(run, rows, truncated: bool = False):
+def fixed_rollouts(run, rows, truncated: bool = False, tools: bool = False):
+    """The fixed completions; ``tools``: each opens with a calculator call and its result (as the tool
+    loop appends it), so the model's tokens are split by a tool turn."""
     from reasonkit.rollout import Rollout
 
     tok, rollouts = run.tokenizer, []
     for index, row in enumerate(rows):
-        prompt_ids = tok(run.fmt.render(tok, row["prompt"]), add_special_tokens=False)["input_ids"]
+        tool_schemas = run.generation.toolbox.schemas(row) if tools else None
+        prompt_ids = tok(run.fmt.render(tok, row["prompt"], tools=tool_schemas), add_special_tokens=False)[
+            "input_ids"
+        ]
         a, b = row["a"], row["b"]
         for template in ALL_RIGHT if (a, b) == PROMPTS[-1] else COMPLETIONS:
             text = template.format(a=a, b=b, ab=a * b, wrong=a * b + 10)
             ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-            rollouts.append(Rollout(index, prompt_ids, ids, None, text, truncated=truncated))
+            rollout = Rollout(index, prompt_ids, ids, None, text, truncated=truncated)
+            if tools:
+                with_tool_turn(tok, rollout, a, b)
+            rollouts.append(rollout)
     return rollouts
+
+
+def tool_turn_ids(tok, a: int, b: int) -> tuple[list[int], list[int]]:
+    """A turn calling the calculator for ``a * b`` (ended by the stop token), and its result's tokens."""
+    from reasonkit.tools.template import tool_suffix_ids
+
+    call = f'<think><tool_call>{{"name": "calculator", "arguments": {{"expression": "{a}*{b}"}}}}</tool_call>'
+    result = [{"role": "tool", "name": "calculator", "content": str(a * b)}]
+    return tok(call, add_special_tokens=False)["input_ids"] + [tok.eos_token_id], tool_suffix_ids(tok, result)
+
+
+def with_tool_turn(tok, rollout, a: int, b: int) -> None:
+    """The completion as the tool loop makes it: <think>, the call, its result, then the rest of it."""
+    from reasonkit.tools.loop import ToolUse
+
+    call, result = tool_turn_ids(tok, a, b)
+    rest = tok(rollout.text.removeprefix("<think>"), add_special_tokens=False)["input_ids"] + [
+        tok.eos_token_id
+    ]
+    rollout.completion_ids = call + result + rest
+    rollout.tools = ToolUse(mask=[1] * len(call) + [0] * len(result) + [1] * len(rest), calls=["calculator"])
+    rollout.text = tok.decode(rollout.completion_ids[:-1], skip_special_tokens=True)
 
 
 def make_run(model_dir: str, out_dir: str, overrides: list[str]):
@@ -100,14 +130,16 @@ def this_process_rows(run) -> list[dict]:
 
 def main(model_dir: str, out_dir: str, overrides: list[str]) -> None:
     """``max_steps`` updates, each on the same fixed batch; process 0 saves every step's metrics and the
-    weights after the last (``truncated=true`` marks every completion as cut at max_new_tokens)."""
+    weights after the last (``truncated=true`` marks every completion as cut at max_new_tokens;
+    ``tools=true`` gives each completion a calculator turn, its result out of the loss)."""
     skip_deepspeed_shm_build()
     from pathlib import Path
 
-    truncated = "truncated=true" in overrides
-    run = make_run(model_dir, out_dir, [o for o in overrides if o != "truncated=true"])
+    truncated, tools = "truncated=true" in overrides, "tools=true" in overrides
+    overrides = [o for o in overrides if o not in ("truncated=true", "tools=true")]
+    run = make_run(model_dir, out_dir, overrides + (["tools={functions: [calculator]}"] if tools else []))
     rows = this_process_rows(run)
-    steps = [run.learn(rows, fixed_rollouts(run, rows, truncated)) for _ in range(run.stage.max_steps)]
+    steps = [run.learn(rows, fixed_rollouts(run, rows, truncated, tools)) for _ in range(run.stage.max_steps)]
     weights = run.accelerator.get_state_dict(run.policy)
     if run.accelerator.is_main_process:
         weights = {name: tensor.float().cpu() for name, tensor in weights.items()}

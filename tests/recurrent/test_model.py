@@ -121,6 +121,11 @@ def test_the_engine_generates_what_generate_does_and_records_the_iterations(mode
         expected = model.generate(ids, max_new_tokens=6, do_sample=False, recurrences=3)[0, ids.shape[1] :]
         assert rollout.completion_ids == expected.tolist()[: len(rollout.completion_ids)]
         assert rollout.recurrence_steps == [3] * len(rollout.completion_ids)
+        assert rollout.prompt_ids == ids[0].tolist()
+    # prompts as token ids (the tool loop's turns) give the same rollouts as the texts they encode
+    as_ids = [tiny_tokenizer(t, add_special_tokens=False)["input_ids"] for t in rendered]
+    from_ids = RecurrentEngine(model, tiny_tokenizer, depth=Depth(3)).generate(as_ids, sampling)
+    assert [r.completion_ids for r in from_ids] == [r.completion_ids for r in rollouts]
     adaptive = RecurrentEngine(model, tiny_tokenizer, depth=Depth(5, exit_kl=1e-2)).generate(
         rendered, sampling
     )
