@@ -1,12 +1,15 @@
-"""`make demo-latent`: recipes/demo/latent.yaml on several seeds, then the models side by side.
+"""`make demo-latent`: recipes/demo/latent.yaml and recurrent.yaml on several seeds, then the models side by side.
 
     python benchmarks/latent_demo.py [--seeds 0 1 2] [--out runs/demo_latent] [--report-only]
 
-Each seed runs the recipe into ``<out>/seed-<N>`` (its own summary.json, curves, diagnostics). Then
-``<out>/comparison.json`` and ``comparison.png`` hold, per model, held-out pass@1 and generated tokens per
-problem on every seed, and the floors the demo promises are checked on every seed: the model that thinks
+Each seed runs latent.yaml into ``<out>/seed-<N>`` and recurrent.yaml (a recurrent-depth model on direct
+answers: its architecture differs, hence its own recipe and base model) into ``<out>/seed-<N>/recurrent``,
+each with its own summary.json, curves and diagnostics. Then ``<out>/comparison.json`` and ``comparison.png``
+hold, per model, held-out pass@1 and generated tokens per problem on every seed, and the recurrent model's
+pass@1 at each test-time depth; the floors the demo promises are checked on every seed: the model that thinks
 the first two steps latently (latent_stage2) keeps >= 85% of the full-trace model's accuracy with <= 60%
-of its generated tokens, and the full trace stays far above the direct answer (>= 30 points).
+of its generated tokens, and the full trace stays far above the direct answer (>= 30 points). The recurrent
+model has no floor.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-RECIPE = Path(__file__).parents[1] / "recipes" / "demo" / "latent.yaml"
+RECIPES = Path(__file__).parents[1] / "recipes" / "demo"
+RECURRENT_DIR = "recurrent"  # where in a seed's folder recurrent.yaml runs
 # In the order the table and the figure show them.
 MODELS = [
     "direct",
+    "recurrent",
     "trace_base",
     "trace",
     "latent_stage1",
@@ -34,17 +39,18 @@ MODELS = [
 
 def run_seed(seed: int, out: Path) -> float:
     started = time.time()
-    command = [
-        sys.executable,
-        "-m",
-        "reasonkit",
-        "run",
-        str(RECIPE),
-        f"seed={seed}",
-        f"output_dir={out}",
-        "--overwrite",
-    ]
-    subprocess.run(command, check=True)
+    for recipe, folder in [("latent.yaml", out), ("recurrent.yaml", out / RECURRENT_DIR)]:
+        command = [
+            sys.executable,
+            "-m",
+            "reasonkit",
+            "run",
+            str(RECIPES / recipe),
+            f"seed={seed}",
+            f"output_dir={folder}",
+            "--overwrite",
+        ]
+        subprocess.run(command, check=True)
     return time.time() - started
 
 
@@ -55,14 +61,18 @@ def models_of(summary: dict) -> dict[str, dict]:
         for name, by_benchmark in stage.get("models", {}).items():
             result = by_benchmark["test"]
             # latent_two evaluates latent_stage2 again (the same curriculum): the first figure stands
-            found.setdefault(
-                name,
-                {
-                    "pass@1": result["pass@1"]["value"],
-                    "generated_tokens": result["generated_tokens"],
-                    "thoughts": result.get("thoughts", 0),
-                },
-            )
+            if name in found:
+                continue
+            found[name] = {
+                "pass@1": result["pass@1"]["value"],
+                "generated_tokens": result["generated_tokens"],
+                "thoughts": result.get("thoughts", 0),
+            }
+            if "by_recurrence" in result:  # pass@1 (and iterations per token) at each test-time depth
+                found[name]["by_recurrence"] = {
+                    depth: {"pass@1": r["pass@1"]["value"], "iterations": r["recurrence_steps"]}
+                    for depth, r in result["by_recurrence"].items()
+                }
     return found
 
 
@@ -78,10 +88,13 @@ def floors(models: dict[str, dict]) -> dict[str, bool]:
 def report(out: Path, seeds: list[int], seconds: dict[int, float]) -> dict:
     per_seed = {}
     for seed in seeds:
-        summary = json.loads((out / f"seed-{seed}" / "summary.json").read_text())
+        folder = out / f"seed-{seed}"
+        summaries = [json.loads((folder / "summary.json").read_text())]
+        if (folder / RECURRENT_DIR / "summary.json").exists():
+            summaries.append(json.loads((folder / RECURRENT_DIR / "summary.json").read_text()))
         per_seed[seed] = {
-            "models": models_of(summary),
-            "wall_seconds": seconds.get(seed, summary["wall_seconds"]),
+            "models": {name: m for summary in summaries for name, m in models_of(summary).items()},
+            "wall_seconds": seconds.get(seed, sum(s["wall_seconds"] for s in summaries)),
         }
         per_seed[seed]["floors"] = floors(per_seed[seed]["models"])
     comparison = {
@@ -96,6 +109,11 @@ def report(out: Path, seeds: list[int], seconds: dict[int, float]) -> dict:
             m = per_seed[seed]["models"].get(name)
             cells.append(f"  {m['pass@1']:>14.1%}  {m['generated_tokens']:>6.1f}" if m else " " * 24)
         print(f"{name:<15}" + "".join(cells))
+    for seed in seeds:
+        depths = per_seed[seed]["models"].get("recurrent", {}).get("by_recurrence", {})
+        if depths:
+            cells = ", ".join(f"{d} {r['pass@1']:.1%} ({r['iterations']:.1f} it.)" for d, r in depths.items())
+            print(f"seed {seed} recurrent by depth: {cells}")
     for seed in seeds:
         checks = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in per_seed[seed]["floors"].items())
         print(f"seed {seed} ({per_seed[seed]['wall_seconds']:.0f} s): {checks}")

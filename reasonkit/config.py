@@ -22,6 +22,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from reasonkit.errors import ReasonkitError
+from reasonkit.recurrent.schema import RecurrentLayout
 
 
 class ConfigError(ReasonkitError, ValueError):
@@ -36,6 +37,7 @@ class TinyModel:
     num_layers: int = 4
     num_heads: int = 4  # hidden_size / num_heads is the head dim; vLLM needs it >= 32
     intermediate_size: int = 512
+    recurrent: RecurrentLayout | None = None  # recurrent depth (prelude, shared core iterated r times, coda)
 
 
 @dataclass

@@ -7,6 +7,7 @@ tiny factory saves what it builds with ``save_pretrained`` first, so tests exerc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -23,6 +24,7 @@ from transformers import (
 
 from reasonkit import hub
 from reasonkit.errors import ReasonkitError
+from reasonkit.recurrent.model import RecurrentConfig, RecurrentForCausalLM  # registers the model type
 from reasonkit.rollout.base import stop_token_ids
 from rewards.contract import THINK_CLOSE, THINK_OPEN
 
@@ -96,14 +98,22 @@ def train_tiny_tokenizer(
     return wrapped
 
 
-def build_tiny_model(tokenizer, hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512, seed=0):
-    """A randomly initialised Llama sized for a CPU (about 1M parameters at the defaults).
+def build_tiny_model(
+    tokenizer, hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512, seed=0, recurrent=None
+):
+    """A randomly initialised Llama sized for a CPU (about 1M parameters at the defaults); with ``recurrent``
+    (a ``RecurrentLayout``), a recurrent-depth model of Llama layers instead (reasonkit.recurrent.model).
 
     Llama, because ``AutoTokenizer`` loads a Llama checkpoint's tokenizer.json as saved; for some model
     types (Qwen2 among them) transformers 5 rebuilds the tokenizer with that family's own pre-tokenizer,
     which would silently change how our tiny tokenizer splits text after a reload (and in vLLM).
     """
-    config = LlamaConfig(
+    config_class, model_class, layout = LlamaConfig, LlamaForCausalLM, {}
+    if recurrent is not None:
+        config_class, model_class = RecurrentConfig, RecurrentForCausalLM
+        layout = {**dataclasses.asdict(recurrent), "recurrence_seed": seed}
+    config = config_class(
+        **layout,
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
@@ -117,7 +127,7 @@ def build_tiny_model(tokenizer, hidden_size=128, num_layers=4, num_heads=4, inte
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = model_class(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model

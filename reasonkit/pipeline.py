@@ -39,6 +39,7 @@ SUMMARY_COLUMNS = [
     "n",
     "tokens",
     "thoughts",
+    "iterations",
     "tool_calls",  # per completion, with tools
     "failed_calls",  # the share of those calls that gave the model an error
     "format_errors",
@@ -145,6 +146,7 @@ def build_tiny_base_model(recipe: Recipe, directory: Path) -> None:
         num_layers=tiny.num_layers,
         num_heads=tiny.num_heads,
         intermediate_size=tiny.intermediate_size,
+        recurrent=tiny.recurrent,
     )
 
 

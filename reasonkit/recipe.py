@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from reasonkit.config import ConfigError, Recipe, apply_override, build_section
+from reasonkit.recurrent.schema import check_recurrent_recipe
 from reasonkit.stages import STAGES
 
 
@@ -48,6 +49,7 @@ def check_recipe(recipe: Recipe) -> list[str]:
             )
     if not recipe.stages:
         errors.append("stages: a recipe needs at least one stage")
+    errors += check_recurrent_recipe(recipe)
     trained: list[str] = []  # earlier stages that produce a model
     for name, stage in recipe.stages.items():
         entry = STAGES.get(stage.type)

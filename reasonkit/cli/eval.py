@@ -48,6 +48,21 @@ def add_command(commands) -> None:
     cmd.add_argument(
         "--tolerance", type=float, metavar="TOL", help="trm models: the fixed-point halting rule's tolerance"
     )
+    cmd.add_argument(
+        "--recurrences",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="R",
+        help="recurrent-depth models: also evaluate at each test-time depth R (core iterations per token)",
+    )
+    cmd.add_argument(
+        "--exit-kl",
+        type=float,
+        metavar="KL",
+        help="recurrent-depth models: also evaluate with the adaptive exit (a token stops iterating once its "
+        "next-token distribution moves less than KL between iterations; Huginn: 5e-4), at most the deepest R",
+    )
     add_format_option(cmd, "benchmarks")
     cmd.add_argument(
         "--split",
@@ -128,6 +143,8 @@ def run(args) -> int:
         verifier=args.verifier,
         verifier_completions=args.completions,
         engine=args.engine,
+        recurrences=args.recurrences,
+        exit_kl=args.exit_kl,
         tools=tool_settings(args),
     )
     problems = check_eval_stage("eval", stage, args.model)  # the checks a recipe's eval stage gets
@@ -153,6 +170,16 @@ def run(args) -> int:
         if "thoughts" in result:
             row["thoughts"] = result["thoughts"]
         rows.append(row)
+        for depth, at_depth in result.get("by_recurrence", {}).items():
+            rows.append(
+                {
+                    "benchmark": f"{name} {depth}",
+                    "n": result["n"],
+                    "pass@1": f"{at_depth['pass@1']['value']:.3f}",
+                    "tokens": round(at_depth["generated_tokens"], 1),
+                    "iterations": round(at_depth["recurrence_steps"], 2),
+                }
+            )
     columns = list(dict.fromkeys(key for row in rows for key in row))
     print("\n" + format_table(rows, columns))
     print(f"\nresults and per-sample completions: {out}/")

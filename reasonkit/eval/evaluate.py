@@ -10,6 +10,7 @@ completion with its answer and score goes to a per-sample JSONL.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from reasonkit.eval.schema import RECIPE_TEST, EvalStage, default_verifier, sett
 from reasonkit.latent.engine import latent_engine, read_latent_settings
 from reasonkit.manifest import read_manifest
 from reasonkit.models import load_tokenizer
+from reasonkit.recurrent.engine import Depth, recurrent_engine
+from reasonkit.recurrent.evaluate import evaluate_depths
+from reasonkit.recurrent.schema import is_recurrent
 from reasonkit.rollout import EngineInputs, Rollout, SamplingSettings, make_engine
 from reasonkit.stage import StageContext
 from reasonkit.tools.generation import generation_for
@@ -118,6 +122,11 @@ def evaluate(
     # What answering cost, next to the accuracy: tokens generated per answer (per problem at num_samples 1);
     # a latent model's thoughts are not tokens: its results count them apart (`thoughts`).
     result["generated_tokens"] = result["mean_completion_tokens"]
+    # A recurrent-depth model's compute per token: the core iterations behind each generated token.
+    steps = [s for r in rollouts for s in r.recurrence_steps or []]
+    if steps:
+        result["recurrence_steps"] = mean(steps)
+        result["recurrence_histogram"] = {str(k): v for k, v in sorted(Counter(steps).items())}
     # With tools: calls per completion, the share that failed, ... (tools/loop.py); nothing without.
     uses = [r.tools for r in rollouts]
     result.update(tool_metrics(uses, sorted({name for use in uses if use for name in use.calls if name})))
@@ -254,23 +263,44 @@ def evaluate_saved_model(
     inputs = EngineInputs(
         path, tokenizer, dtype=dtype, seed=stage.seed or 0, batch_size=stage.batch_size, vllm=stage.vllm
     )
+    fmt = PromptFormat(think_prefilled=fmt_info["think_prefilled"])
+    stem = f"{label}.{benchmark}"
+    recurrent = is_recurrent(path)
+    if (stage.recurrences or stage.exit_kl is not None) and not recurrent:
+        raise ConfigError(
+            f"recurrences/exit_kl set the test-time depth of a recurrent-depth model; {path} has none"
+        )
     latent = read_latent_settings(path)  # a latent model thinks before it writes, on transformers
     if latent and stage.tools is not None:
         raise ConfigError(f"{path} is a latent model: it cannot call tools (evaluate it without tools)")
-    engine = latent_engine(stage.engine, inputs, latent) if latent else make_engine(stage.engine, inputs)
-    stem = f"{label}.{benchmark}"
-    try:
-        result = evaluate(
+    if recurrent:
+        engine = recurrent_engine(stage.engine, inputs, Depth())
+    elif latent:
+        engine = latent_engine(stage.engine, inputs, latent)
+    else:
+        engine = make_engine(stage.engine, inputs)
+
+    def evaluate_at(suffix: str = "") -> dict:
+        return evaluate(
             engine,
             tokenizer,
-            PromptFormat(think_prefilled=fmt_info["think_prefilled"]),
+            fmt,
             problems,
             stage,
             verifier=verifier,
             with_traces=fmt_info["traces"],
-            samples_path=out / f"{stem}.samples.jsonl",
-            label=stem,
+            samples_path=out / f"{stem}{suffix}.samples.jsonl",
+            label=stem + suffix,
         )
+
+    try:
+        if recurrent:  # accuracy against the test-time depth, and the state's dynamics
+            prompts = [fmt.render(tokenizer, p.prompt) for p in problems]
+            result = evaluate_depths(
+                engine, evaluate_at, stage.recurrences, stage.exit_kl, prompts, out / "diagnostics", stem
+            )
+        else:
+            result = evaluate_at()
     finally:
         engine.close()
     if latent:

@@ -54,6 +54,12 @@ class EvalStage:
     seed: int | None = None
     engine: str = "auto"  # as in a GRPO stage: auto, vllm, transformers or a class of your own
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    # A recurrent-depth model (model.tiny.recurrent) is evaluated at its training mean r, and also at each
+    # r listed here (deeper than training saw, too): `by_recurrence` in its results, diagnostics/recurrence.png.
+    recurrences: list[int] = field(default_factory=list)
+    # ...and with the adaptive exit: each token stops iterating once KL(p_{i-1} ‖ p_i) of its next-token
+    # distribution is below this (Huginn: 5e-4), at most the deepest r; null: no adaptive run.
+    exit_kl: float | None = None
     # Evaluation with tools: the model may call these while it answers (the multi-turn loop, on any
     # engine); the verifier judges the final text, and the results add the tool metrics. The same section
     # as GRPO's.
@@ -93,6 +99,10 @@ def check_eval_stage(name: str, stage: EvalStage, model_path: str | None) -> lis
         errors.append(
             f"stages.{name}: num_samples={stage.num_samples} with temperature 0 repeats one greedy answer"
         )
+    if any(r < 1 for r in stage.recurrences):
+        errors.append(f"stages.{name}.recurrences: {stage.recurrences}; each r is at least 1 iteration")
+    if stage.exit_kl is not None and stage.exit_kl <= 0:
+        errors.append(f"stages.{name}.exit_kl: {stage.exit_kl}; a KL threshold above 0 (Huginn: 5e-4)")
     if stage.verifier is not None:
         try:
             rewards.get(stage.verifier)

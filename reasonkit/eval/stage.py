@@ -39,21 +39,35 @@ def summary_rows(name: str, summary: dict) -> list[dict]:
     rows = []
     for i, (model, benchmark, result) in enumerate(results):
         pass1 = result["pass@1"]
+        label = model if benchmark == RECIPE_TEST else f"{model} on {benchmark}"
         rows.append(
             {
                 "stage": name,
-                "model": model if benchmark == RECIPE_TEST else f"{model} on {benchmark}",
+                "model": label,
                 "accuracy": pass1["value"],
                 "CI": f"{pass1['low']:.3f}-{pass1['high']:.3f}" if result["n"] > 1 else None,
                 "n": result["n"],
                 "tokens": round(result["generated_tokens"], 1) if "generated_tokens" in result else None,
                 "thoughts": result.get("thoughts"),
+                "iterations": result.get("recurrence_steps"),
                 "tool_calls": result.get("tools/calls_per_completion"),
                 "failed_calls": result.get("tools/failed_share"),
                 "format_errors": result["format_errors"],
                 "seconds": summary["wall_seconds"] if i == 0 else None,  # the stage's, shown once
             }
         )
+        # A recurrent-depth model at each test-time depth, a row each (r=1, r=16, exit, ...).
+        for depth, at_depth in result.get("by_recurrence", {}).items():
+            rows.append(
+                {
+                    "stage": name,
+                    "model": f"{label} {depth}",
+                    "accuracy": at_depth["pass@1"]["value"],
+                    "tokens": round(at_depth["generated_tokens"], 1),
+                    "iterations": round(at_depth["recurrence_steps"], 2),
+                    "format_errors": at_depth["format_errors"],
+                }
+            )
     return rows
 
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 
-from reasonkit.grpo.logprobs import truncate_logits
 from reasonkit.latent.thoughts import ThoughtTokens, chain_forward, thought_token_ids
 from reasonkit.rollout.base import EngineError, EngineInputs, Rollout, end_at_first_stop, prompt_token_ids
-from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, left_padded, sample
+from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, left_padded, next_tokens
 
 SETTINGS_FILE = "latent.json"
 
@@ -146,15 +145,7 @@ def continue_decoding(model, logits, cache, attention_mask, sampling, stop_ids, 
     running = torch.arange(B, device=logits.device)
     position = attention_mask.long().sum(-1, keepdim=True)  # [B, 1] the next token's position
     for step in range(sampling.max_new_tokens):
-        logits = logits.float()
-        if sampling.temperature == 0:
-            chosen = logits.argmax(-1)
-            logp = logits.log_softmax(-1) if with_logprobs else None
-        else:
-            logp = truncate_logits(logits / sampling.temperature, sampling.top_p, sampling.top_k).log_softmax(
-                -1
-            )
-            chosen = sample(logp)
+        chosen, logp = next_tokens(logits, sampling, with_logprobs)
         for row, token in zip(running.tolist(), chosen.tolist()):
             tokens[row].append(token)
         if with_logprobs:

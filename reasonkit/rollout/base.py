@@ -65,6 +65,9 @@ class Rollout:
     # Which push of the policy's weights sampled it (the oldest, when an update landed mid-completion);
     # None from engines that sample the policy in place or never receive weights.
     weight_version: int | None = None
+    # A recurrent-depth model's core iterations behind each completion token (reasonkit.recurrent); None
+    # from any other model.
+    recurrence_steps: list[int] | None = None
     # With tools (reasonkit/tools/loop.py): which completion tokens are the model's (1) and which a tool
     # result's (0, attended but never trained on), and the turns; None: one turn, every token the model's.
     tools: Any = None  # ToolUse

@@ -18,6 +18,7 @@ import torch
 
 from reasonkit.grpo.logprobs import truncate_logits
 from reasonkit.rollout.base import (
+    EngineError,
     EngineInputs,
     Rollout,
     SamplingSettings,
@@ -152,20 +153,18 @@ def decode(
         use_cache=True,
         **last_only,
     )
+    if out.past_key_values is None:  # feeding it one token at a time would silently drop the context
+        raise EngineError(
+            f"{type(model).__name__} returns no KV cache, which this engine decodes with; a recurrent-depth model "
+            "runs on its own engine (reasonkit.recurrent.engine)"
+        )
     if n > 1:
         out.past_key_values.batch_repeat_interleave(n)
     attention_mask = attention_mask.repeat_interleave(n, dim=0)
     positions = positions[:, -1:].repeat_interleave(n, dim=0)
     last_logits = out.logits[:, -1].repeat_interleave(n, dim=0)  # [rows, V]
     for step in range(sampling.max_new_tokens):
-        logits = (last_logits if step == 0 else out.logits[:, -1]).float()
-        if sampling.temperature == 0:
-            chosen = logits.argmax(-1)
-            logp = logits.log_softmax(-1) if with_logprobs else None
-        else:
-            logits = truncate_logits(logits / sampling.temperature, sampling.top_p, sampling.top_k)
-            logp = logits.log_softmax(-1)
-            chosen = sample(logp)
+        chosen, logp = next_tokens(last_logits if step == 0 else out.logits[:, -1], sampling, with_logprobs)
         rows = running.tolist()
         for row, token in zip(rows, chosen.tolist()):
             tokens[row].append(token)
@@ -191,6 +190,19 @@ def decode(
             past_key_values=out.past_key_values, use_cache=True,
         )  # fmt: skip
     return tokens, logprobs
+
+
+def next_tokens(
+    logits: torch.Tensor, sampling: SamplingSettings, with_logprobs: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each row's next token [B] from its logits [B, V] (argmax at temperature 0, else drawn after
+    temperature, top-k and top-p), and the log-probabilities it was drawn from [B, V] (at temperature 0
+    only ``with_logprobs``)."""
+    logits = logits.float()
+    if sampling.temperature == 0:
+        return logits.argmax(-1), logits.log_softmax(-1) if with_logprobs else None
+    logp = truncate_logits(logits / sampling.temperature, sampling.top_p, sampling.top_k).log_softmax(-1)
+    return sample(logp), logp
 
 
 def sample(log_probs: torch.Tensor) -> torch.Tensor:
