@@ -18,7 +18,7 @@ import torch
 
 from reasonkit.latent.thoughts import ThoughtTokens, chain_forward, thought_token_ids
 from reasonkit.rollout.base import EngineError, EngineInputs, Rollout, end_at_first_stop, prompt_token_ids
-from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, left_padded, next_tokens
+from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, left_padded, take_step
 
 SETTINGS_FILE = "latent.json"
 
@@ -145,13 +145,7 @@ def continue_decoding(model, logits, cache, attention_mask, sampling, stop_ids, 
     running = torch.arange(B, device=logits.device)
     position = attention_mask.long().sum(-1, keepdim=True)  # [B, 1] the next token's position
     for step in range(sampling.max_new_tokens):
-        chosen, logp = next_tokens(logits, sampling, with_logprobs)
-        for row, token in zip(running.tolist(), chosen.tolist()):
-            tokens[row].append(token)
-        if with_logprobs:
-            for row, value in zip(running.tolist(), logp.gather(-1, chosen[:, None]).squeeze(-1).tolist()):
-                logprobs[row].append(value)
-        going_on = ~torch.isin(chosen, stops)
+        chosen, going_on = take_step(logits, sampling, with_logprobs, running, tokens, logprobs, stops)
         if step == sampling.max_new_tokens - 1 or not going_on.any():
             break
         if not going_on.all():

@@ -16,7 +16,7 @@ import torch
 
 from reasonkit.recurrent.schema import NO_RECURRENCE_ENGINES
 from reasonkit.rollout.base import EngineError, EngineInputs, Rollout, end_at_first_stop
-from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, left_padded, next_tokens
+from reasonkit.rollout.transformers_engine import TransformersEngine, held_or_loaded, left_padded, take_step
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,11 @@ def decode_without_cache(model, input_ids, attention_mask, sampling, stop_ids, d
             recurrences=depth.recurrences,
             exit_kl=depth.exit_kl,
         )
-        chosen, logp = next_tokens(out.logits[:, -1], sampling, with_logprobs)
-        for row, token, used in zip(running.tolist(), chosen.tolist(), out.recurrence_steps[:, -1].tolist()):
-            tokens[row].append(token)
+        chosen, going_on = take_step(
+            out.logits[:, -1], sampling, with_logprobs, running, tokens, logprobs, stops
+        )
+        for row, used in zip(running.tolist(), out.recurrence_steps[:, -1].tolist()):
             steps[row].append(used)
-        if with_logprobs:
-            for row, value in zip(running.tolist(), logp.gather(-1, chosen[:, None]).squeeze(-1).tolist()):
-                logprobs[row].append(value)
-        going_on = ~torch.isin(chosen, stops)
         if step == sampling.max_new_tokens - 1 or not going_on.any():
             break
         kept = going_on.nonzero().squeeze(-1)

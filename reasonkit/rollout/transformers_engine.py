@@ -164,14 +164,8 @@ def decode(
     positions = positions[:, -1:].repeat_interleave(n, dim=0)
     last_logits = out.logits[:, -1].repeat_interleave(n, dim=0)  # [rows, V]
     for step in range(sampling.max_new_tokens):
-        chosen, logp = next_tokens(last_logits if step == 0 else out.logits[:, -1], sampling, with_logprobs)
-        rows = running.tolist()
-        for row, token in zip(rows, chosen.tolist()):
-            tokens[row].append(token)
-        if with_logprobs:
-            for row, value in zip(rows, logp.gather(-1, chosen[:, None]).squeeze(-1).tolist()):
-                logprobs[row].append(value)
-        going_on = ~torch.isin(chosen, stops)
+        logits = last_logits if step == 0 else out.logits[:, -1]
+        chosen, going_on = take_step(logits, sampling, with_logprobs, running, tokens, logprobs, stops)
         if step == sampling.max_new_tokens - 1 or not going_on.any():
             break
         if not going_on.all():  # finished rows leave, with their cache
@@ -190,6 +184,23 @@ def decode(
             past_key_values=out.past_key_values, use_cache=True,
         )  # fmt: skip
     return tokens, logprobs
+
+
+def take_step(
+    logits: torch.Tensor, sampling: SamplingSettings, with_logprobs: bool, running: torch.Tensor,
+    tokens: list[list[int]], logprobs: list[list[float]], stops: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One decoding step of the ``running`` rows (their indices in ``tokens``): each row's next token drawn
+    from its ``logits`` and appended, with its log-probability when asked for; (the tokens [B], which rows
+    go on: those that drew no stop token [B])."""
+    chosen, logp = next_tokens(logits, sampling, with_logprobs)
+    rows = running.tolist()
+    for row, token in zip(rows, chosen.tolist()):
+        tokens[row].append(token)
+    if with_logprobs:
+        for row, value in zip(rows, logp.gather(-1, chosen[:, None]).squeeze(-1).tolist()):
+            logprobs[row].append(value)
+    return chosen, ~torch.isin(chosen, stops)
 
 
 def next_tokens(
