@@ -32,11 +32,12 @@ demo: install
 # Reasoning in latent space (continuous thought, pause tokens, direct, full trace) on the arithmetic task,
 # 3 seeds, CPU; runs/demo_latent/comparison.{json,png} (docs/latent-reasoning.md).
 demo-latent: install
-	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/latent_demo.py --seeds 0 1 2 --out runs/demo_latent
+	$(BIN)/python benchmarks/latent_demo.py --seeds 0 1 2 --out runs/demo_latent
 
-# Tool-integrated reasoning on 3-digit multiplication (recipes/demo/tools.yaml, docs/tools.md), one seed, CPU.
+# Tool-integrated reasoning on 3-digit multiplication (recipes/demo/tools.yaml, docs/tools.md): 3 seeds side
+# by side, CPU; runs/demo_tools/comparison.{json,png}.
 demo-tools: install
-	OMP_NUM_THREADS=2 $(BIN)/reasonkit run recipes/demo/tools.yaml --overwrite
+	$(BIN)/python benchmarks/tools_demo.py --seeds 0 1 2 --out runs/demo_tools
 
 # Recursive refinement (TRM) on 6x6 Sudoku: TRM vs a single pass vs an unshared stack, CPU, 2 threads.
 demo-trm: install

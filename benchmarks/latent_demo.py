@@ -2,9 +2,9 @@
 
     python benchmarks/latent_demo.py [--seeds 0 1 2] [--out runs/demo_latent] [--report-only]
 
-Each seed runs latent.yaml into ``<out>/seed-<N>`` and recurrent.yaml (a recurrent-depth model on direct
-answers: its architecture differs, hence its own recipe and base model) into ``<out>/seed-<N>/recurrent``,
-each with its own summary.json, curves and diagnostics. Then ``<out>/comparison.json`` and ``comparison.png``
+The seeds run side by side, one thread each (benchmarks/seeds.py). Each runs latent.yaml into
+``<out>/seed-<N>``, then recurrent.yaml (a recurrent-depth model on direct answers: its architecture
+differs, hence its own recipe and base model) into ``<out>/seed-<N>/recurrent``, each with its own summary.json, curves and diagnostics. Then ``<out>/comparison.json`` and ``comparison.png``
 hold, per model, held-out pass@1 and generated tokens per problem on every seed, and the recurrent model's
 pass@1 at each test-time depth; the floors the demo promises are checked on every seed: the model that thinks
 the first two steps latently (latent_stage2) keeps >= 85% of the full-trace model's accuracy with <= 60%
@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-RECIPES = Path(__file__).parents[1] / "recipes" / "demo"
+from seeds import recipe_command, run_seeds
+
 RECURRENT_DIR = "recurrent"  # where in a seed's folder recurrent.yaml runs
 # In the order the table and the figure show them.
 MODELS = [
@@ -37,21 +36,11 @@ MODELS = [
 ]
 
 
-def run_seed(seed: int, out: Path) -> float:
-    started = time.time()
-    for recipe, folder in [("latent.yaml", out), ("recurrent.yaml", out / RECURRENT_DIR)]:
-        command = [
-            sys.executable,
-            "-m",
-            "reasonkit",
-            "run",
-            str(RECIPES / recipe),
-            f"seed={seed}",
-            f"output_dir={folder}",
-            "--overwrite",
-        ]
-        subprocess.run(command, check=True)
-    return time.time() - started
+def seed_commands(seed: int, out: Path) -> list[list[str]]:
+    return [
+        recipe_command("latent.yaml", seed, out),
+        recipe_command("recurrent.yaml", seed, out / RECURRENT_DIR),
+    ]
 
 
 def models_of(summary: dict) -> dict[str, dict]:
@@ -60,9 +49,6 @@ def models_of(summary: dict) -> dict[str, dict]:
     for stage in summary["stages"].values():
         for name, by_benchmark in stage.get("models", {}).items():
             result = by_benchmark["test"]
-            # latent_two evaluates latent_stage2 again (the same curriculum): the first figure stands
-            if name in found:
-                continue
             found[name] = {
                 "pass@1": result["pass@1"]["value"],
                 "generated_tokens": result["generated_tokens"],
@@ -161,8 +147,7 @@ def main() -> int:
     args = parser.parse_args()
     seconds = {}
     if not args.report_only:
-        for seed in args.seeds:
-            seconds[seed] = run_seed(seed, args.out / f"seed-{seed}")
+        seconds = run_seeds({s: seed_commands(s, args.out / f"seed-{s}") for s in args.seeds}, args.out)
     comparison = report(args.out, args.seeds, seconds)
     return 0 if comparison["floors_hold_on_every_seed"] else 1
 

@@ -38,6 +38,11 @@ class LatentStage:
     splitter: str = "sentences"
     thoughts_per_step: int = 1  # c
     max_stage: int = 3  # curriculum stages 1..max_stage; the last is what the saved model thinks
+    # Continue the curriculum of the latent stage named in `init`, which ran stages 1..first_stage-1 with
+    # the same thoughts: run first_stage..max_stage. A stage's batches depend only on its number and the step
+    # within it, so with reset_optimizer this trains what one stage running 1..max_stage would, and the
+    # model after stage first_stage-1 is kept (a GRPO stage can start from it).
+    first_stage: int = 1
     steps_per_stage: int = 1000  # optimizer steps of each curriculum stage
     # A share of each batch trained at a uniformly drawn earlier stage (0..k-1), so earlier stages are not
     # forgotten (the reference's issues suggest ~5%).
@@ -80,6 +85,7 @@ def validate(name: str, stage: LatentStage, recipe: Recipe, trained: list[str]) 
     for key in ("thoughts_per_step", "max_stage", "steps_per_stage", "batch_size", "logging_steps"):
         if getattr(stage, key) < 1:
             errors.append(f"{where}.{key}: at least 1")
+    errors += _check_continuation(name, stage, recipe)
     if not 0 <= stage.mix_earlier <= 1:
         errors.append(f"{where}.mix_earlier: {stage.mix_earlier} is a share, between 0 and 1")
     if stage.thoughts == "pause" and stage.normalise_thoughts:
@@ -89,6 +95,33 @@ def validate(name: str, stage: LatentStage, recipe: Recipe, trained: list[str]) 
     if stage.init == "model" and recipe.model.path is not None:
         errors += check_model(recipe.model.path, where)
     return errors
+
+
+def _check_continuation(name: str, stage: LatentStage, recipe: Recipe) -> list[str]:
+    """``first_stage`` > 1 continues the latent stage named in ``init``, which must have stopped at the stage
+    before, with the same thoughts."""
+    where = f"stages.{name}.first_stage"
+    if not 1 <= stage.first_stage <= stage.max_stage:
+        return [f"{where}: {stage.first_stage} must be between 1 and max_stage ({stage.max_stage})"]
+    if stage.first_stage == 1:
+        return []
+    earlier = recipe.stages.get(stage.init)
+    if getattr(earlier, "type", None) != "latent":
+        return [
+            f"{where}: {stage.first_stage} continues a latent stage's curriculum, but init {stage.init!r} is "
+            "not a latent stage of this recipe; set init to the latent stage that ran the stages before"
+        ]
+    same = ("thoughts", "thoughts_per_step", "splitter", "normalise_thoughts")
+    differ = [key for key in same if getattr(earlier, key) != getattr(stage, key)]
+    if earlier.max_stage != stage.first_stage - 1 or differ:
+        return [
+            f"{where}: {stage.first_stage} continues stages.{stage.init}, which "
+            + (f"stops at stage {earlier.max_stage}" if earlier.max_stage != stage.first_stage - 1 else "")
+            + (" and " if earlier.max_stage != stage.first_stage - 1 and differ else "")
+            + (f"has another {', '.join(differ)}" if differ else "")
+            + f"; it must stop at stage {stage.first_stage - 1} with the same thoughts"
+        ]
+    return []
 
 
 def _check_splitter(where: str, splitter: str) -> list[str]:
@@ -206,7 +239,7 @@ def objective(stage: LatentStage) -> dict:
     c = stage.thoughts_per_step
     return {
         "method": f"latent ({stage.thoughts}): Coconut curriculum (Hao et al. 2024)",
-        "curriculum": f"stages 1..{stage.max_stage}: the trace's first k steps replaced by k*{c} thoughts, "
+        "curriculum": f"stages {stage.first_stage}..{stage.max_stage}: the trace's first k steps replaced by k*{c} thoughts, "
         f"{stage.steps_per_stage} steps each, optimizer {'reset' if stage.reset_optimizer else 'kept'} per stage, "
         f"{stage.mix_earlier:.0%} of rows at an earlier stage",
         "thoughts": "last hidden state fed back as the next input embedding, gradient through the whole chain"

@@ -1,8 +1,8 @@
 """The ``type: latent`` stage's trainer: the continuous-thought curriculum on (x, t, y), then evaluation.
 
-Curriculum stage k = 1..max_stage runs ``steps_per_stage`` optimizer steps on batches drawn by
-``data.draw`` (the first k steps of each trace replaced by k*c thoughts, a share of rows at earlier
-stages), each one forward chain (``thoughts.chain_forward``) and one backward; a fresh AdamW and schedule
+Curriculum stage k = 1..max_stage (first_stage..max_stage when continuing an earlier latent stage) runs
+``steps_per_stage`` optimizer steps on batches drawn by ``data.draw`` (the first k steps of each trace
+replaced by k*c thoughts, a share of rows at earlier stages), each one forward chain (``thoughts.chain_forward``) and one backward; a fresh AdamW and schedule
 at each stage (``reset_optimizer``). Loss: summed cross-entropy over the tokens after ``<|eot|>`` divided
 by the global batch's count of such tokens, so the update is the same on any number of processes.
 
@@ -62,7 +62,7 @@ class LatentRun:
         self.record = StageRecord(ctx, stage, "latent")
         self.seed = self.record.seed
         self.metrics: dict = {"models": {}}
-        self.curriculum_stage, self.stage_step, self.step = 1, 0, 0
+        self.curriculum_stage, self.stage_step, self.step = stage.first_stage, 0, 0
         self.evaluated: set[int] = set()
 
     def setup(self) -> None:
@@ -154,7 +154,7 @@ class LatentRun:
 
     def train(self) -> None:
         s = self.stage
-        total = s.max_stage * s.steps_per_stage
+        total = (s.max_stage - s.first_stage + 1) * s.steps_per_stage
         with tqdm(
             total=total, initial=self.step, desc=f"latent {self.ctx.name}", unit="step",
             disable=not self.ctx.is_main_process,

@@ -167,6 +167,26 @@ def test_a_resumed_run_ends_with_the_weights_of_one_that_never_stopped(trained, 
     assert set(summary["stages"]["latent"]["models"]) == {"latent_stage1", "latent_stage2"}
 
 
+def test_a_curriculum_continued_by_a_second_stage_ends_with_the_weights_of_one_stage(trained, tmp_path):
+    """Stage 1 in one latent stage, stage 2 in another continuing it (first_stage: 2): the same model as one
+    stage running both, the first stage's model kept on the way."""
+    out, _ = trained
+    stages = {
+        "sft": SFT,
+        "latent_one": latent_stage(max_stage=1),
+        "latent": latent_stage(init="latent_one", first_stage=2),
+    }
+    summary = run_recipe(recipe(tmp_path / "run", stages))
+    expected = load_file(out / "latent" / "model" / "model.safetensors")
+    got = load_file(tmp_path / "run" / "latent" / "model" / "model.safetensors")
+    for name, weight in expected.items():
+        torch.testing.assert_close(got[name], weight, rtol=0, atol=1e-6, msg=name)
+    assert set(summary["stages"]["latent_one"]["models"]) == {"latent_stage1"}
+    assert set(summary["stages"]["latent"]["models"]) == {"latent_stage2"}
+    assert summary["stages"]["latent"]["steps"] == 3
+    assert read_latent_settings(tmp_path / "run" / "latent_one" / "model").thoughts == 2
+
+
 @pytest.fixture(scope="module")
 def qwen2_model_dir(tmp_path_factory):
     """A second architecture: a tiny Qwen2 with the tiny tokenizer, saved as a hub model would be."""
@@ -222,6 +242,28 @@ def test_validate_refuses_vllm_for_a_latent_model_and_impossible_settings(tmp_pa
     message = str(refused.value)
     assert "did you mean 'sentences'" in message and "pause tokens feed no state back" in message
     assert "mix_earlier: 1.5 is a share" in message and "thoughts_per_step: at least 1" in message
+
+
+def test_validate_refuses_a_continuation_of_anything_but_the_latent_stage_before_it(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"first_stage: 2 continues a latent stage's curriculum, but init 'sft'"
+    ):
+        recipe(tmp_path, {"sft": SFT, "latent": latent_stage(first_stage=2)})
+    with pytest.raises(ConfigError, match=r"first_stage: 3 must be between 1 and max_stage \(2\)"):
+        recipe(tmp_path, {"sft": SFT, "latent": latent_stage(first_stage=3)})
+    one = latent_stage(max_stage=1)
+    with pytest.raises(
+        ConfigError, match=r"stops at stage 1 and has another thoughts_per_step; it must stop at stage 2"
+    ):
+        recipe(
+            tmp_path,
+            {
+                "sft": SFT,
+                "one": one,
+                "rest": latent_stage(init="one", first_stage=3, max_stage=3, thoughts_per_step=1),
+            },
+        )
+    recipe(tmp_path, {"sft": SFT, "one": one, "rest": latent_stage(init="one", first_stage=2)})
 
 
 def test_validate_refuses_a_model_without_inputs_embeds_and_a_tokenizer_without_added_tokens(

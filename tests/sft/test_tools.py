@@ -152,3 +152,26 @@ def test_a_conversation_without_an_answer_is_refused_naming_its_row(tmp_path, to
     )
     with pytest.raises(DataError, match=r"data.train: row 3: the format contract reads no answer"):
         run.setup()
+
+
+def test_the_tiny_base_model_of_a_recipe_that_distils_tool_calls_reads_a_call_in_a_few_tokens(tmp_path):
+    """The tiny tokenizer learns from the text the recipe trains on: with an sft stage with tools, that
+    includes the calls as the template writes them, so a call's JSON is not spelt out character by
+    character (which made the tool conversations three times longer than the calls they carry)."""
+    from reasonkit.pipeline import build_tiny_base_model
+
+    call = '<tool_call>{"name": "calculator", "arguments": {"expression": "'
+
+    def call_tokens(stage: dict) -> int:
+        raw = {
+            "output_dir": str(tmp_path / "run"),
+            "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
+            "data": {"task": "arithmetic", "arithmetic": {"digits": 2, "test_size": 10, "train_size": 300}},
+            "stages": {"sft": {"max_steps": 1, **stage}},
+        }
+        folder = tmp_path / f"base-{len(stage)}"
+        build_tiny_base_model(build_recipe(raw), folder)
+        return len(load_tokenizer(str(folder))(call, add_special_tokens=False)["input_ids"])
+
+    assert call_tokens({"tools": {"functions": ["calculator"]}}) <= 5
+    assert call_tokens({}) > 20  # without tool stages, the tokenizer never saw a call
