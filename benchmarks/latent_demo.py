@@ -2,10 +2,10 @@
 
     python benchmarks/latent_demo.py [--seeds 0 1 2] [--out runs/demo_latent] [--report-only]
 
-The seeds run side by side, one thread each (benchmarks/seeds.py). Each runs latent.yaml into
+The seeds run one after another, each on every core (benchmarks/seeds.py). Each runs latent.yaml into
 ``<out>/seed-<N>``, then recurrent.yaml (a recurrent-depth model on direct answers: its architecture
-differs, hence its own recipe and base model) into ``<out>/seed-<N>/recurrent``, each with its own summary.json, curves and diagnostics. Then ``<out>/comparison.json`` and ``comparison.png``
-hold, per model, held-out pass@1 and generated tokens per problem on every seed, and the recurrent model's
+differs, hence its own recipe and base model) into ``<out>/seed-<N>/recurrent``, each with its own
+summary.json, curves and diagnostics. Then ``<out>/comparison.json`` and ``comparison.png`` hold, per model, held-out pass@1 and generated tokens per problem on every seed, and the recurrent model's
 pass@1 at each test-time depth; the floors the demo promises are checked on every seed: the model that thinks
 the first two steps latently (latent_stage2) keeps >= 85% of the full-trace model's accuracy with <= 60%
 of its generated tokens, and the full trace stays far above the direct answer (>= 30 points). The recurrent
@@ -147,7 +147,9 @@ def main() -> int:
     args = parser.parse_args()
     seconds = {}
     if not args.report_only:
-        seconds = run_seeds({s: seed_commands(s, args.out / f"seed-{s}") for s in args.seeds}, args.out)
+        seconds = run_seeds(
+            {s: seed_commands(s, args.out / f"seed-{s}") for s in args.seeds}, args.out, side_by_side=False
+        )
     comparison = report(args.out, args.seeds, seconds)
     return 0 if comparison["floors_hold_on_every_seed"] else 1
 

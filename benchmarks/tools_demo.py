@@ -133,7 +133,7 @@ def main() -> int:
     seconds = {}
     if not args.report_only:
         commands = {s: [recipe_command("tools.yaml", s, args.out / f"seed-{s}")] for s in args.seeds}
-        seconds = run_seeds(commands, args.out)
+        seconds = run_seeds(commands, args.out, side_by_side=True)
     comparison = report(args.out, args.seeds, seconds)
     return 0 if comparison["floors_hold_on_every_seed"] else 1
 

@@ -130,14 +130,14 @@ def _tracker_run(recipe: Recipe, name: str, stage, out: Path, is_main_process: b
 
 def build_tiny_base_model(recipe: Recipe, directory: Path) -> None:
     """Train a tokenizer on the recipe's own training text and save a randomly initialised model with it."""
-    from reasonkit.models import save_tiny_model, train_tiny_tokenizer
+    from reasonkit.models import save_tiny_model
 
     # the traces too when a stage trains on them (sft's `traces`)
     need_trace = any(getattr(s, "traces", False) for s in recipe.stages.values())
     examples, _ = load_examples(recipe.data, "train", need_trace=need_trace)
     sample = examples[:TOKENIZER_CORPUS_SIZE]
     corpus = [ex.prompt for ex in sample] + [format_completion(ex.trace, ex.answer) for ex in sample]
-    corpus += tool_conversation_text(recipe, train_tiny_tokenizer(corpus))
+    corpus += tool_conversation_text(recipe, corpus)
     tiny = recipe.model.tiny
     save_tiny_model(
         directory,
@@ -151,11 +151,11 @@ def build_tiny_base_model(recipe: Recipe, directory: Path) -> None:
     )
 
 
-def tool_conversation_text(recipe: Recipe, draft_tokenizer) -> list[str]:
+def tool_conversation_text(recipe: Recipe, corpus: list[str]) -> list[str]:
     """The conversations an sft stage with tools trains on, as the chat template renders them (calls, tool
-    results and the tools' line), so that a call's JSON is a few tokens rather than one per character.
-    ``draft_tokenizer`` only renders the template; its vocabulary does not matter."""
+    results and the tools' line), so that a call's JSON is a few tokens rather than one per character."""
     from reasonkit.data.conversations import load_conversations
+    from reasonkit.models import train_tiny_tokenizer
     from reasonkit.tools.toolbox import Toolbox
 
     stages = [(name, s) for name, s in recipe.stages.items() if s.type == "sft" and s.tools is not None]
@@ -164,8 +164,9 @@ def tool_conversation_text(recipe: Recipe, draft_tokenizer) -> list[str]:
     name, stage = stages[0]
     toolbox = Toolbox(stage.tools, f"stages.{name}.tools")
     conversations, _ = load_conversations(recipe.data, "train")
+    renderer = train_tiny_tokenizer(corpus)  # only its chat template is used, not its vocabulary
     return [
-        draft_tokenizer.apply_chat_template(c.messages, tools=toolbox.schemas(c.row), tokenize=False)
+        renderer.apply_chat_template(c.messages, tools=toolbox.schemas(c.row), tokenize=False)
         for c in conversations[:TOKENIZER_CORPUS_SIZE]
     ]
 

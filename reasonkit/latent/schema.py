@@ -111,15 +111,14 @@ def _check_continuation(name: str, stage: LatentStage, recipe: Recipe) -> list[s
             f"{where}: {stage.first_stage} continues a latent stage's curriculum, but init {stage.init!r} is "
             "not a latent stage of this recipe; set init to the latent stage that ran the stages before"
         ]
+    problems = [f"stops at stage {earlier.max_stage}"] if earlier.max_stage != stage.first_stage - 1 else []
     same = ("thoughts", "thoughts_per_step", "splitter", "normalise_thoughts")
     differ = [key for key in same if getattr(earlier, key) != getattr(stage, key)]
-    if earlier.max_stage != stage.first_stage - 1 or differ:
+    problems += [f"has another {', '.join(differ)}"] if differ else []
+    if problems:
         return [
-            f"{where}: {stage.first_stage} continues stages.{stage.init}, which "
-            + (f"stops at stage {earlier.max_stage}" if earlier.max_stage != stage.first_stage - 1 else "")
-            + (" and " if earlier.max_stage != stage.first_stage - 1 and differ else "")
-            + (f"has another {', '.join(differ)}" if differ else "")
-            + f"; it must stop at stage {stage.first_stage - 1} with the same thoughts"
+            f"{where}: {stage.first_stage} continues stages.{stage.init}, which {' and '.join(problems)}; "
+            f"it must stop at stage {stage.first_stage - 1} with the same thoughts"
         ]
     return []
 
@@ -239,8 +238,8 @@ def objective(stage: LatentStage) -> dict:
     c = stage.thoughts_per_step
     return {
         "method": f"latent ({stage.thoughts}): Coconut curriculum (Hao et al. 2024)",
-        "curriculum": f"stages {stage.first_stage}..{stage.max_stage}: the trace's first k steps replaced by k*{c} thoughts, "
-        f"{stage.steps_per_stage} steps each, optimizer {'reset' if stage.reset_optimizer else 'kept'} per stage, "
+        "curriculum": f"stages {stage.first_stage}..{stage.max_stage}: the trace's first k steps replaced by "
+        f"k*{c} thoughts, {stage.steps_per_stage} steps each, optimizer {'reset' if stage.reset_optimizer else 'kept'} per stage, "
         f"{stage.mix_earlier:.0%} of rows at an earlier stage",
         "thoughts": "last hidden state fed back as the next input embedding, gradient through the whole chain"
         + (", rescaled to the embeddings' mean norm" if stage.normalise_thoughts else "")
