@@ -2,7 +2,7 @@
 
     python benchmarks/latent_demo.py [--seeds 0 1 2] [--out runs/demo_latent] [--report-only]
 
-The seeds run one after another, each on every core (benchmarks/seeds.py). Each runs latent.yaml into
+The seeds run side by side, one thread each (benchmarks/seeds.py). Each runs latent.yaml into
 ``<out>/seed-<N>``, then recurrent.yaml (a recurrent-depth model on direct answers: its architecture
 differs, hence its own recipe and base model) into ``<out>/seed-<N>/recurrent``, each with its own
 summary.json, curves and diagnostics. Then ``<out>/comparison.json`` and ``comparison.png`` hold, per model, held-out pass@1 and generated tokens per problem on every seed, and the recurrent model's
@@ -14,12 +14,11 @@ model has no floor.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from seeds import recipe_command, run_seeds
+from seeds import demo_main, recipe_command
 
 RECURRENT_DIR = "recurrent"  # where in a seed's folder recurrent.yaml runs
 # In the order the table and the figure show them.
@@ -72,6 +71,7 @@ def floors(models: dict[str, dict]) -> dict[str, bool]:
 
 
 def report(out: Path, seeds: list[int], seconds: dict[int, float]) -> dict:
+    """Every seed's figures and floors (the table printed, comparison.png drawn)."""
     per_seed = {}
     for seed in seeds:
         folder = out / f"seed-{seed}"
@@ -83,11 +83,6 @@ def report(out: Path, seeds: list[int], seconds: dict[int, float]) -> dict:
             "wall_seconds": seconds.get(seed, sum(s["wall_seconds"] for s in summaries)),
         }
         per_seed[seed]["floors"] = floors(per_seed[seed]["models"])
-    comparison = {
-        "seeds": per_seed,
-        "floors_hold_on_every_seed": all(all(s["floors"].values()) for s in per_seed.values()),
-    }
-    (out / "comparison.json").write_text(json.dumps(comparison, indent=2))
     print(f"{'model':<15}" + "".join(f"  seed {s}: pass@1  tokens" for s in seeds))
     for name in MODELS:
         cells = []
@@ -100,11 +95,8 @@ def report(out: Path, seeds: list[int], seconds: dict[int, float]) -> dict:
         if depths:
             cells = ", ".join(f"{d} {r['pass@1']:.1%} ({r['iterations']:.1f} it.)" for d, r in depths.items())
             print(f"seed {seed} recurrent by depth: {cells}")
-    for seed in seeds:
-        checks = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in per_seed[seed]["floors"].items())
-        print(f"seed {seed} ({per_seed[seed]['wall_seconds']:.0f} s): {checks}")
     plot(per_seed, out / "comparison.png")
-    return comparison
+    return per_seed
 
 
 def plot(per_seed: dict, path: Path) -> None:
@@ -137,22 +129,5 @@ def plot(per_seed: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=Path("runs/demo_latent"))
-    parser.add_argument("--report-only", action="store_true", help="compare the runs already in --out")
-    args = parser.parse_args()
-    seconds = {}
-    if not args.report_only:
-        seconds = run_seeds(
-            {s: seed_commands(s, args.out / f"seed-{s}") for s in args.seeds}, args.out, side_by_side=False
-        )
-    comparison = report(args.out, args.seeds, seconds)
-    return 0 if comparison["floors_hold_on_every_seed"] else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(demo_main(__doc__, "runs/demo_latent", seed_commands, report))

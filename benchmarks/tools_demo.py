@@ -12,14 +12,17 @@ below the model it started from.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from seeds import recipe_command, run_seeds
+from seeds import demo_main, recipe_command
 
 MODELS = ["direct", "trace", "tool_trace", "grpo"]  # in the order the table and the figure show them
+
+
+def seed_commands(seed: int, out: Path) -> list[list[str]]:
+    return [recipe_command("tools.yaml", seed, out)]
 
 
 def models_of(summary: dict) -> dict[str, dict]:
@@ -56,6 +59,7 @@ def floors(models: dict[str, dict]) -> dict[str, bool]:
 
 
 def report(out: Path, seeds: list[int], seconds: dict[int, float]) -> dict:
+    """Every seed's figures and floors (the table printed, comparison.png drawn)."""
     per_seed = {}
     for seed in seeds:
         summary = json.loads((out / f"seed-{seed}" / "summary.json").read_text())
@@ -66,11 +70,6 @@ def report(out: Path, seeds: list[int], seconds: dict[int, float]) -> dict:
             "floors": floors(models),
             "wall_seconds": seconds.get(seed, summary["wall_seconds"]),
         }
-    comparison = {
-        "seeds": per_seed,
-        "floors_hold_on_every_seed": all(all(s["floors"].values()) for s in per_seed.values()),
-    }
-    (out / "comparison.json").write_text(json.dumps(comparison, indent=2))
     print(f"{'model':<11}" + "".join(f"  seed {s}: pass@1 (no tools)  calls" for s in seeds))
     for name in MODELS:
         cells = []
@@ -91,11 +90,8 @@ def report(out: Path, seeds: list[int], seconds: dict[int, float]) -> dict:
             f"{g['last_tool_calls']:.2f}, failed calls {g['first_failed_tool_calls']:.1%} -> "
             f"{g['last_failed_tool_calls']:.1%}"
         )
-    for seed in seeds:
-        checks = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in per_seed[seed]["floors"].items())
-        print(f"seed {seed} ({per_seed[seed]['wall_seconds']:.0f} s): {checks}")
     plot(per_seed, out / "comparison.png")
-    return comparison
+    return per_seed
 
 
 def plot(per_seed: dict, path: Path) -> None:
@@ -122,21 +118,5 @@ def plot(per_seed: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=Path("runs/demo_tools"))
-    parser.add_argument("--report-only", action="store_true", help="compare the runs already in --out")
-    args = parser.parse_args()
-    seconds = {}
-    if not args.report_only:
-        commands = {s: [recipe_command("tools.yaml", s, args.out / f"seed-{s}")] for s in args.seeds}
-        seconds = run_seeds(commands, args.out, side_by_side=True)
-    comparison = report(args.out, args.seeds, seconds)
-    return 0 if comparison["floors_hold_on_every_seed"] else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(demo_main(__doc__, "runs/demo_tools", seed_commands, report))
