@@ -16,6 +16,7 @@ from reasonkit.manifest import read_manifest
 from reasonkit.pipeline import run_recipe
 from reasonkit.recipe import build_recipe
 from tests.conftest import TINY_SIZES
+from tests.helpers.killed_run import killed_after_first_checkpoint
 
 DATA = {"task": "arithmetic", "arithmetic": {"test_size": 12, "train_size": 64}}
 
@@ -142,16 +143,9 @@ def test_the_eval_stage_and_the_command_run_the_saved_latent_model_with_its_thou
 def test_a_resumed_run_ends_with_the_weights_of_one_that_never_stopped(trained, tmp_path):
     out, _ = trained
     copy = tmp_path / "run"
-    shutil.copytree(out, copy)
-    saved = copy / "recipe.yaml"
-    saved.write_text(saved.read_text().replace(str(out), str(copy)))
-    latent = copy / "latent"
     # as if killed after the checkpoint of step 2 (mid stage 1): later checkpoints, model and done gone
-    for later in sorted((latent / "checkpoints").glob("step-*"))[1:]:
-        shutil.rmtree(later)
-    shutil.rmtree(latent / "model")
-    (latent / "done.json").unlink()
-    (copy / "eval" / "done.json").unlink()
+    killed_after_first_checkpoint(out, copy, "latent", later_stages=["eval"])
+    latent = copy / "latent"
     stages = {
         "sft": SFT,
         "latent": latent_stage(save_steps=2),

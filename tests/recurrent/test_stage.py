@@ -3,7 +3,6 @@ evaluated at several test-time depths with the adaptive exit, its diagnostics; `
 what `validate` refuses."""
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from reasonkit.cli import main
 from reasonkit.config import ConfigError
 from reasonkit.pipeline import run_recipe
 from reasonkit.recipe import build_recipe
+from tests.helpers.killed_run import killed_after_first_checkpoint
 
 RECURRENT_TINY = {
     "hidden_size": 64,
@@ -74,16 +74,9 @@ def test_the_sft_stage_trains_every_part_and_the_eval_stage_reports_each_depth(t
 def test_a_resumed_run_ends_with_the_weights_and_draws_of_one_that_never_stopped(trained, tmp_path):
     out, _ = trained
     copy = tmp_path / "run"
-    shutil.copytree(out, copy)
-    saved = copy / "recipe.yaml"
-    saved.write_text(saved.read_text().replace(str(out), str(copy)))
-    sft = copy / "sft"
     # as if killed after the checkpoint of step 3: later checkpoints, model and done gone
-    for later in sorted((sft / "checkpoints").glob("step-*"))[1:]:
-        shutil.rmtree(later)
-    shutil.rmtree(sft / "model")
-    (sft / "done.json").unlink()
-    (copy / "eval" / "done.json").unlink()
+    killed_after_first_checkpoint(out, copy, "sft", later_stages=["eval"])
+    sft = copy / "sft"
     run_recipe(recipe(copy), resume=True)
     expected = load_file(out / "sft" / "model" / "model.safetensors")
     got = load_file(sft / "model" / "model.safetensors")
