@@ -13,7 +13,7 @@ advantage is 0 (all of a group whose rewards are equal) have no gradient and are
 forward pass; the normalisers still count them, so the update is the one without skipping.
 
 A latent model (``latent.json`` beside its weights) is sampled by the latent engine and its log-probs run
-its chain of thoughts (latent/logprobs.py): chosen once at setup, in one process (docs/latent-reasoning.md).
+its chain of thoughts: what differs is ``self.thinking`` (grpo/thinking.py), chosen once at setup.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import asdict
 
 import torch
 from accelerate import Accelerator
@@ -32,12 +31,11 @@ from transformers import get_scheduler
 import rewards as reward_registry
 from reasonkit.algorithms import group_advantages
 from reasonkit.checkpoints import checkpoint_to_resume, resuming_from, saving_checkpoint
-from reasonkit.config import ConfigError
-from reasonkit.data import PromptFormat, load_prompt_rows, prompt_format, rl_split
+from reasonkit.data import load_prompt_rows, rl_split
 from reasonkit.grpo.async_rollouts import RolloutSource, stage_sampling, version_lag_metrics
 from reasonkit.grpo.batch import Batch, Progress, PromptSampler, Scored, Selection
 from reasonkit.grpo.distributed import check_world, fit_deepspeed_config, prompt_shard
-from reasonkit.grpo.logprobs import completion_logprobs, micro_batch_shape, micro_batches
+from reasonkit.grpo.logprobs import micro_batch_shape, micro_batches
 from reasonkit.grpo.objective import grpo_objective
 from reasonkit.grpo.schema import GRPOStage
 from reasonkit.grpo.scoring import (
@@ -54,9 +52,8 @@ from reasonkit.grpo.step_metrics import (
     run_summary,
     step_metrics,
 )
+from reasonkit.grpo.thinking import thinking_of
 from reasonkit.grpo.update import PolicyUpdate
-from reasonkit.latent.engine import latent_engine_class, read_latent_settings, write_latent_settings
-from reasonkit.latent.logprobs import latent_logprobs
 from reasonkit.launch import forget_mixed_precision, process_state
 from reasonkit.manifest import write_manifest
 from reasonkit.metrics import reward_logs
@@ -68,7 +65,7 @@ from reasonkit.models import (
     match_vocabulary,
 )
 from reasonkit.precision import autocast, autocast_dtype, launch_mixed_precision, load_dtype
-from reasonkit.rollout import EngineInputs, engine_class
+from reasonkit.rollout import EngineInputs
 from reasonkit.schedule import adamw, scheduler_type
 from reasonkit.stage import StageContext, StageRecord, save_stage_model
 from reasonkit.tools.generation import generation_for
@@ -85,12 +82,8 @@ class GRPORun:
         self.ctx, self.stage, self.resume = ctx, stage, resume
         self.record = StageRecord(ctx, stage, "grpo")
         self.seed, self.checkpoint_root = self.record.seed, ctx.checkpoint_root
-        # A latent model (latent.json beside its weights) thinks before it writes: it is sampled by the
-        # latent engine and trained through its chain of thoughts (latent/logprobs.py).
-        self.latent = read_latent_settings(ctx.init_path)
-        self.engine_class = (
-            latent_engine_class(stage.engine, ctx.init_path) if self.latent else engine_class(stage.engine)
-        )
+        self.thinking = thinking_of(ctx.init_path)  # in text, or in latent thoughts before the text
+        self.engine_class = self.thinking.engine_class(stage.engine)
 
     def setup(self) -> None:
         process_state()
@@ -106,13 +99,7 @@ class GRPORun:
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         check_world(self.stage, self.ctx.name, self.world)
         deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
-        if self.latent and (self.world > 1 or deepspeed):
-            # The chain calls the model once per thought before one backward: DDP's reducer and DeepSpeed
-            # expect one forward per backward (the latent stage sums its gradients itself instead).
-            raise ConfigError(
-                f"stages.{self.ctx.name}: GRPO on a latent model ({self.ctx.init_path}) runs in one process "
-                "without DeepSpeed so far; launch it without accelerate's multi-process or DeepSpeed config"
-            )
+        self.thinking.check_launch(f"stages.{self.ctx.name}", self.world, deepspeed)
         self.deepspeed_config = None
         if deepspeed:
             self.deepspeed_config = self.accelerator.state.deepspeed_plugin.deepspeed_config
@@ -224,7 +211,7 @@ class GRPORun:
             sync_engine=self._sync_engine,
             progress=self.progress,
             checkpoint_root=self.checkpoint_root,
-            logprobs=latent_logprobs(self.latent) if self.latent else completion_logprobs,
+            logprobs=self.thinking.logprobs(),
         )
 
     @contextlib.contextmanager
@@ -248,12 +235,7 @@ class GRPORun:
         self.tokenizer = load_tokenizer(self.ctx.init_path)
         model = load_model(self.ctx.init_path, self.load_dtype, model_cfg.attn_implementation)
         ensure_distinct_pad(self.tokenizer, model)
-        # A latent model's prompts open the think block: the engine appends <|bot|> right after <think>.
-        self.fmt = (
-            PromptFormat(think_prefilled=True)
-            if self.latent
-            else prompt_format(self.tokenizer, model_cfg.think_prefill)
-        )
+        self.fmt = self.thinking.prompt_format(self.tokenizer, model_cfg.think_prefill)
         # The KL reference is the starting policy, frozen: with LoRA, the policy with its adapters
         # disabled (no second copy); else a copy, sharded too under ZeRO-3.
         self.ref_model = None
@@ -268,7 +250,7 @@ class GRPORun:
             self.ref_model.eval().requires_grad_(False)
         self.policy = model
         self.layout, self.token_budget = micro_batch_shape(
-            "padded" if self.latent else self.stage.micro_batch_layout,  # the thought chain's is padded
+            self.thinking.micro_batch_layout(self.stage.micro_batch_layout),
             self.stage.token_budget,
             model_cfg.attn_implementation,
             self.accelerator.device.type,
@@ -453,13 +435,10 @@ class GRPORun:
         return gather_object(list(values)) if self.world > 1 else list(values)
 
     def objective(self) -> dict:
-        objective = grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)
-        if self.latent:
-            objective["thoughts"] = (
-                f"{self.latent.thoughts} thoughts before the text ({asdict(self.latent)}), the completion's "
-                "log-probs through the whole chain of thoughts"
-            )
-        return objective
+        return (
+            grpo_objective(self.stage, self.rewards, self.engine.logprobs_are_trainers)
+            | self.thinking.describe()
+        )
 
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG states, data position and the batches generated ahead, so a
@@ -505,8 +484,7 @@ class GRPORun:
                 think_prefilled=self.fmt.think_prefilled,
                 save_merged=bool(self.stage.lora and self.stage.lora.save_merged),
             )
-            if self.latent:  # the model still thinks as it did
-                write_latent_settings(self.ctx.model_dir, self.latent)
+            self.thinking.save(self.ctx.model_dir)
         self.accelerator.wait_for_everyone()
 
     def cleanup(self) -> dict:

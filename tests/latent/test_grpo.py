@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from reasonkit.cli import main
 from reasonkit.config import ConfigError
-from reasonkit.latent.engine import read_latent_settings
+from reasonkit.grpo.thinking import thinking_of
+from reasonkit.latent.engine import LatentSettings, read_latent_settings, write_latent_settings
 from reasonkit.manifest import read_manifest
 from reasonkit.pipeline import run_recipe
 from tests.latent.test_stage import SFT, latent_stage, recipe
@@ -86,3 +87,14 @@ def test_validate_refuses_grpo_on_a_latent_model_where_it_cannot_think(tmp_path,
     assert f"stages.eval.engine: {engine} cannot run 'grpo', a latent model" in message
     with pytest.raises(ConfigError, match=r"stages.more.init: 'latent' is a latent model; a sft stage"):
         recipe(tmp_path, {"sft": SFT, "latent": latent_stage(), "more": {**SFT, "init": "latent"}})
+
+
+def test_grpo_on_a_latent_model_under_several_processes_or_deepspeed_is_refused_with_how_to_launch(tmp_path):
+    write_latent_settings(tmp_path, LatentSettings(thoughts=4))
+    thinking = thinking_of(str(tmp_path))
+    thinking.check_launch("stages.grpo", world=1, deepspeed=False)
+    for world, deepspeed in [(2, False), (1, True)]:
+        with pytest.raises(ConfigError, match="runs in one process without DeepSpeed so far; launch it"):
+            thinking.check_launch("stages.grpo", world=world, deepspeed=deepspeed)
+    text_model = tmp_path / "elsewhere"
+    thinking_of(str(text_model)).check_launch("stages.grpo", world=2, deepspeed=True)
