@@ -31,6 +31,10 @@ The built-in rewards accept both shapes (``accepts_both``).
 ``global_step``, the optimisation steps finished before this batch), ``log_metric(name, value)`` and
 ``log_extra(column, values)``. Rewards run one completion per call here (``rewards.pool``), so what a
 reward logs is collected per call (``RewardLog``) and put together per batch by the caller.
+
+**Environments.** A reward that names an ``environments`` parameter (TRL's, with ``environment_factory``)
+gets the environment instance that ran each completion, the list of one per call
+(``[env.reward for env in environments]`` reads the state a rollout left): ``takes_environments``.
 """
 
 from __future__ import annotations
@@ -228,6 +232,18 @@ def call_reward(
             f"`completions: {other}` on it in the recipe, or --completions {other})"
         )
         raise
+
+
+def takes_environments(fn) -> bool:
+    """Whether a reward reads the environment instances of its completions (names ``environments``).
+
+    >>> takes_environments(lambda environments, **kwargs: []), takes_environments(lambda completions, **kwargs: [])
+    (True, False)
+    """
+    try:
+        return "environments" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a callable without a signature (a builtin)
+        return False
 
 
 def describe_error(exc: BaseException) -> str:

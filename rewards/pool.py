@@ -13,6 +13,11 @@ samples are failures too), so a reward that always hangs costs a few time limits
 Each call follows ``rewards.convention`` (the shape of prompts and completions, ``trainer_state``,
 ``log_metric``, ``log_extra``); what the rewards log is in ``RewardPool.logs`` after each batch.
 
+A reward that reads ``environments`` (TRL's ``environment_factory`` instances) runs in this process,
+where the instances are (they need not pickle, and their state is the rollout's): each call in a thread
+of its own under the same time limit. A thread that hangs cannot be killed; it is left behind, its call
+a failure, and the breaker counts it like a worker's time-out.
+
 ``workers=0`` calls the rewards in this process instead: no time limit, for debugging.
 """
 
@@ -24,12 +29,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
-from rewards.convention import RewardLog, TrainerState, call_reward, describe_error
+from rewards.convention import RewardLog, TrainerState, call_reward, describe_error, takes_environments
 
 STARTUP_SECONDS = 60
 BREAKER = 4  # time-outs in a row after which a reward is given up for the rest of the batch
@@ -207,12 +213,15 @@ class _Worker:
 
 
 class RewardPool:
-    """Workers that score completions with a fixed set of named rewards."""
+    """Workers that score completions with a fixed set of named rewards (those that read environments run
+    here, see above)."""
 
     def __init__(self, calls: dict[str, RewardCall], workers: int, timeout: float):
-        self.calls, self.timeout = calls, timeout
+        self.calls, self.timeout, self.workers = calls, timeout, workers
         self.functions = {name: call.resolve() for name, call in calls.items()}  # fails early, here
-        self._workers = [_Worker(calls) for _ in range(workers)]
+        self.reading_environments = [name for name, fn in self.functions.items() if takes_environments(fn)]
+        self.remote = {n: c for n, c in calls.items() if workers and n not in self.reading_environments}
+        self._workers = [_Worker(self.remote) for _ in range(workers)] if self.remote else []
         self.logs = BatchLogs()  # what the rewards logged while scoring the last batch
 
     def __enter__(self):
@@ -227,32 +236,22 @@ class RewardPool:
         self._workers = []
 
     def score(
-        self, prompts: list, completions: list[str], columns: dict[str, list]
+        self,
+        prompts: list,
+        completions: list[str],
+        columns: dict[str, list],
+        environments: list | None = None,
     ) -> tuple[dict[str, list[float | None]], list[Failure]]:
         """Every reward on every completion: values (None where the reward does not apply or failed).
 
         ``columns``: one value per completion, except ``trainer_state`` (one for the batch).
+        ``environments``: the instance that ran each completion, for the rewards that read them.
         """
         columns = dict(columns)
         trainer_state = columns.pop("trainer_state", None)
         scores = {name: [None] * len(completions) for name in self.calls}
         failures: list[Failure] = []
         self.logs = BatchLogs(size=len(completions))
-        if not self._workers:
-            for name, fn in self.functions.items():
-                for i in range(len(completions)):
-                    shape = self.calls[name].completions
-                    status, value, logged = try_call_one(
-                        fn, prompts[i], completions[i], columns, i, shape, trainer_state
-                    )
-                    self.logs.add(name, i, logged)
-                    if status == "ok":
-                        scores[name][i] = value
-                    else:
-                        failures.append(Failure(name, i, value))
-            return scores, failures
-
-        pending = deque((name, i) for name in self.calls for i in range(len(completions)))
         timeouts_in_a_row = dict.fromkeys(self.calls, 0)
         given_up: set[str] = set()
 
@@ -267,12 +266,17 @@ class RewardPool:
             if timeouts_in_a_row[name] >= BREAKER:
                 given_up.add(name)
 
+        def skip(name, i) -> bool:
+            if name in given_up:
+                failures.append(Failure(name, i, f"skipped: timed out {BREAKER} times in a row"))
+            return name in given_up
+
+        pending = deque((name, i) for name in self.remote for i in range(len(completions)))
         while pending or any(w.task for w in self._workers):
             for worker in self._workers:
                 while worker.task is None and pending:
                     name, i = pending.popleft()
-                    if name in given_up:
-                        failures.append(Failure(name, i, f"skipped: timed out {BREAKER} times in a row"))
+                    if skip(name, i):
                         continue
                     row = {k: [v[i]] for k, v in columns.items()}
                     worker.conn.send((name, prompts[i], completions[i], row, trainer_state))
@@ -300,11 +304,42 @@ class RewardPool:
                 elif time.monotonic() >= deadline:
                     self._replace(slot)
                     record(name, i, "timeout", f"timed out after {self.timeout:g} s")
+
+        here_columns = {**columns, "environments": environments or [None] * len(completions)}
+        for name in (n for n in self.calls if n not in self.remote):
+            reward_columns = here_columns if name in self.reading_environments else columns
+            for i in range(len(completions)):
+                if not skip(name, i):
+                    called = self._call_here(
+                        name, prompts[i], completions[i], reward_columns, i, trainer_state
+                    )
+                    record(name, i, *called)
         return scores, failures
+
+    def _call_here(self, name, prompt, completion, columns, i, trainer_state) -> tuple[str, object, tuple]:
+        """One call in this process: in a thread under the time limit, or (``workers=0``) without one."""
+
+        def call():
+            shape = self.calls[name].completions
+            return try_call_one(self.functions[name], prompt, completion, columns, i, shape, trainer_state)
+
+        if not self.workers:
+            return call()
+        result = []
+        thread = threading.Thread(target=lambda: result.append(call()), name=f"reward {name}", daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        if result:
+            return result[0]
+        return (
+            "timeout",
+            f"timed out after {self.timeout:g} s (left running in a thread of the trainer)",
+            ({}, {}),
+        )
 
     def _replace(self, slot: int) -> None:
         self._workers[slot].kill()
-        self._workers[slot] = _Worker(self.calls)
+        self._workers[slot] = _Worker(self.remote)
 
 
 def default_workers() -> int:

@@ -40,6 +40,7 @@ STANDARD_PARAMETERS = {
     "trainer_state",
     "log_extra",
     "log_metric",
+    "environments",
 }
 # Columns that hold a gold answer: a reward naming one judges answers.
 ANSWER_COLUMNS = ("answer", "solution")

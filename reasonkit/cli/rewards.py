@@ -9,7 +9,7 @@ import rewards
 from reasonkit.cli.options import schema_default
 from reasonkit.grpo.schema import RewardSpec
 from rewards.check import Verdict, battery, run_check
-from rewards.convention import SHAPES, DecidedShape, prompt_text, shape_for
+from rewards.convention import SHAPES, DecidedShape, prompt_text, shape_for, takes_environments
 from rewards.pool import default_workers
 
 # The verdicts that fail the check (exit 1): refusals of other correct forms are reported only.
@@ -82,6 +82,14 @@ def check_reward(args: argparse.Namespace) -> int:
         checks = args.checks or rewards.registry.what_it_checks(args.spec, reward_args)
     except (rewards.RewardNotFound, rewards.registry.RewardArgumentError, ValueError) as exc:
         print(f"reasonkit: error: {exc}", file=sys.stderr)
+        return 2
+    if takes_environments(reward):
+        print(
+            f"reasonkit: error: {args.spec} reads `environments` (the state rollouts leave in TRL's "
+            "environment_factory instances), which a battery of completions has none of; try it in a GRPO "
+            "stage with the environment (a run of max_steps: 1)",
+            file=sys.stderr,
+        )
         return 2
     data_rows = _data_rows(args, checks, rewards.required_columns(reward)) if args.data else []
     rows = battery(checks, data_rows)

@@ -10,6 +10,7 @@ from reasonkit.config import LoRASettings, Recipe, unknown_key
 from reasonkit.engine_settings import VLLMServerSettings, VLLMSettings
 from reasonkit.plugins import PluginNotFound
 from reasonkit.tools.settings import ToolSettings
+from rewards.convention import takes_environments
 
 
 @dataclass
@@ -178,6 +179,8 @@ def validate(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) ->
             errors.append(
                 f"stages.{name}.rewards[{i}].args: {spec.name} is a reward factory; give it {missing}"
             )
+        if takes_environments(fn):
+            errors += _check_environment_reader(f"stages.{name}.rewards[{i}]", spec.name, stage, environment)
     if stage.num_generations < 2:
         errors.append(f"stages.{name}.num_generations: needs at least 2 completions per prompt to compare")
     if stage.epsilon_low < 0 or stage.epsilon_high < 0:
@@ -212,6 +215,22 @@ def validate(name: str, stage: GRPOStage, recipe: Recipe, trained: list[str]) ->
 
         errors += tools_problems(stage.tools, f"stages.{name}.tools", recipe.model.path)
     return errors
+
+
+def _check_environment_reader(where: str, reward: str, stage: GRPOStage, environment: bool) -> list[str]:
+    """A reward that reads ``environments`` needs the stage's instances, alive until its batch is scored."""
+    if not environment:
+        return [
+            f"{where}: {reward} reads `environments` (the instances of TRL's environment_factory); give the "
+            "stage tools.environment_factory, or take the parameter out"
+        ]
+    if stage.async_rollouts:
+        return [
+            f"{where}: {reward} reads `environments`, which a batch generated ahead (async_rollouts: "
+            f"{stage.async_rollouts}) does not keep until it is scored (the next batch resets them): set "
+            "async_rollouts: 0, or score in the environment's get_reward(), read as each rollout ends"
+        ]
+    return []
 
 
 def _check_kl_estimator(name: str, estimator: str, registry) -> list[str]:

@@ -89,10 +89,16 @@ class RewardScorer:
         self.pool.close()
 
     def score(
-        self, prompts: list[str], completions: list[str], columns: dict[str, list], environment_rewards=None
+        self,
+        prompts: list[str],
+        completions: list[str],
+        columns: dict[str, list],
+        environment_rewards=None,
+        environments=None,
     ) -> Scores:
-        """``environment_rewards``: per completion, (environment class, its reward or why it failed) or None."""
-        by_reward, failures = self.pool.score(prompts, completions, columns)
+        """Per completion, ``environment_rewards``: (environment class, its reward or why it failed) or None;
+        ``environments``: the instance that ran it, for the rewards that read them."""
+        by_reward, failures = self.pool.score(prompts, completions, columns, environments)
         for name in self.environment_rewards:
             by_reward[name] = [None] * len(completions)
         for i, entry in enumerate(environment_rewards or []):

@@ -352,7 +352,8 @@ class GRPORun:
         prompts = [row["prompt"] for row in group_rows]
         uses = [r.tools for r in rollouts]
         environment_rewards = [use.environment_reward if use else None for use in uses]
-        scores = self.scorer.score(prompts, completions, columns, environment_rewards)
+        environments = [use.environment if use else None for use in uses]
+        scores = self.scorer.score(prompts, completions, columns, environment_rewards, environments)
         scores = gather_scores(scores, self._gather, self.world)
         logged, completions_table = reward_logs(self.scorer.pool.logs, self._gather, prompts, completions)
         if self.stage.tools is not None:  # every turn of every completion

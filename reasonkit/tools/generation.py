@@ -82,6 +82,7 @@ class ToolGeneration:
                 rollout.prompt_index //= n
         for rollout, session, prompt in zip(rollouts, sessions, shown):
             rollout.tools.environment_reward = session.environment_reward()
+            rollout.tools.environment = session.environment
             rollout.tools.prompt = prompt
         return rollouts
 

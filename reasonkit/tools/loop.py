@@ -36,12 +36,14 @@ class ToolUse:
     rolled_back: bool = False  # ended because a round's results did not fit the completion budget
     # (environment class, its get_reward() at the rollout's end: a float, None, or why it failed)
     environment_reward: tuple[str, float | None | str] | None = None
+    # the instance that ran the rollout, for rewards that read `environments` (the next batch resets it)
+    environment: object | None = None
     # the prompt as the model was shown it: an environment's reset() text appended (teacher traces keep it)
     prompt: str | list[dict] | None = None
 
     def counts(self) -> ToolUse:
         """What the step's tool metrics need, light to gather over processes."""
-        return replace(self, mask=[], messages=[])
+        return replace(self, mask=[], messages=[], environment=None)
 
 
 class ToolLoop:

@@ -51,3 +51,16 @@ def uses_alarm(prompts, completions, **kwargs):
         return [0.5 for _ in completions]
     finally:
         signal.alarm(0)
+
+
+def reads_environments(environments, completions, log_metric, **kwargs):
+    """TRL's environment reward (the environment's state after the rollout), misbehaving as the completion
+    says; it marks the instance with the process that read it."""
+    (environment,) = environments
+    environment.read_in = os.getpid()
+    if completions[0] == "hang":
+        environment.release.wait()
+    elif completions[0] == "raise":
+        raise ValueError("no reward in this environment")
+    log_metric("reward_seen", environment.reward)
+    return [environment.reward]

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,6 +78,43 @@ def test_rewards_run_in_a_main_thread_where_sigalrm_works():
         assert p.score(["p"], ["x"], {}) == ({"uses_alarm": [0.5]}, [])
 
 
+class Environment:
+    """An environment instance as a rollout leaves it; its lock makes it impossible to send to a worker."""
+
+    def __init__(self, reward: float):
+        self.reward, self.lock, self.release, self.read_in = reward, threading.Lock(), threading.Event(), None
+
+
+def test_a_reward_reading_environments_gets_each_completions_instance_in_this_process():
+    environments = [Environment(reward=float(i)) for i in range(4)]
+    with pool("by_instruction", "reads_environments") as p:
+        scores, failures = p.score(["p"] * 4, ["ok"] * 4, {}, environments)
+        assert not failures
+        assert scores == {"by_instruction": [1.0] * 4, "reads_environments": [0.0, 1.0, 2.0, 3.0]}
+        assert [e.read_in for e in environments] == [os.getpid()] * 4  # not a copy in a worker
+        assert p.logs.metric_means() == {"reward/reads_environments/reward_seen": 1.5}
+
+
+def test_a_reward_reading_environments_that_raises_or_hangs_fails_its_samples_and_is_given_up():
+    environments = [Environment(reward=1.0) for _ in range(8)]
+    try:
+        with pool("reads_environments", timeout=0.5) as p:
+            scores, failures = p.score(["p"] * 8, ["ok", "raise"] + ["hang"] * 6, {}, environments)
+    finally:
+        for environment in environments:  # the hung threads end
+            environment.release.set()
+    assert scores["reads_environments"] == [1.0] + [None] * 7
+    reasons = [f.reason for f in failures]
+    assert reasons[0] == "raised ValueError: no reward in this environment"
+    assert (
+        reasons[1 : 1 + BREAKER]
+        == ["timed out after 0.5 s (left running in a thread of the trainer)"] * BREAKER
+    )
+    assert reasons[1 + BREAKER :] == [f"skipped: timed out {BREAKER} times in a row"] * (
+        6 - BREAKER
+    )  # the hangs after the breaker tripped
+
+
 def test_columns_reach_the_reward_one_row_at_a_time(tmp_path):
     reward = tmp_path / "echo.py"
     reward.write_text(
@@ -124,8 +162,6 @@ def test_works_from_any_main_module_even_stdin(tmp_path):
 def test_reward_logs_of_several_processes_are_put_together_in_batch_order(tmp_path):
     """Each process scores its share of the batch; what the rewards logged is gathered like the scores,
     even where a reward logged on one process only (every process makes the same gather calls)."""
-    import threading
-
     from reasonkit.metrics import reward_logs
 
     reward = tmp_path / "logging.py"
