@@ -331,6 +331,8 @@ class RewardPool:
         thread.join(self.timeout)
         if result:
             return result[0]
+        if not thread.is_alive():  # what try_call_one does not catch: SystemExit, KeyboardInterrupt
+            return "error", "ended its thread without returning (sys.exit?)", ({}, {})
         return (
             "timeout",
             f"timed out after {self.timeout:g} s (left running in a thread of the trainer)",
