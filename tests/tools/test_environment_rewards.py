@@ -20,12 +20,13 @@ def test_the_reward_reads_the_state_each_rollout_left_in_its_environment(tool_mo
                            rewards=[READER]))  # fmt: skip
     steps = [r for r in read_jsonl(tmp_path / "run" / "grpo" / "metrics.jsonl") if "reward/mean" in r]
     assert len(steps) == 2
+    reader = f"reward/{READER['name']}"  # the metrics name a reward by its spec
     for step in steps:
         # get_reward() was read as each rollout ended; the reward read the same instances when the batch
         # was scored: no instance was reset or swapped in between.
-        assert step["reward/calls_made/mean"] == pytest.approx(step["reward/CalculatorEnv/mean"])
-        assert step["reward/calls_made/mean"] > 0  # the model called the environment's tool
-        assert step["reward/calls_made/failed"] == 0
+        assert step[f"{reader}/mean"] == pytest.approx(step["reward/CalculatorEnv/mean"])
+        assert step[f"{reader}/mean"] > 0  # the model called the environment's tool
+        assert step[f"{reader}/failed"] == 0
 
 
 def test_validate_refuses_a_reward_reading_environments_where_none_are_kept(tool_model_dir, tmp_path):
