@@ -43,3 +43,10 @@ def test_validate_refuses_a_reward_reading_environments_where_none_are_kept(tool
     assert "does not keep until it is scored (the next batch resets them): set async_rollouts: 0" in str(
         refused.value
     )
+
+
+def test_rewards_check_refuses_a_reward_reading_environments(capsys):
+    from reasonkit.cli import main
+
+    assert main(["rewards", "check", READER["name"]]) == 2
+    assert "reads `environments`" in capsys.readouterr().err
