@@ -99,20 +99,39 @@ def report(out: Path, seeds: list[int], seconds: dict[int, float]) -> dict:
     return per_seed
 
 
+def side_by_side(tokens: dict[str, float], width: float = 1.0) -> dict[str, float]:
+    """An x offset per model that sets side by side the models generating the same number of tokens (within
+    ``width``): stage 2 and its GRPO, stage 3 and pause tokens, trace_base and trace would hide each other.
+
+    >>> side_by_side({"a": 5.0, "b": 17.8, "c": 17.8, "d": 37.4})
+    {'a': 0.0, 'b': -0.3, 'c': 0.3, 'd': 0.0}
+    """
+    groups: list[list[str]] = []
+    for name in sorted(tokens, key=tokens.get):
+        if groups and tokens[name] - tokens[groups[-1][0]] < width:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    step = 0.6 * width
+    return {name: (i - (len(group) - 1) / 2) * step for group in groups for i, name in enumerate(group)}
+
+
 def plot(per_seed: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    points = {name: [s["models"][name] for s in per_seed.values() if name in s["models"]] for name in MODELS}
+    points = {name: found for name, found in points.items() if found}
+    offsets = side_by_side({name: found[0]["generated_tokens"] for name, found in points.items()})
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for index, name in enumerate(MODELS):
-        points = [s["models"][name] for s in per_seed.values() if name in s["models"]]
-        if not points:
+        if name not in points:
             continue
         ax.scatter(
-            [p["generated_tokens"] for p in points],
-            [p["pass@1"] for p in points],
+            [p["generated_tokens"] + offsets[name] for p in points[name]],
+            [p["pass@1"] for p in points[name]],
             label=name,
             color=f"C{index}",
         )
@@ -120,7 +139,7 @@ def plot(per_seed: dict, path: Path) -> None:
         xlabel="generated tokens per problem",
         ylabel="held-out pass@1",
         ylim=(0, 1),
-        title="one point per seed",
+        title="one point per seed (models with equal tokens set side by side)",
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
