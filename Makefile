@@ -56,6 +56,7 @@ test-under-load: install
 		$(BIN)/python -m pytest -m "not slow" -q || exit 1; \
 	done
 
+# Also the tests marked slow: the quick bench's rollout and memory sections (about 2 minutes more).
 test-all: install
 	$(BIN)/python -m pytest -q
 
